@@ -1,0 +1,46 @@
+# The two commands a new user needs are `make run` and `make test`; both create .venv themselves.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+
+.PHONY: run test check lint bench install install-test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps re-run pip only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+## make run: open the console on the embedded sandbox
+run: install
+	$(BIN)/opsconsole
+
+## make test: install the test extras and run the whole suite
+test: install-test
+	$(BIN)/python -m pytest
+
+## make lint: ruff, mypy (strict on opsconsole/), import-linter
+lint: install-test
+	$(BIN)/ruff check opsconsole bot tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## make check: everything CI checks
+check: lint test
+
+## make bench: run bench/ and write bench/results/
+bench: install-test
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,532 @@
+"""The fleet engine: one consistent snapshot of the fleet, assembled from many sources, on time.
+
+Why this module exists: the console reads the fleet from many independent sources (cloud APIs,
+Kubernetes, metrics back ends). Those are synchronous SDKs that can be slow, hang, fail or answer
+half a question. A face (CLI, TUI, bot) must still get a snapshot within a fixed deadline, with every
+degraded source clearly marked, instead of waiting for the slowest source or crashing on the first
+error. :class:`FleetService` does exactly that:
+
+* every :meth:`FleetService.refresh` reads all sources concurrently on a bounded pool of *daemon*
+  threads (a hung SDK call can never block the interpreter from exiting) and waits at most the
+  per-source deadline for each;
+* a source that answers in time with a complete :class:`SourceReading` is ``OK`` and its records
+  replace all of its previous records;
+* a source that hangs, raises, or answers half (``problems``) keeps serving its last good data,
+  marked ``STALE`` with the age of that data and the reason; a source that never answered well is
+  ``ERROR`` and contributes no records;
+* a call that missed its deadline is abandoned, not waited for. While it is still running, no second
+  call is started for that source (no pile-up of threads); the source is reported as
+  "previous read still running for N s". **Late results are used**: when an abandoned call has
+  finished successfully by the next refresh, its records become the source's last good data (aged
+  from when that call finished) before a fresh read is started, so a source that is always a bit
+  slower than its deadline still serves (stale) data instead of nothing;
+* each refresh also yields a :class:`ChangeSet` against the previous snapshot, ignoring
+  ``observed_at`` so that re-reading an unchanged record is not a change.
+
+Records with the same key from different sources: the first source in ``sources`` order wins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+import types
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Protocol, Self, TypeVar
+
+from opsconsole.core.clock import Clock, SystemClock, monotonic
+from opsconsole.core.errors import OpsError
+from opsconsole.core.model import FleetRecord, Observation
+
+__all__ = [
+    "ChangeSet",
+    "FleetService",
+    "FleetSource",
+    "Snapshot",
+    "SourceHealth",
+    "SourceReading",
+    "SourceStatus",
+]
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Observation)
+T = TypeVar("T")
+
+#: Upper bound of the reader thread pool, whatever the number of sources.
+MAX_WORKERS = 64
+#: Longest error text kept from an exception message.
+_MAX_ERROR_CHARS = 300
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class SourceStatus(str, Enum):
+    OK = "ok"
+    STALE = "stale"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class SourceReading:
+    """What one call to :meth:`FleetSource.read` returns.
+
+    ``problems`` names the parts the source could not read (a half answer); empty means the answer
+    is complete.
+    """
+
+    records: tuple[FleetRecord, ...]
+    problems: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.problems
+
+
+class FleetSource(Protocol):
+    """One place the observed fleet is read from (a cloud account, a cluster, a metrics back end).
+
+    Attributes:
+        name: Unique among the sources of one :class:`FleetService`; used in health reports and
+            in ``source_deadlines``.
+
+    ``read`` is called from a worker thread, never concurrently with itself for the same source.
+    """
+
+    name: str
+
+    def read(self) -> SourceReading:
+        """Read the current state of everything this source knows about.
+
+        Args:
+            None.
+
+        Returns:
+            A :class:`SourceReading` of domain records only (never SDK objects), each stamped with
+            this source's ``name`` as ``source`` and the time it was read as ``observed_at``. Put
+            the names of parts that could not be read into ``problems`` (a half answer).
+
+        Raises:
+            SourceError: preferred, when the source cannot be read at all; its message is shown.
+            Exception: any other exception is tolerated too; only its type name and first line are
+                shown. The engine also tolerates a call that never returns.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    """How one source fared in the refresh that produced a snapshot."""
+
+    name: str
+    status: SourceStatus
+    #: Age in seconds of the oldest data served for this source (``None`` if it never answered).
+    age_s: float | None
+    #: Why the source is stale or in error (``None`` when OK).
+    error: str | None
+    #: When the last complete read finished.
+    last_success: datetime | None
+    #: How long the last read took (``None`` if it is still running or missed its deadline).
+    duration_s: float | None
+    #: How many records of this source are in the snapshot.
+    records: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The fleet as observed at ``taken_at``: every record by key, and every source's health."""
+
+    taken_at: datetime
+    records: Mapping[str, FleetRecord]
+    sources: tuple[SourceHealth, ...]
+
+    @property
+    def partial(self) -> bool:
+        """True if any source is not OK (some data is stale or missing)."""
+        return any(s.status is not SourceStatus.OK for s in self.sources)
+
+    def of_type(self, cls: type[R]) -> list[R]:
+        """Records of one type, sorted by key."""
+        return [r for _, r in sorted(self.records.items(), key=lambda kv: kv[0]) if isinstance(r, cls)]
+
+    def get(self, key: str) -> FleetRecord | None:
+        return self.records.get(key)
+
+    def source(self, name: str) -> SourceHealth | None:
+        for health in self.sources:
+            if health.name == name:
+                return health
+        return None
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    """Keys added, removed and changed (ignoring ``observed_at``) since the previous snapshot."""
+
+    added: frozenset[str]
+    removed: frozenset[str]
+    changed: frozenset[str]
+    #: Any source's status or error text changed.
+    sources_changed: bool
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed or self.sources_changed)
+
+
+def _same_record(a: FleetRecord, b: FleetRecord) -> bool:
+    """Equal except for ``observed_at`` (``extra`` is already excluded from comparison)."""
+    if type(a) is not type(b):
+        return False
+    return dataclasses.replace(a, observed_at=_EPOCH) == dataclasses.replace(b, observed_at=_EPOCH)
+
+
+def diff(previous: Snapshot | None, current: Snapshot) -> ChangeSet:
+    """The change set from ``previous`` (``None``: nothing before) to ``current``."""
+    if previous is None:
+        return ChangeSet(frozenset(current.records), frozenset(), frozenset(), sources_changed=True)
+    before, after = previous.records, current.records
+    common = before.keys() & after.keys()
+    health_before = {(s.name, s.status, s.error) for s in previous.sources}
+    health_after = {(s.name, s.status, s.error) for s in current.sources}
+    return ChangeSet(
+        added=frozenset(after.keys() - before.keys()),
+        removed=frozenset(before.keys() - after.keys()),
+        changed=frozenset(k for k in common if not _same_record(before[k], after[k])),
+        sources_changed=health_before != health_after,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Thread pool
+# --------------------------------------------------------------------------------------------------
+
+
+class _DaemonPool:
+    """A bounded pool of daemon threads.
+
+    ``ThreadPoolExecutor`` joins its (non-daemon) workers at interpreter exit, so one hung SDK call
+    would keep the process alive forever. These workers are daemons and are never joined.
+    """
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self._max = max_workers
+        self._name = name
+        self._jobs: queue.SimpleQueue[tuple[Future[object], Callable[[], object]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the fleet service is closed")
+            self._jobs.put((future, fn))  # type: ignore[arg-type]
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self._max:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            future, fn = job
+            del job
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiting side
+                    future.set_exception(exc)
+            del future, fn
+            self._idle.release()
+
+    def shutdown(self) -> None:
+        """Stop idle workers; busy (possibly hung) ones finish on their own or die with the process."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for _ in self._threads:
+                self._jobs.put(None)
+
+
+# --------------------------------------------------------------------------------------------------
+# The service
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one read produced, measured in the worker thread."""
+
+    reading: SourceReading | None
+    error: str | None
+    duration_s: float
+    finished_at: datetime
+
+
+@dataclass
+class _SourceState:
+    source: FleetSource
+    deadline_s: float
+    #: The data served for this source: key -> (record, when the read that supplied it finished).
+    served: dict[str, tuple[FleetRecord, datetime]] = field(default_factory=dict)
+    #: When the last read that supplied data (complete or half) finished; ``None``: never.
+    last_data_at: datetime | None = None
+    last_success: datetime | None = None
+    inflight: Future[_Outcome] | None = None
+    inflight_started: float = 0.0
+
+
+def _error_text(exc: BaseException) -> str:
+    """A one-line reason: the message of an :class:`OpsError`, else the type name and first line."""
+    if isinstance(exc, OpsError):
+        text = exc.message.strip() or type(exc).__name__
+    else:
+        lines = str(exc).strip().splitlines()
+        text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    if len(text) > _MAX_ERROR_CHARS:
+        text = text[: _MAX_ERROR_CHARS - 3] + "..."
+    return text
+
+
+class FleetService:
+    """Refreshes a :class:`Snapshot` from many sources, concurrently and within deadlines.
+
+    Args:
+        sources: The sources, in priority order (the first wins a duplicate key). Names must be
+            unique.
+        deadline_s: How long a refresh waits for each source.
+        clock: Stamps snapshots and ages data; the wall clock by default.
+        source_deadlines: Per-source overrides of ``deadline_s``, by source name.
+
+    Use as a context manager, or call :meth:`close`, to release the reader threads.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[FleetSource],
+        *,
+        deadline_s: float = 2.0,
+        clock: Clock | None = None,
+        source_deadlines: Mapping[str, float] | None = None,
+    ) -> None:
+        overrides = dict(source_deadlines or {})
+        names = [s.name for s in sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate source names: {', '.join(duplicates)}")
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise ValueError(f"source_deadlines names unknown sources: {', '.join(unknown)}")
+        for name, value in [("deadline_s", deadline_s), *overrides.items()]:
+            if not value > 0:
+                raise ValueError(f"deadline of {name} must be > 0, got {value}")
+        self._clock: Clock = clock or SystemClock()
+        self._states = [_SourceState(s, overrides.get(s.name, deadline_s)) for s in sources]
+        self._pool = _DaemonPool(min(MAX_WORKERS, max(1, len(sources))), name="fleet-read")
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self._warned_duplicates: set[tuple[str, str]] = set()
+        self._closed = False
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The snapshot of the last refresh (``None`` before the first)."""
+        return self._snapshot
+
+    def close(self) -> None:
+        """Release the reader threads. Calls still running are abandoned; they cannot block exit."""
+        self._closed = True
+        self._pool.shutdown()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------------------------------
+
+    def refresh(self) -> tuple[Snapshot, ChangeSet]:
+        """Read every source and build a new snapshot and its change set against the previous one.
+
+        Returns within the longest per-source deadline plus a small overhead, whatever the sources
+        do. Never raises because of a source.
+
+        Raises:
+            RuntimeError: the service is closed.
+        """
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the fleet service is closed")
+            start = monotonic()
+            # Which sources get a fresh read, and which are still busy with an abandoned one.
+            busy: dict[str, float] = {}
+            started: list[_SourceState] = []
+            for state in self._states:
+                previous = state.inflight
+                if previous is not None and not previous.done():
+                    busy[state.source.name] = start - state.inflight_started
+                    continue
+                if previous is not None:
+                    self._harvest_late(state, previous)
+                state.inflight = self._pool.submit(self._reader(state.source))
+                state.inflight_started = start
+                started.append(state)
+
+            # Wait for each fresh read until its own deadline, earliest deadline first.
+            for state in sorted(started, key=lambda s: s.deadline_s):
+                assert state.inflight is not None
+                remaining = start + state.deadline_s - monotonic()
+                if remaining > 0:
+                    wait_futures([state.inflight], timeout=remaining)
+
+            taken_at = self._clock.now()
+            healths: list[SourceHealth] = []
+            for state in self._states:
+                name = state.source.name
+                if name in busy:
+                    reason = f"previous read still running for {busy[name]:.1f} s"
+                    healths.append(self._degraded(state, reason, None, taken_at))
+                    continue
+                future = state.inflight
+                assert future is not None
+                if not future.done():
+                    if future.cancel():  # never started (pool saturated): forget it
+                        state.inflight = None
+                    reason = f"no answer within {state.deadline_s:.1f} s"
+                    healths.append(self._degraded(state, reason, None, taken_at))
+                    continue
+                state.inflight = None
+                outcome = self._outcome_of(future, taken_at)
+                healths.append(self._apply(state, outcome, taken_at))
+
+            records, counts = self._merge()
+            healths = [dataclasses.replace(h, records=counts.get(h.name, 0)) for h in healths]
+            snapshot = Snapshot(taken_at, types.MappingProxyType(records), tuple(healths))
+            changes = diff(self._snapshot, snapshot)
+            self._snapshot = snapshot
+            return snapshot, changes
+
+    def _reader(self, source: FleetSource) -> Callable[[], _Outcome]:
+        clock = self._clock
+
+        def read() -> _Outcome:
+            t0 = monotonic()
+            try:
+                reading = source.read()
+            except Exception as exc:  # noqa: BLE001 - any source failure is reported, not raised
+                return _Outcome(None, _error_text(exc), monotonic() - t0, clock.now())
+            if not isinstance(reading, SourceReading):
+                error = f"read() returned {type(reading).__name__}, not SourceReading"
+                return _Outcome(None, error, monotonic() - t0, clock.now())
+            return _Outcome(reading, None, monotonic() - t0, clock.now())
+
+        return read
+
+    @staticmethod
+    def _outcome_of(future: Future[_Outcome], now: datetime) -> _Outcome:
+        try:
+            return future.result(timeout=0)
+        except CancelledError:
+            return _Outcome(None, "read cancelled", 0.0, now)
+        except BaseException as exc:  # noqa: BLE001 - e.g. SystemExit raised inside a source
+            return _Outcome(None, _error_text(exc), 0.0, now)
+
+    def _harvest_late(self, state: _SourceState, future: Future[_Outcome]) -> None:
+        """Adopt the data of an abandoned call that has finished since (see the module docstring)."""
+        state.inflight = None
+        outcome = self._outcome_of(future, self._clock.now())
+        if outcome.reading is not None:
+            self._store(state, outcome.reading, outcome.finished_at)
+
+    @staticmethod
+    def _store(state: _SourceState, reading: SourceReading, at: datetime) -> None:
+        fresh = {r.key: (r, at) for r in reading.records}
+        if reading.complete:
+            state.served = fresh
+            state.last_success = at
+        else:
+            state.served.update(fresh)
+        state.last_data_at = at
+
+    def _apply(self, state: _SourceState, outcome: _Outcome, now: datetime) -> SourceHealth:
+        if outcome.reading is None:
+            return self._degraded(state, outcome.error or "read failed", outcome.duration_s, now)
+        self._store(state, outcome.reading, outcome.finished_at)
+        if outcome.reading.complete:
+            return SourceHealth(
+                name=state.source.name,
+                status=SourceStatus.OK,
+                age_s=self._age(state, now),
+                error=None,
+                last_success=state.last_success,
+                duration_s=outcome.duration_s,
+                records=0,
+            )
+        reason = "incomplete answer: " + "; ".join(outcome.reading.problems)
+        return SourceHealth(
+            name=state.source.name,
+            status=SourceStatus.STALE,
+            age_s=self._age(state, now),
+            error=reason,
+            last_success=state.last_success,
+            duration_s=outcome.duration_s,
+            records=0,
+        )
+
+    def _degraded(
+        self, state: _SourceState, reason: str, duration_s: float | None, now: datetime
+    ) -> SourceHealth:
+        has_data = state.last_data_at is not None
+        return SourceHealth(
+            name=state.source.name,
+            status=SourceStatus.STALE if has_data else SourceStatus.ERROR,
+            age_s=self._age(state, now),
+            error=reason,
+            last_success=state.last_success,
+            duration_s=duration_s,
+            records=0,
+        )
+
+    @staticmethod
+    def _age(state: _SourceState, now: datetime) -> float | None:
+        """Age of the oldest data served for the source."""
+        if state.last_data_at is None:
+            return None
+        oldest = min((at for _, at in state.served.values()), default=state.last_data_at)
+        return max(0.0, (now - oldest).total_seconds())
+
+    def _merge(self) -> tuple[dict[str, FleetRecord], dict[str, int]]:
+        """All served records by key, the first source winning a duplicate key; records per source."""
+        records: dict[str, FleetRecord] = {}
+        owner: dict[str, str] = {}
+        counts: dict[str, int] = {}
+        for state in self._states:
+            name = state.source.name
+            for key, (record, _) in state.served.items():
+                if key in records:
+                    if (key, name) not in self._warned_duplicates:
+                        self._warned_duplicates.add((key, name))
+                        log.warning("record %s from source %s ignored: %s has it", key, name, owner[key])
+                    continue
+                records[key] = record
+                owner[key] = name
+                counts[name] = counts.get(name, 0) + 1
+        return records, counts

@@ -1,0 +1,527 @@
+"""Load and validate ``inventory/``: the fleet as data, shared with the playbooks.
+
+The inventory is an ordinary Ansible YAML inventory so that ``ansible-playbook -i inventory/hosts.yml``
+and opsconsole read one source of truth:
+
+* ``hosts.yml`` — geography groups (``americas``, ``emea``, ``apac``) whose children are region groups
+  (``region_<id>``), whose hosts are the Kubernetes clusters (with their host vars); the groups
+  ``env_prod`` / ``env_staging`` / ``env_dev`` say which environment each cluster serves;
+* ``group_vars/all.yml`` — targets, bounds, the service catalogue, the provider plan, the CDN split;
+* ``group_vars/region_<id>.yml`` — one region each; ``group_vars/<geography>.yml``;
+* ``policy.yml``, ``rbac.yml``, ``schedules.yml`` — read by the later parts of the core.
+
+Every problem is reported as an :class:`~opsconsole.core.errors.InventoryError` naming the file, the key
+path inside it, the line, and what was expected — never a traceback. Validation stops at the first
+problem: an inventory is fixed one line at a time, and a cascade of follow-on errors only hides the
+first one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from opsconsole.core.errors import InventoryError
+from opsconsole.core.model import (
+    KIND_OF_CLOUD,
+    Bounds,
+    CacheSpec,
+    Cloud,
+    ClusterSpec,
+    Consistency,
+    Criticality,
+    DatabaseSpec,
+    DbRole,
+    Environment,
+    Fleet,
+    Geography,
+    IntRange,
+    RegionRole,
+    RegionSpec,
+    RoutingPolicy,
+    ServiceSpec,
+    Targets,
+    TrafficSpec,
+)
+
+E = TypeVar("E", bound=Enum)
+
+REGION_GROUP_PREFIX = "region_"
+ENV_GROUP_PREFIX = "env_"
+#: The files next to hosts.yml that belong to opsconsole rather than to Ansible.
+SIDE_FILES = ("policy.yml", "rbac.yml", "schedules.yml")
+
+
+def default_inventory_path() -> Path:
+    """``$OPSCONSOLE_INVENTORY`` if set, else the seed fleet shipped in the repository's ``inventory/``."""
+    configured = os.environ.get("OPSCONSOLE_INVENTORY")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[2] / "inventory"
+
+
+# --------------------------------------------------------------------------------------------------
+# YAML with line numbers and duplicate-key detection
+# --------------------------------------------------------------------------------------------------
+
+
+class _LineMap(dict[Any, Any]):
+    """A mapping that remembers the line of each key (1-based), for error messages."""
+
+    key_lines: dict[Any, int]
+    line: int
+
+
+class _InventoryYamlLoader(yaml.SafeLoader):
+    """SafeLoader that records key lines and refuses duplicate keys (PyYAML keeps the last silently)."""
+
+    file_name = "?"
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        result = _LineMap()
+        result.key_lines = {}
+        result.line = node.start_mark.line + 1
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in result:
+                raise InventoryError(
+                    self.file_name,
+                    str(key),
+                    "each key once in a mapping",
+                    found=f"a duplicate (first on line {result.key_lines[key]})",
+                    line=line,
+                )
+            result[key] = self.construct_object(value_node, deep=True)
+            result.key_lines[key] = line
+        return result
+
+
+_InventoryYamlLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _InventoryYamlLoader.construct_mapping,
+)
+
+
+def _read_yaml(path: Path, display: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InventoryError(display, "(file)", "the file to exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(display, "(file)", "a readable UTF-8 file", found=str(exc)) from None
+    loader_class = type("_Loader", (_InventoryYamlLoader,), {"file_name": display})
+    loader = loader_class(text)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise InventoryError(display, "(YAML syntax)", "valid YAML", found=problem, line=line) from None
+    except yaml.YAMLError as exc:
+        raise InventoryError(display, "(YAML syntax)", "valid YAML", found=str(exc)) from None
+    finally:
+        loader.dispose()
+
+
+# --------------------------------------------------------------------------------------------------
+# A typed reader over one YAML value that knows where it is
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Node:
+    """One value in one file, with its key path, so that every check can say where it failed."""
+
+    file: str
+    path: str
+    value: Any
+    line: int | None
+
+    def fail(self, expected: str, found: str | None = None) -> InventoryError:
+        return InventoryError(self.file, self.path or "(top level)", expected, found=found, line=self.line)
+
+    def _describe(self) -> str:
+        if self.value is None:
+            return "nothing (null)"
+        if isinstance(self.value, dict):
+            return "a mapping"
+        if isinstance(self.value, list):
+            return "a list"
+        return f"{type(self.value).__name__} {self.value!r}"
+
+    def _sub(self, key: str, value: Any) -> _Node:
+        line = self.line
+        if isinstance(self.value, _LineMap):
+            line = self.value.key_lines.get(key, self.value.line)
+        path = f"{self.path}.{key}" if self.path else str(key)
+        return _Node(self.file, path, value, line)
+
+    def mapping(self) -> dict[Any, Any]:
+        if not isinstance(self.value, dict):
+            raise self.fail("a mapping", self._describe())
+        return self.value
+
+    def has(self, key: str) -> bool:
+        return key in self.mapping()
+
+    def get(self, key: str) -> _Node:
+        data = self.mapping()
+        if key not in data:
+            raise InventoryError(
+                self.file, f"{self.path}.{key}" if self.path else key, "this key to be present",
+                found="it missing", line=self.line,
+            )
+        return self._sub(key, data[key])
+
+    def opt(self, key: str) -> _Node | None:
+        data = self.mapping()
+        return self._sub(key, data[key]) if key in data else None
+
+    def items(self) -> Iterator[tuple[str, _Node]]:
+        for key, value in self.mapping().items():
+            if not isinstance(key, str):
+                raise self._sub(str(key), value).fail("a string key", f"{type(key).__name__} {key!r}")
+            yield key, self._sub(key, value)
+
+    def as_list(self) -> list[_Node]:
+        if not isinstance(self.value, list):
+            raise self.fail("a list", self._describe())
+        return [_Node(self.file, f"{self.path}[{i}]", v, self.line) for i, v in enumerate(self.value)]
+
+    def as_str(self) -> str:
+        if not isinstance(self.value, str) or not self.value.strip():
+            raise self.fail("a non-empty string", self._describe())
+        return self.value
+
+    def as_int(self, lo: int | None = None, hi: int | None = None) -> int:
+        if isinstance(self.value, bool) or not isinstance(self.value, int):
+            raise self.fail("an integer" + _range_text(lo, hi), self._describe())
+        if (lo is not None and self.value < lo) or (hi is not None and self.value > hi):
+            raise self.fail("an integer" + _range_text(lo, hi), str(self.value))
+        return self.value
+
+    def as_float(self, lo: float | None = None, hi: float | None = None) -> float:
+        if isinstance(self.value, bool) or not isinstance(self.value, (int, float)):
+            raise self.fail("a number" + _range_text(lo, hi), self._describe())
+        number = float(self.value)
+        if math.isnan(number) or (lo is not None and number < lo) or (hi is not None and number > hi):
+            raise self.fail("a number" + _range_text(lo, hi), str(self.value))
+        return number
+
+    def as_bool(self) -> bool:
+        if not isinstance(self.value, bool):
+            raise self.fail("true or false", self._describe())
+        return self.value
+
+    def as_enum(self, enum: type[E]) -> E:
+        allowed = [str(member.value) for member in enum]
+        if not isinstance(self.value, str) or self.value not in allowed:
+            raise self.fail("one of " + ", ".join(allowed), self._describe())
+        return enum(self.value)
+
+    def as_range(self, within: IntRange | None = None) -> IntRange:
+        lo = within.min if within else None
+        hi = within.max if within else None
+        low = self.get("min").as_int(lo, hi)
+        high = self.get("max").as_int(lo, hi)
+        if low > high:
+            raise self.fail("min <= max", f"min {low} > max {high}")
+        return IntRange(low, high)
+
+
+def _range_text(lo: float | None, hi: float | None) -> str:
+    if lo is not None and hi is not None:
+        return f" from {lo} to {hi}"
+    if lo is not None:
+        return f" >= {lo}"
+    if hi is not None:
+        return f" <= {hi}"
+    return ""
+
+
+def _shares(node: _Node, keys: type[E], *, total: float = 1.0) -> dict[E, float]:
+    """A mapping of enum member → fraction, covering every member, summing to ``total``."""
+    shares: dict[E, float] = {}
+    for key, child in node.items():
+        member = _Node(node.file, child.path, key, child.line).as_enum(keys)
+        shares[member] = child.as_float(0.0, 1.0)
+    missing = [str(m.value) for m in keys if m not in shares]
+    if missing:
+        raise node.fail("a share for each of " + ", ".join(str(m.value) for m in keys),
+                        "none for " + ", ".join(missing))
+    if abs(sum(shares.values()) - total) > 1e-6:
+        raise node.fail(f"shares summing to {total:g}", f"{sum(shares.values()):g}")
+    return shares
+
+
+# --------------------------------------------------------------------------------------------------
+# The loader
+# --------------------------------------------------------------------------------------------------
+
+
+def load_inventory(path: Path | str | None = None) -> Fleet:
+    """Read and validate an inventory.
+
+    Args:
+        path: the inventory directory, or its ``hosts.yml``; default :func:`default_inventory_path`.
+
+    Returns:
+        The validated :class:`~opsconsole.core.model.Fleet`.
+
+    Raises:
+        InventoryError: naming the file, the key path, the line and what was expected.
+    """
+    root = Path(path) if path is not None else default_inventory_path()
+    hosts_file = root if root.is_file() else root / "hosts.yml"
+    root = hosts_file.parent
+    if not root.exists():
+        raise InventoryError(str(root), "(directory)", "an inventory directory with hosts.yml")
+
+    def show(p: Path) -> str:
+        return str(p)
+
+    def load(p: Path) -> _Node:
+        data = _read_yaml(p, show(p))
+        line = data.line if isinstance(data, _LineMap) else 1
+        return _Node(show(p), "", data, line)
+
+    group_vars_dir = root / "group_vars"
+    all_vars = load(group_vars_dir / "all.yml")
+    bounds = _bounds(all_vars.get("opsconsole_bounds"))
+    targets = _targets(all_vars.get("opsconsole_targets"))
+    services = _services(all_vars.get("opsconsole_services"), bounds)
+    plan_node = all_vars.get("opsconsole_provider_plan")
+    provider_plan = {
+        geo: _shares(plan_node.get(geo.value), Cloud) for geo in Geography
+    }
+    provider_plan_overall = _shares(plan_node.get("overall"), Cloud)
+    cdn_split = {key: child.as_float(0.0, 1.0) for key, child in all_vars.get("opsconsole_cdn").items()}
+    if abs(sum(cdn_split.values()) - 1.0) > 1e-6:
+        raise all_vars.get("opsconsole_cdn").fail("CDN shares summing to 1", f"{sum(cdn_split.values()):g}")
+
+    hosts = load(hosts_file)
+    top = hosts.get("all").get("children")
+
+    environments: dict[str, Environment] = {}
+    regions: dict[str, RegionSpec] = {}
+    clusters: dict[str, ClusterSpec] = {}
+    cluster_nodes: dict[str, _Node] = {}
+    region_group_of: dict[str, str] = {}
+    partner_nodes: dict[str, _Node] = {}
+    replicates_nodes: dict[str, _Node] = {}
+
+    for group, group_node in top.items():
+        if group.startswith(ENV_GROUP_PREFIX):
+            env = _Node(hosts.file, group_node.path, group[len(ENV_GROUP_PREFIX):], group_node.line)
+            environment = env.as_enum(Environment)
+            for host, host_node in group_node.get("hosts").items():
+                if host in environments:
+                    raise host_node.fail("each cluster in one environment group",
+                                         f"{host} also in env_{environments[host].value}")
+                environments[host] = environment
+            continue
+        geography = _Node(hosts.file, group_node.path, group, group_node.line).as_enum(Geography)
+        geo_vars_file = group_vars_dir / f"{group}.yml"
+        if geo_vars_file.exists():
+            geo_vars = load(geo_vars_file)
+            geo_node = geo_vars.get("geography")
+            if geo_node.as_enum(Geography) is not geography:
+                raise geo_node.fail(f"{geography.value} (the group this file belongs to)", str(geo_node.value))
+        for region_group, region_group_node in group_node.get("children").items():
+            if not region_group.startswith(REGION_GROUP_PREFIX):
+                raise region_group_node.fail(f"a region group named {REGION_GROUP_PREFIX}<id>", region_group)
+            region_vars = load(group_vars_dir / f"{region_group}.yml")
+            region = _region(region_vars, geography)
+            expected_group = REGION_GROUP_PREFIX + region.id.replace("-", "_")
+            if expected_group != region_group:
+                raise region_vars.get("region").fail(f"the id matching group {region_group}", region.id)
+            if region.id in regions:
+                raise region_vars.get("region").fail("a region id used once", f"{region.id} twice")
+            regions[region.id] = region
+            partner_nodes[region.id] = region_vars.get("failover_partner")
+            replicates_nodes[region.id] = region_vars.get("database").get("replicates_from")
+            for host, host_node in region_group_node.get("hosts").items():
+                if host in cluster_nodes:
+                    raise host_node.fail("a cluster name used once", f"{host} also in {region_group_of[host]}")
+                cluster_nodes[host] = host_node
+                region_group_of[host] = region_group
+                clusters[host] = _cluster(host, host_node, region, bounds)
+
+    if not regions:
+        raise top.fail("at least one region group under a geography group")
+
+    for host, host_node in cluster_nodes.items():
+        if host not in environments:
+            raise host_node.fail("the cluster listed in one of env_prod, env_staging, env_dev")
+        spec = clusters[host]
+        clusters[host] = ClusterSpec(**{**spec.__dict__, "environment": environments[host]})
+    for host in environments:
+        if host not in clusters:
+            raise hosts.get("all").get("children").fail(
+                "every host of an env_ group to be a cluster of some region", f"unknown cluster {host}"
+            )
+
+    region_ids = ", ".join(sorted(regions))
+    for region in regions.values():
+        if region.failover_partner not in regions or region.failover_partner == region.id:
+            raise partner_nodes[region.id].fail(f"another known region ({region_ids})", region.failover_partner)
+        source = region.database.replicates_from
+        if region.database.role is DbRole.READ_REPLICA:
+            if source not in regions or regions[source].database.role is not DbRole.WRITE_PRIMARY:
+                primaries = ", ".join(sorted(r.id for r in regions.values()
+                                             if r.database.role is DbRole.WRITE_PRIMARY))
+                raise replicates_nodes[region.id].fail(f"a write-primary region ({primaries})", str(source))
+        elif source is not None:
+            raise replicates_nodes[region.id].fail("null for a write primary", source)
+    demand = sum(r.traffic.demand_share for r in regions.values())
+    if abs(demand - 1.0) > 1e-6:
+        raise InventoryError(str(group_vars_dir / "region_*.yml"), "traffic.demand_share",
+                             "shares over all regions summing to 1", found=f"{demand:g}")
+    for region in regions.values():
+        if not any(c.environment is Environment.PROD for c in clusters.values() if c.region == region.id):
+            raise top.fail(f"at least one prod cluster in region {region.id}")
+
+    for side_file in SIDE_FILES:
+        side = root / side_file
+        if side.exists():
+            load(side).mapping()
+
+    return Fleet(
+        source=root,
+        regions=regions,
+        clusters=clusters,
+        services=services,
+        targets=targets,
+        bounds=bounds,
+        provider_plan=provider_plan,
+        provider_plan_overall=provider_plan_overall,
+        cdn_split=cdn_split,
+    )
+
+
+def _bounds(node: _Node) -> Bounds:
+    return Bounds(
+        hpa_pods=node.get("hpa_pods").as_range(IntRange(1, 10_000)),
+        cluster_nodes=node.get("cluster_nodes").as_range(IntRange(0, 10_000)),
+        read_replicas=node.get("read_replicas").as_range(IntRange(0, 100)),
+        redis_nodes=node.get("redis_nodes").as_range(IntRange(1, 1000)),
+        storage_tb=node.get("storage_tb").as_range(IntRange(1, 100_000)),
+    )
+
+
+def _targets(node: _Node) -> Targets:
+    latency = node.get("latency")
+    availability = node.get("availability")
+    throughput = node.get("throughput")
+    cost = node.get("cost_mix")
+    cost_mix = {key: cost.get(key).as_float(0.0, 1.0) for key in ("reserved", "spot", "on_demand")}
+    if abs(sum(cost_mix.values()) - 1.0) > 1e-6:
+        raise cost.fail("reserved + spot + on_demand summing to 1", f"{sum(cost_mix.values()):g}")
+    return Targets(
+        global_avg_latency_ms=latency.get("global_avg_ms").as_float(1, 60_000),
+        regional_avg_latency_ms=latency.get("regional_avg_ms").as_float(1, 60_000),
+        api_p95_ms=latency.get("api_p95_ms").as_float(1, 60_000),
+        db_query_p95_ms=latency.get("db_query_p95_ms").as_float(1, 60_000),
+        availability_platform=availability.get("platform").as_float(0.5, 0.999999),
+        availability_db=availability.get("database").as_float(0.5, 0.999999),
+        availability_cdn=availability.get("cdn").as_float(0.5, 0.999999),
+        rpo_db_s=node.get("rpo").get("database_s").as_float(1, 86_400),
+        api_rps=throughput.get("api_rps").as_float(1),
+        db_tps=throughput.get("db_tps").as_float(1),
+        concurrent_users=throughput.get("concurrent_users").as_int(1),
+        cost_mix=cost_mix,
+        cost_mix_tolerance=cost.get("tolerance").as_float(0.0, 1.0),
+        provider_mix_tolerance=node.get("provider_mix_tolerance").as_float(0.0, 1.0),
+    )
+
+
+def _services(node: _Node, bounds: Bounds) -> dict[str, ServiceSpec]:
+    services: dict[str, ServiceSpec] = {}
+    for name, svc in node.items():
+        environments = tuple(e.as_enum(Environment) for e in svc.get("environments").as_list())
+        if not environments:
+            raise svc.get("environments").fail("at least one environment")
+        services[name] = ServiceSpec(
+            name=name,
+            criticality=svc.get("criticality").as_enum(Criticality),
+            consistency=svc.get("consistency").as_enum(Consistency),
+            environments=environments,
+            hpa=svc.get("hpa").as_range(bounds.hpa_pods),
+            traffic_share=svc.get("traffic_share").as_float(0.0, 1.0),
+            rps_per_pod=svc.get("rps_per_pod").as_float(1.0),
+            resident_data=svc.get("resident_data").as_bool(),
+        )
+    if not services:
+        raise node.fail("at least one service")
+    return services
+
+
+def _region(node: _Node, geography: Geography) -> RegionSpec:
+    region_id = node.get("region").as_str()
+    timezone_node = node.get("region_timezone")
+    timezone = timezone_node.as_str()
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise timezone_node.fail("an IANA time zone such as Europe/Berlin", timezone) from None
+    cloud_regions = {
+        _Node(node.file, child.path, key, child.line).as_enum(Cloud): child.as_str()
+        for key, child in node.get("cloud_regions").items()
+    }
+    db = node.get("database")
+    replicates = db.get("replicates_from")
+    traffic = node.get("traffic")
+    return RegionSpec(
+        id=region_id,
+        name=node.get("region_name").as_str(),
+        tier=node.get("region_tier").as_int(1, 2),
+        role=node.get("region_role").as_enum(RegionRole),
+        geography=geography,
+        timezone=timezone,
+        failover_partner=node.get("failover_partner").as_str(),
+        residency_zone=node.get("residency_zone").as_str(),
+        cloud_regions=cloud_regions,
+        database=DatabaseSpec(
+            role=db.get("role").as_enum(DbRole),
+            replicates_from=None if replicates.value is None else replicates.as_str(),
+            read_replicas=db.get("read_replicas").as_int(0, 100),
+            storage_tb=db.get("storage_tb").as_int(1, 100_000),
+        ),
+        cache=CacheSpec(nodes=node.get("cache").get("nodes").as_int(0, 1000)),
+        traffic=TrafficSpec(
+            routing=traffic.get("routing").as_enum(RoutingPolicy),
+            demand_share=traffic.get("demand_share").as_float(0.0, 1.0),
+            base_latency_ms=traffic.get("base_latency_ms").as_float(1, 10_000),
+        ),
+    )
+
+
+def _cluster(name: str, node: _Node, region: RegionSpec, bounds: Bounds) -> ClusterSpec:
+    cloud = node.get("cloud").as_enum(Cloud)
+    nodes = node.get("nodes").as_range(bounds.cluster_nodes)
+    reserved = node.get("reserved_nodes")
+    return ClusterSpec(
+        name=name,
+        region=region.id,
+        cloud=cloud,
+        kind=KIND_OF_CLOUD[cloud],
+        environment=Environment.PROD,  # replaced by the env_ group membership once all groups are read
+        cloud_region=node.get("cloud_region").as_str(),
+        capacity_weight=node.get("capacity_weight").as_float(0.0),
+        nodes=nodes,
+        instance_type=node.get("instance_type").as_str(),
+        pods_per_node=node.get("pods_per_node").as_int(1, 1000),
+        reserved_nodes=reserved.as_int(0, nodes.max),
+        spot_ratio=node.get("spot_ratio").as_float(0.0, 1.0),
+    )

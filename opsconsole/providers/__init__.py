@@ -1,0 +1,1 @@
+"""Fleet sources: one module per API surface, each implementing the FleetSource protocol."""

@@ -1,0 +1,1 @@
+"""The embedded sandbox: a deterministic simulation of the whole fleet, the default world."""
