@@ -8,7 +8,7 @@ Everything that stamps, schedules or simulates asks a :class:`Clock` for the tim
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -22,7 +22,7 @@ class SystemClock:
     """The wall clock."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 def monotonic() -> float:

@@ -38,7 +38,7 @@ from concurrent.futures import CancelledError, Future
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol, Self, TypeVar
 
 from opsconsole.core.clock import Clock, SystemClock, monotonic
@@ -67,7 +67,7 @@ _MAX_ERROR_CHARS = 300
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class SourceStatus(str, Enum):
+class SourceStatus(StrEnum):
     OK = "ok"
     STALE = "stale"
     ERROR = "error"
@@ -250,7 +250,7 @@ class _DaemonPool:
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(fn())
-                except BaseException as exc:  # noqa: BLE001 - handed to the waiting side
+                except BaseException as exc:
                     future.set_exception(exc)
             del future, fn
             self._idle.release()
@@ -431,7 +431,7 @@ class FleetService:
             t0 = monotonic()
             try:
                 reading = source.read()
-            except Exception as exc:  # noqa: BLE001 - any source failure is reported, not raised
+            except Exception as exc:
                 return _Outcome(None, _error_text(exc), monotonic() - t0, clock.now())
             if not isinstance(reading, SourceReading):
                 error = f"read() returned {type(reading).__name__}, not SourceReading"
@@ -446,7 +446,7 @@ class FleetService:
             return future.result(timeout=0)
         except CancelledError:
             return _Outcome(None, "read cancelled", 0.0, now)
-        except BaseException as exc:  # noqa: BLE001 - e.g. SystemExit raised inside a source
+        except BaseException as exc:
             return _Outcome(None, _error_text(exc), 0.0, now)
 
     def _harvest_late(self, state: _SourceState, future: Future[_Outcome]) -> None:

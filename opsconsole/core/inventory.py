@@ -337,7 +337,7 @@ def load_inventory(path: Path | str | None = None) -> Fleet:
             geo_vars = load(geo_vars_file)
             geo_node = geo_vars.get("geography")
             if geo_node.as_enum(Geography) is not geography:
-                raise geo_node.fail(f"{geography.value} (the group this file belongs to)", str(geo_node.value))
+                raise geo_node.fail(f"{geography.value} (the group of this file)", str(geo_node.value))
         for region_group, region_group_node in group_node.get("children").items():
             if not region_group.startswith(REGION_GROUP_PREFIX):
                 raise region_group_node.fail(f"a region group named {REGION_GROUP_PREFIX}<id>", region_group)
@@ -353,7 +353,7 @@ def load_inventory(path: Path | str | None = None) -> Fleet:
             replicates_nodes[region.id] = region_vars.get("database").get("replicates_from")
             for host, host_node in region_group_node.get("hosts").items():
                 if host in cluster_nodes:
-                    raise host_node.fail("a cluster name used once", f"{host} also in {region_group_of[host]}")
+                    raise host_node.fail("a cluster name used once", f"also in {region_group_of[host]}")
                 cluster_nodes[host] = host_node
                 region_group_of[host] = region_group
                 clusters[host] = _cluster(host, host_node, region, bounds)
@@ -375,7 +375,8 @@ def load_inventory(path: Path | str | None = None) -> Fleet:
     region_ids = ", ".join(sorted(regions))
     for region in regions.values():
         if region.failover_partner not in regions or region.failover_partner == region.id:
-            raise partner_nodes[region.id].fail(f"another known region ({region_ids})", region.failover_partner)
+            raise partner_nodes[region.id].fail(f"another known region ({region_ids})",
+                                                region.failover_partner)
         source = region.database.replicates_from
         if region.database.role is DbRole.READ_REPLICA:
             if source not in regions or regions[source].database.role is not DbRole.WRITE_PRIMARY:

@@ -18,18 +18,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 
-class Cloud(str, Enum):
+class Cloud(StrEnum):
     AWS = "aws"
     GCP = "gcp"
     AZURE = "azure"
 
 
-class ClusterKind(str, Enum):
+class ClusterKind(StrEnum):
     EKS = "eks"
     GKE = "gke"
     AKS = "aks"
@@ -43,25 +43,25 @@ KIND_OF_CLOUD: dict[Cloud, ClusterKind] = {
 }
 
 
-class Geography(str, Enum):
+class Geography(StrEnum):
     AMERICAS = "americas"
     EMEA = "emea"
     APAC = "apac"
 
 
-class RegionRole(str, Enum):
+class RegionRole(StrEnum):
     PRIMARY_HUB = "primary_hub"
     SECONDARY_HUB = "secondary_hub"
     COVERAGE = "coverage"
 
 
-class Environment(str, Enum):
+class Environment(StrEnum):
     PROD = "prod"
     STAGING = "staging"
     DEV = "dev"
 
 
-class Criticality(str, Enum):
+class Criticality(StrEnum):
     CRITICAL = "critical"
     IMPORTANT = "important"
     STANDARD = "standard"
@@ -72,32 +72,32 @@ class Criticality(str, Enum):
         return {"critical": 15, "important": 60, "standard": 240}[self.value]
 
 
-class Consistency(str, Enum):
+class Consistency(StrEnum):
     STRONG = "strong"
     SESSION = "session"
     EVENTUAL = "eventual"
 
 
-class RoutingPolicy(str, Enum):
+class RoutingPolicy(StrEnum):
     WEIGHTED = "weighted"
     LATENCY = "latency"
     GEO = "geo"
     FAILOVER = "failover"
 
 
-class DbRole(str, Enum):
+class DbRole(StrEnum):
     WRITE_PRIMARY = "write_primary"
     READ_REPLICA = "read_replica"
 
 
-class Health(str, Enum):
+class Health(StrEnum):
     OK = "ok"
     DEGRADED = "degraded"
     DOWN = "down"
     UNKNOWN = "unknown"
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     CRITICAL = "critical"
     HIGH = "high"
     MEDIUM = "medium"
@@ -395,4 +395,4 @@ class DnsRecordSet(Observation):
         return sum(self.weights.values())
 
 
-FleetRecord = Union[WorkloadState, ClusterState, DatabaseState, CacheState, RegionTraffic, DnsRecordSet]
+FleetRecord = WorkloadState | ClusterState | DatabaseState | CacheState | RegionTraffic | DnsRecordSet

@@ -57,7 +57,8 @@ def test_seed_write_primaries_and_replicas(seed_fleet: Fleet) -> None:
 def test_capacity_weights_reproduce_the_provider_split(seed_fleet: Fleet, geography: Geography) -> None:
     weights = {cloud: 0.0 for cloud in Cloud}
     for cluster in seed_fleet.clusters.values():
-        if cluster.environment is Environment.PROD and seed_fleet.regions[cluster.region].geography is geography:
+        in_geography = seed_fleet.regions[cluster.region].geography is geography
+        if cluster.environment is Environment.PROD and in_geography:
             weights[cluster.cloud] += cluster.capacity_weight
     total = sum(weights.values())
     for cloud, share in seed_fleet.provider_plan[geography].items():
