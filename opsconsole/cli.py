@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -22,7 +23,8 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -159,8 +161,17 @@ def fleet_status(
     ctx: typer.Context,
     region: Annotated[str | None, typer.Option("--region", "-r", help="Only this region.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The opsconsole.fleet.status/v1 document.")] = False,
+    watch: Annotated[
+        float | None,
+        typer.Option("--watch", "-w", min=0.5, max=3600, help="Redraw every N seconds until Ctrl-C."),
+    ] = None,
 ) -> None:
     """Per region: tier, clouds, health, p95 vs target, availability, replica lag, pods, nodes, findings."""
+    if watch is not None:
+        if as_json:
+            raise UsageError("--watch and --json cannot be combined; poll --json from your script instead")
+        _watch_status(_state(ctx), region, watch)
+        return
     view = _refresh(_state(ctx))
     _check_region(view, region)
     if as_json:
@@ -169,21 +180,44 @@ def fleet_status(
         _print_status(view, region)
 
 
+def _watch_status(state: _State, region: str | None, every_s: float) -> None:
+    """Keep one core (and so one fleet engine) alive and redraw the status in place."""
+    from opsconsole.wiring import sandbox_core  # noqa: PLC0415 — see _refresh
+
+    with sandbox_core(state.inventory) as core:
+        view = core.refresh()
+        _check_region(view, region)
+        try:
+            with Live(_status_view(view, region), console=out, auto_refresh=False) as live:
+                while True:
+                    time.sleep(every_s)
+                    view = core.refresh()
+                    live.update(_status_view(view, region), refresh=True)
+        except KeyboardInterrupt:
+            pass
+
+
 def _print_status(view: FleetView, region: str | None) -> None:
+    out.print(_status_view(view, region))
+
+
+def _status_view(view: FleetView, region: str | None) -> Group:
+    """The status screen as one renderable, printed once or redrawn by ``--watch``."""
+    lines: list[RenderableType] = []
     targets = view.fleet.targets
     total = totals(view)
     stamp = view.snapshot.taken_at.strftime("%Y-%m-%d %H:%M:%S UTC")
     partial = " [bold yellow](partial: some sources stale or failed)[/]" if total.partial else ""
-    out.print(f"[bold]Fleet status[/] at {stamp}{partial}")
+    lines.append(f"[bold]Fleet status[/] at {stamp}{partial}")
     p95_style = "red" if (total.worst_p95_ms or 0) > targets.api_p95_ms else "green"
-    out.print(
+    lines.append(
         f"  traffic {total.rps:,.0f} rps / {total.api_rps_target:,.0f} target · "
         f"users {total.concurrent_users:,} · "
         f"p95 [{p95_style}]{_fmt(total.api_p95_ms, '.0f')} ms[/] (worst {_fmt(total.worst_p95_ms, '.0f')}) "
         f"/ {targets.api_p95_ms:.0f} ms · avg {_fmt(total.global_avg_latency_ms, '.0f')} ms "
         f"/ {targets.global_avg_latency_ms:.0f} ms"
     )
-    out.print(
+    lines.append(
         f"  availability {_availability(total.availability)} / {targets.availability_platform * 100:.2f}% · "
         f"error-budget burn {_fmt(total.error_budget_burn, '.1f', 'x')} · "
         f"worst replica lag {_fmt(total.worst_replica_lag_s, '.1f', ' s')} / RPO {targets.rpo_db_s:.0f} s · "
@@ -224,7 +258,7 @@ def _print_status(view: FleetView, region: str | None) -> None:
             summary.cache_nodes or "—",
             findings,
         )
-    out.print(table)
+    lines.append(table)
     sources = " · ".join(
         f"{s.name} [{'green' if s.status.value == 'ok' else 'yellow'}]{s.status.value}[/]"
         + (f" ({s.error})" if s.error else "")
@@ -232,8 +266,9 @@ def _print_status(view: FleetView, region: str | None) -> None:
         for s in view.snapshot.sources
     )
     count = sum(1 for f in view.findings if region is None or f.region == region)
-    out.print(f"  sources: {sources}")
-    out.print(f"  {count} finding(s); details: opsconsole fleet findings")
+    lines.append(f"  sources: {sources}")
+    lines.append(f"  {count} finding(s); details: opsconsole fleet findings")
+    return Group(*lines)
 
 
 @fleet_app.command("findings")
