@@ -57,6 +57,7 @@ out = Console(highlight=False, width=PIPED_WIDTH if _piped else None)
 err = Console(stderr=True, highlight=False)
 
 HEALTH_STYLE = {Health.OK: "green", Health.DEGRADED: "yellow", Health.DOWN: "bold red", Health.UNKNOWN: "dim"}
+CLOUD_ABBREVIATION = {"azure": "az"}
 SEVERITY_STYLE = {
     Severity.CRITICAL: "bold red",
     Severity.HIGH: "red",
@@ -233,7 +234,10 @@ def _status_view(view: FleetView, region: str | None) -> Group:
     for summary in region_summaries(view):
         if region is not None and summary.id != region:
             continue
-        clouds = "/".join(f"{cloud}{share * 100:.0f}" for cloud, share in summary.cloud_mix.items())
+        clouds = "/".join(
+            f"{CLOUD_ABBREVIATION.get(cloud, cloud)}{share * 100:.0f}"
+            for cloud, share in summary.cloud_mix.items()
+        )
         p95 = Text(_fmt(summary.p95_ms, ".0f"))
         if summary.p95_ms is not None and summary.p95_ms > targets.api_p95_ms:
             p95.stylize("bold red")
