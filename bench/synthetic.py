@@ -50,7 +50,7 @@ def synthetic_fleet(seed: Fleet, *, regions: int, clusters_per_region: int, serv
             name=f"{base.name} #{i}",
             failover_partner=ids[(i + 1) % regions],
             residency_zone="global",
-            database=DatabaseSpec(role=role,
+            database=DatabaseSpec(cloud=base.database.cloud, role=role,
                                   replicates_from=None if role is DbRole.WRITE_PRIMARY else primary,
                                   read_replicas=2, storage_tb=10),
             traffic=TrafficSpec(base.traffic.routing, 1.0 / regions, base.traffic.base_latency_ms),

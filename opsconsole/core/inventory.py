@@ -494,6 +494,7 @@ def _region(node: _Node, geography: Geography) -> RegionSpec:
         residency_zone=node.get("residency_zone").as_str(),
         cloud_regions=cloud_regions,
         database=DatabaseSpec(
+            cloud=db.get("cloud").as_enum(Cloud),
             role=db.get("role").as_enum(DbRole),
             replicates_from=None if replicates.value is None else replicates.as_str(),
             read_replicas=db.get("read_replicas").as_int(0, 100),

@@ -181,6 +181,8 @@ class ServiceSpec:
 
 @dataclass(frozen=True)
 class DatabaseSpec:
+    #: The cloud whose managed PostgreSQL hosts the region's database (RDS, Cloud SQL, Azure Database).
+    cloud: Cloud
     role: DbRole
     #: The write primary this region replicates from (``None`` for a write primary).
     replicates_from: str | None
@@ -287,16 +289,63 @@ class WorkloadState(Observation):
     ready: int
     hpa_min: int
     hpa_max: int
-    cpu_utilisation: float  # 0..1 of requested CPU
-    p95_ms: float
-    error_rate: float  # 0..1
-    rps: float
+    cpu_utilisation: float  # 0..1 of requested CPU (the HPA's own measurement)
+    #: Request figures of the workload. ``None`` when the source that reports the workload does not
+    #: measure requests (the Kubernetes API does not); a cloud's monitoring then reports them as
+    #: :class:`WorkloadMetrics` under their own key.
+    p95_ms: float | None
+    error_rate: float | None  # 0..1
+    rps: float | None
     pending_pods: int = 0
+    restarts: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def key(self) -> str:
         return f"workload/{self.cluster}/{self.service}"
+
+
+@dataclass(frozen=True)
+class WorkloadMetrics(Observation):
+    """Request and resource figures of one workload from a cloud's monitoring (Cloud Monitoring,
+    Azure Monitor, CloudWatch Container Insights), next to the :class:`WorkloadState` that the
+    Kubernetes API reports for the same workload."""
+
+    cluster: str
+    region: str
+    service: str
+    p95_ms: float | None
+    error_rate: float | None
+    rps: float | None
+    cpu_utilisation: float | None = None
+    memory_utilisation: float | None = None
+    restarts: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def key(self) -> str:
+        return f"metrics/{self.cluster}/{self.service}"
+
+
+@dataclass(frozen=True)
+class NodeGroupState(Observation):
+    """A cloud node group behind a cluster (an Auto Scaling group, a GKE node pool, an AKS agent pool)."""
+
+    cluster: str
+    region: str
+    cloud: Cloud
+    name: str
+    desired: int
+    min: int
+    max: int
+    in_service: int
+    spot: int
+    on_demand: int
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def key(self) -> str:
+        return f"nodegroup/{self.cluster}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -395,4 +444,13 @@ class DnsRecordSet(Observation):
         return sum(self.weights.values())
 
 
-FleetRecord = WorkloadState | ClusterState | DatabaseState | CacheState | RegionTraffic | DnsRecordSet
+FleetRecord = (
+    WorkloadState
+    | WorkloadMetrics
+    | ClusterState
+    | NodeGroupState
+    | DatabaseState
+    | CacheState
+    | RegionTraffic
+    | DnsRecordSet
+)
