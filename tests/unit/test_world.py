@@ -86,7 +86,8 @@ def _region(
         failover_partner=partner,
         residency_zone="eu" if geography is Geography.EMEA else "us",
         cloud_regions={Cloud.AWS: rid},
-        database=DatabaseSpec(cloud=Cloud.AWS, role=role, replicates_from=primary_of, read_replicas=2, storage_tb=10),
+        database=DatabaseSpec(
+            cloud=Cloud.AWS, role=role, replicates_from=primary_of, read_replicas=2, storage_tb=10),
         cache=CacheSpec(nodes=4),
         traffic=TrafficSpec(routing=routing, demand_share=share, base_latency_ms=80.0),
     )
