@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -341,6 +343,42 @@ def sandbox_incident(
         f"[bold]{kind.value}[/] started in [bold]{region}[/] for {minutes:g} sim minutes "
         f"(id {incident.id}). Watch it: opsconsole fleet status"
     )
+
+
+@sandbox_app.command("up")
+def sandbox_up(ctx: typer.Context) -> None:
+    """Run the local cloud in the foreground for other opsconsole processes to share (Ctrl-C stops it)."""
+    from opsconsole.core.paths import opsconsole_home  # noqa: PLC0415
+    from opsconsole.sandbox.localcloud import LocalCloud, endpoints_path, read_running  # noqa: PLC0415
+    from opsconsole.wiring import sandbox_emulators, world_store  # noqa: PLC0415
+
+    home = opsconsole_home()
+    if read_running(home) is not None:
+        raise UsageError(f"a local cloud already runs for {home}; see {endpoints_path(home)}")
+    fleet = load_inventory(_state(ctx).inventory)
+    store = world_store(fleet, home=home)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with _progress("Starting the local cloud…"):
+        cloud = LocalCloud(store, sandbox_emulators(fleet))
+        cloud.start()
+    path = endpoints_path(home)
+    try:
+        cloud.write_endpoints(path)
+        cloud.start_driver()
+        for name, endpoints in cloud.endpoints.items():
+            urls = ", ".join(url for key, url in endpoints.urls.items() if "/" not in key)
+            out.print(f"  {name:<6} {urls}")
+        out.print(f"Local cloud up; endpoints in {path}.")
+        out.print("Other opsconsole commands now use it. Ctrl-C stops it.")
+        with suppress(KeyboardInterrupt):
+            while not stop.wait(1.0):
+                pass
+    finally:
+        with suppress(FileNotFoundError):
+            path.unlink()
+        cloud.stop()
+        out.print("Local cloud stopped.")
 
 
 @sandbox_app.command("clear")

@@ -1,8 +1,9 @@
 """The composition root: which sources feed the core, decided in one place.
 
 The core knows nothing about where fleet state comes from; faces know nothing about how to build the
-core. This module connects them. Today the only world is the embedded sandbox, read in-process by the
-``sim`` source; the Local cloud issue adds the real cloud adapters in front of it.
+core. This module connects them. On the sandbox, the fleet is read through the four real adapters
+(boto3, kubernetes, google-cloud-monitoring, azure-monitor-query) from the local cloud's emulators,
+exactly as production would be; ``OPSCONSOLE_SANDBOX_READER=sim`` reads the world in-process instead.
 
 Sandbox settings come from the environment so that every command sees the same world:
 
@@ -13,16 +14,21 @@ Sandbox settings come from the environment so that every command sees the same w
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import UsageError
+from opsconsole.core.fleet import FleetSource
 from opsconsole.core.inventory import load_inventory
 from opsconsole.core.model import Fleet
 from opsconsole.core.paths import opsconsole_home
 from opsconsole.core.service import OpsCore
 from opsconsole.providers.sim import SimSource
+from opsconsole.sandbox.emulator import Emulator, Endpoints
+from opsconsole.sandbox.localcloud import running_or_ephemeral
 from opsconsole.sandbox.state import WorldStore
 
 
@@ -64,14 +70,69 @@ def world_store(
     )
 
 
+def sandbox_emulators(fleet: Fleet) -> list[Emulator]:
+    """The local cloud's API emulators, one per adapter (imported here: they pull in moto and grpc)."""
+    from opsconsole.sandbox.aws_cloud import AwsCloud  # noqa: PLC0415
+    from opsconsole.sandbox.azure_monitor import AzureMonitorEmulator  # noqa: PLC0415
+    from opsconsole.sandbox.gcp_monitoring import GcpMonitoringEmulator  # noqa: PLC0415
+    from opsconsole.sandbox.kube_api import KubeApiEmulator  # noqa: PLC0415
+
+    return [
+        KubeApiEmulator(fleet), AwsCloud(fleet), GcpMonitoringEmulator(fleet), AzureMonitorEmulator(fleet)
+    ]
+
+
+def adapter_sources(
+    fleet: Fleet, endpoints: Mapping[str, Endpoints], *, timeout_s: float
+) -> list[FleetSource]:
+    """The four real adapters, pointed at the local cloud's endpoints."""
+    from opsconsole.providers.aws import AwsSource  # noqa: PLC0415
+    from opsconsole.providers.azure import AzureSource  # noqa: PLC0415
+    from opsconsole.providers.gcp import GcpSource  # noqa: PLC0415
+    from opsconsole.providers.k8s import KubernetesSource  # noqa: PLC0415
+
+    return [
+        KubernetesSource.from_endpoints(fleet, endpoints["k8s"], timeout_s=timeout_s),
+        AwsSource.from_endpoints(fleet, endpoints["aws"], timeout_s=timeout_s),
+        GcpSource.from_endpoints(fleet, endpoints["gcp"], timeout_s=timeout_s),
+        AzureSource.from_endpoints(fleet, endpoints["azure"], timeout_s=timeout_s),
+    ]
+
+
+def sandbox_reader() -> str:
+    """``OPSCONSOLE_SANDBOX_READER``: ``cloud`` (default, the real adapters) or ``sim`` (in-process)."""
+    reader = os.environ.get("OPSCONSOLE_SANDBOX_READER", "cloud")
+    if reader not in ("cloud", "sim"):
+        raise UsageError(f"OPSCONSOLE_SANDBOX_READER: expected cloud or sim, found {reader!r}")
+    return reader
+
+
+@contextmanager
 def sandbox_core(
     inventory: Path | None = None,
     *,
     home: Path | None = None,
     clock: Clock | None = None,
     deadline_s: float = 5.0,
-) -> OpsCore:
-    """An :class:`OpsCore` reading the embedded sandbox world for the given inventory."""
+    reader: str | None = None,
+) -> Iterator[OpsCore]:
+    """An :class:`OpsCore` on the sandbox, for the length of the ``with`` block.
+
+    By default the fleet is read through the four real adapters from the local cloud: the one
+    ``opsconsole sandbox up`` runs, or one started for this block. ``reader="sim"`` reads the world
+    in-process instead (fast; for tests of the faces and scale benchmarks).
+    """
     fleet = load_inventory(inventory)
+    home = home or opsconsole_home()
     store = world_store(fleet, home=home, clock=clock)
-    return OpsCore(fleet, [SimSource(store)], deadline_s=deadline_s, clock=clock)
+    if (reader or sandbox_reader()) == "sim":
+        with OpsCore(fleet, [SimSource(store)], deadline_s=deadline_s, clock=clock) as core:
+            yield core
+        return
+    # Each adapter's own time budget sits inside the engine's deadline, so a slow emulator is cut by
+    # its adapter (and reported) before the engine abandons the read.
+    timeout_s = deadline_s * 0.8
+    with running_or_ephemeral(home, store, lambda: sandbox_emulators(fleet)) as (endpoints, _cloud):
+        sources = adapter_sources(fleet, endpoints, timeout_s=timeout_s)
+        with OpsCore(fleet, sources, deadline_s=deadline_s, clock=clock) as core:
+            yield core

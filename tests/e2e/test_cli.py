@@ -1,4 +1,7 @@
-"""The `opsconsole` command as a user runs it: a real process, a real state directory, real output."""
+"""The `opsconsole` command as a user runs it: a real process, a real state directory, real output.
+
+The world is read in-process here (fast); test_localcloud_cli.py reads it through the local cloud.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ def run(
     *args: str, home: Path, ok: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if k != "OPSCONSOLE_INVENTORY"}
-    environment.update({"OPSCONSOLE_HOME": str(home), **(env or {})})
+    # The in-process reader keeps these tests fast; test_localcloud_cli.py runs the same commands
+    # through the four real adapters and the local cloud.
+    environment.update({"OPSCONSOLE_HOME": str(home), "OPSCONSOLE_SANDBOX_READER": "sim", **(env or {})})
     result = subprocess.run(
         [OPSCONSOLE, *args], capture_output=True, text=True, timeout=60, env=environment, check=False
     )

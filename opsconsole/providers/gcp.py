@@ -1,0 +1,508 @@
+"""The ``gcp`` fleet source: GKE workloads and Cloud SQL, read from Cloud Monitoring.
+
+Why this module exists: request figures (p95, errors, rps) of GKE workloads are not in the Kubernetes
+API; Cloud Monitoring has them (the HTTPS load balancer's ``total_latencies`` / ``request_count``) next
+to the containers' CPU, memory and restarts and Cloud SQL's replica lag. :class:`GcpSource` reads them
+with the official ``google-cloud-monitoring`` client and returns domain records only:
+
+* one :class:`~opsconsole.core.model.WorkloadMetrics` per GKE cluster × service of its environment;
+* one :class:`~opsconsole.core.model.DatabaseState` per region whose database is hosted on GCP.
+
+How to use it::
+
+    source = GcpSource(fleet, project="voltage-prod")                 # production: ADC, TLS
+    source = GcpSource.from_endpoints(fleet, emulator.start())        # sandbox: insecure local gRPC
+    reading = source.read()
+
+Queries (one project; per cluster, so that one failing cluster is a half answer, not a failure):
+
+* CPU / memory: ``kubernetes.io/container/{cpu,memory}/limit_utilization`` on ``k8s_container``
+  filtered by project, location and cluster_name; ALIGN_MEAN over 60 s, REDUCE_MEAN by container_name
+  (the container is named after the service);
+* restarts: ``kubernetes.io/container/restart_count``, ALIGN_DELTA over one hour, REDUCE_SUM: the
+  number of restarts **in the last hour** (not the lifetime count the Kubernetes API shows);
+* p95: ``loadbalancing.googleapis.com/https/total_latencies`` on ``https_lb_rule`` filtered by the
+  cluster's URL map ``um-<cluster>``; ALIGN_PERCENTILE_95 over 60 s, REDUCE_MAX by
+  backend_target_name (``bs-<cluster>-<service>``, the naming convention of the fleet's load balancers);
+* rps / error rate: ``.../https/request_count``, ALIGN_RATE over 60 s, REDUCE_SUM by backend and
+  ``response_code_class``; errors are the ``500`` class. A workload with no requests in the window has
+  ``rps=0`` and ``p95_ms`` / ``error_rate`` ``None``.
+* Cloud SQL (``database_id`` ``<project>:pg-<region>``): ``database/up`` (→ ``available``),
+  ``database/replication/replica_lag`` (ALIGN_MAX; absent on a write primary → 0),
+  ``database/postgresql/transaction_count`` (ALIGN_RATE → ``tps``) and
+  ``database/postgresql/insights/aggregate/latencies`` (ALIGN_PERCENTILE_95, µs → ``query_p95_ms``).
+  ``role``, ``replicates_from``, ``read_replicas`` and ``storage_tb`` are **not** in Cloud Monitoring:
+  they come from the inventory spec (a promotion or a replica count change made elsewhere is not seen
+  here; the AWS / Kubernetes side or the Cloud SQL Admin API would be the place to read them).
+
+Each value is the newest aligned point of the last 5 minutes (1 hour for restarts).
+
+Errors: PERMISSION_DENIED / UNAUTHENTICATED raise :class:`SourceError` naming the project; UNAVAILABLE
+(connection refused) and a missed deadline raise :class:`SourceError` naming the endpoint — they are not
+retried inside one read, the next refresh is the retry. RESOURCE_EXHAUSTED is retried with exponential
+backoff (``google.api_core.retry.Retry``) within the read's deadline and reported in ``problems``.
+A query that fails otherwise (bad page token, unparsable answer) makes its cluster / region a problem.
+Total read time is bounded by ``timeout_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
+from google.cloud import monitoring_v3
+from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from opsconsole.core.errors import SourceError
+from opsconsole.core.fleet import SourceReading
+from opsconsole.core.model import (
+    Cloud,
+    ClusterSpec,
+    DatabaseState,
+    Fleet,
+    FleetRecord,
+    RegionSpec,
+    WorkloadMetrics,
+)
+
+__all__ = ["SOURCE_NAME", "GcpSource"]
+
+log = logging.getLogger(__name__)
+
+SOURCE_NAME = "gcp"
+_Aligner = monitoring_v3.Aggregation.Aligner
+_Reducer = monitoring_v3.Aggregation.Reducer
+_WINDOW_S = 300
+_ALIGN_S = 60
+_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class _Query:
+    metric: str
+    resource_type: str
+    labels: tuple[tuple[str, str], ...]
+    aligner: int
+    reducer: int
+    group_by: tuple[str, ...]
+    window_s: int = _WINDOW_S
+    align_s: int = _ALIGN_S
+
+    def filter(self) -> str:
+        parts = [f'metric.type = "{self.metric}"', f'resource.type = "{self.resource_type}"']
+        parts += [f'resource.labels.{k} = "{v}"' for k, v in self.labels]
+        return " AND ".join(parts)
+
+
+class _Fatal(Exception):
+    """A failure that ends the whole read (auth, endpoint down, deadline)."""
+
+
+#: Seconds past now at which every query window ends (see :meth:`GcpSource.read`).
+QUERY_LOOKAHEAD_S = 30.0
+
+class GcpSource:
+    """Reads GKE workload metrics and Cloud SQL state from Cloud Monitoring (see the module docstring).
+
+    Args:
+        fleet: the inventory; its GCP clusters and GCP-hosted databases are read.
+        project: the Cloud Monitoring project (scoping project) holding the fleet's metrics.
+        endpoint: ``host:port`` of a local emulator, reached over an insecure channel (sandbox only).
+            ``None`` (production): the client's default endpoint, TLS, Application Default Credentials.
+        timeout_s: upper bound of one :meth:`read`, all calls and backoffs included.
+        client: an already-built ``MetricServiceClient`` (tests); overrides ``endpoint``.
+    """
+
+    name: str = SOURCE_NAME
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        *,
+        project: str,
+        endpoint: str | None = None,
+        timeout_s: float = 5.0,
+        client: Any = None,
+    ) -> None:
+        self._fleet = fleet
+        self._project = project
+        self._timeout_s = float(timeout_s)
+        self._endpoint = endpoint or "monitoring.googleapis.com:443"
+        if client is not None:
+            self._client = client
+        elif endpoint is not None:
+            # A private subchannel pool and short reconnect backoff: a restarted local emulator is reached
+            # again on the next read instead of after gRPC's shared, process-wide backoff (up to 2 min).
+            channel = grpc.insecure_channel(
+                endpoint,
+                options=[
+                    ("grpc.use_local_subchannel_pool", 1),
+                    ("grpc.initial_reconnect_backoff_ms", 200),
+                    ("grpc.min_reconnect_backoff_ms", 200),
+                    ("grpc.max_reconnect_backoff_ms", 1000),
+                ],
+            )
+            transport = MetricServiceGrpcTransport(channel=channel)
+            self._client = monitoring_v3.MetricServiceClient(transport=transport)
+        else:  # pragma: no cover - needs real Google credentials
+            self._client = monitoring_v3.MetricServiceClient()
+        self._clusters = sorted(
+            (c for c in fleet.clusters.values() if c.cloud is Cloud.GCP), key=lambda c: c.name
+        )
+        self._db_regions = sorted(
+            (r for r in fleet.regions.values() if r.database.cloud is Cloud.GCP), key=lambda r: r.id
+        )
+
+    @classmethod
+    def from_endpoints(cls, fleet: Fleet, endpoints: Any, *, timeout_s: float = 5.0) -> GcpSource:
+        """Build the source for the sandbox emulator's :class:`~opsconsole.sandbox.emulator.Endpoints`."""
+        return cls(
+            fleet,
+            project=endpoints.settings.get("project", "voltage-sandbox"),
+            endpoint=endpoints.urls["gcp"],
+            timeout_s=timeout_s,
+        )
+
+    # ----------------------------------------------------------------------------------------------
+
+    def read(self) -> SourceReading:
+        """Read every GKE workload and GCP-hosted database. See the module docstring for errors."""
+        deadline = time.monotonic() + self._timeout_s
+        # The query windows end a little in the future: a point written while this read is in flight
+        # (or stamped by a clock slightly ahead of ours) is then still inside "the last N minutes".
+        now = time.time() + QUERY_LOOKAHEAD_S
+        self._throttled = 0
+        records: list[FleetRecord] = []
+        problems: list[str] = []
+        failed = 0
+        for cluster in self._clusters:
+            try:
+                records.extend(self._read_cluster(cluster, now, deadline))
+            except _Fatal as exc:
+                raise SourceError(str(exc)) from None
+            except gexc.GoogleAPICallError as exc:
+                failed += 1
+                problems.append(f"cluster {cluster.name}: {_short(exc)}")
+        for region in self._db_regions:
+            try:
+                record = self._read_database(region, now, deadline)
+            except _Fatal as exc:
+                raise SourceError(str(exc)) from None
+            except gexc.GoogleAPICallError as exc:
+                failed += 1
+                problems.append(f"database {region.id}: {_short(exc)}")
+                continue
+            if record is None:
+                problems.append(f"database {region.id}: no cloudsql database/up data in the last 5 min")
+            else:
+                records.append(record)
+        total = len(self._clusters) + len(self._db_regions)
+        if total and failed == total:
+            raise SourceError(
+                f"Cloud Monitoring project {self._project} at {self._endpoint}: every query failed: "
+                + "; ".join(problems)
+            )
+        if self._throttled:
+            problems.append(
+                f"throttled by Cloud Monitoring (RESOURCE_EXHAUSTED x{self._throttled}); "
+                "backed off and retried"
+            )
+        return SourceReading(records=tuple(records), problems=tuple(problems))
+
+    # -- per cluster / region ------------------------------------------------------------------------
+
+    def _read_cluster(self, cluster: ClusterSpec, now: float, deadline: float) -> list[WorkloadMetrics]:
+        where = (
+            ("project_id", self._project),
+            ("location", cluster.cloud_region),
+            ("cluster_name", cluster.name),
+        )
+        by_container = ("resource.labels.container_name",)
+        cpu = self._latest(
+            _Query(
+                "kubernetes.io/container/cpu/limit_utilization",
+                "k8s_container",
+                where,
+                _Aligner.ALIGN_MEAN,
+                _Reducer.REDUCE_MEAN,
+                by_container,
+            ),
+            now,
+            deadline,
+        )
+        mem = self._latest(
+            _Query(
+                "kubernetes.io/container/memory/limit_utilization",
+                "k8s_container",
+                where,
+                _Aligner.ALIGN_MEAN,
+                _Reducer.REDUCE_MEAN,
+                by_container,
+            ),
+            now,
+            deadline,
+        )
+        restarts = self._latest(
+            _Query(
+                "kubernetes.io/container/restart_count",
+                "k8s_container",
+                where,
+                _Aligner.ALIGN_DELTA,
+                _Reducer.REDUCE_SUM,
+                by_container,
+                window_s=3600,
+                align_s=3600,
+            ),
+            now,
+            deadline,
+        )
+        lb = (("project_id", self._project), ("url_map_name", f"um-{cluster.name}"))
+        by_backend = ("resource.labels.backend_target_name",)
+        p95 = self._latest(
+            _Query(
+                "loadbalancing.googleapis.com/https/total_latencies",
+                "https_lb_rule",
+                lb,
+                _Aligner.ALIGN_PERCENTILE_95,
+                _Reducer.REDUCE_MAX,
+                by_backend,
+            ),
+            now,
+            deadline,
+        )
+        rates = self._latest(
+            _Query(
+                "loadbalancing.googleapis.com/https/request_count",
+                "https_lb_rule",
+                lb,
+                _Aligner.ALIGN_RATE,
+                _Reducer.REDUCE_SUM,
+                (*by_backend, "metric.labels.response_code_class"),
+            ),
+            now,
+            deadline,
+        )
+        observed = datetime.now(UTC)
+        out: list[WorkloadMetrics] = []
+        for svc in sorted(self._fleet.services_in(cluster.environment), key=lambda s: s.name):
+            backend = f"bs-{cluster.name}-{svc.name}"
+            key_c = (("container_name", svc.name),)
+            key_b = (("backend_target_name", backend),)
+            ok = rates.get((*key_b, ("response_code_class", "200")), 0.0)
+            bad = sum(
+                v
+                for k, v in rates.items()
+                if dict(k).get("backend_target_name") == backend
+                and dict(k).get("response_code_class", "").startswith("5")
+            )
+            other = sum(
+                v
+                for k, v in rates.items()
+                if dict(k).get("backend_target_name") == backend
+                and dict(k).get("response_code_class") not in ("200",)
+                and not dict(k).get("response_code_class", "").startswith("5")
+            )
+            rps = ok + bad + other
+            has_lb = any(dict(k).get("backend_target_name") == backend for k in rates)
+            restart_value = restarts.get(key_c)
+            out.append(
+                WorkloadMetrics(
+                    source=SOURCE_NAME,
+                    observed_at=observed,
+                    cluster=cluster.name,
+                    region=cluster.region,
+                    service=svc.name,
+                    p95_ms=p95.get(key_b) if rps > 0 else None,
+                    error_rate=(bad / rps) if rps > 0 else None,
+                    rps=rps if has_lb else None,
+                    cpu_utilisation=cpu.get(key_c),
+                    memory_utilisation=mem.get(key_c),
+                    restarts=None if restart_value is None else round(restart_value),
+                    extra={
+                        "project": self._project,
+                        "location": cluster.cloud_region,
+                        "backend": backend,
+                        "restarts_window_s": 3600,
+                    },
+                )
+            )
+        return out
+
+    def _read_database(self, region: RegionSpec, now: float, deadline: float) -> DatabaseState | None:
+        where = (("project_id", self._project), ("database_id", f"{self._project}:pg-{region.id}"))
+        none: tuple[str, ...] = ()
+        up = self._latest(
+            _Query(
+                "cloudsql.googleapis.com/database/up",
+                "cloudsql_database",
+                where,
+                _Aligner.ALIGN_MAX,
+                _Reducer.REDUCE_MAX,
+                none,
+            ),
+            now,
+            deadline,
+        )
+        if not up:
+            return None
+        lag = self._latest(
+            _Query(
+                "cloudsql.googleapis.com/database/replication/replica_lag",
+                "cloudsql_database",
+                where,
+                _Aligner.ALIGN_MAX,
+                _Reducer.REDUCE_MAX,
+                none,
+            ),
+            now,
+            deadline,
+        )
+        tps = self._latest(
+            _Query(
+                "cloudsql.googleapis.com/database/postgresql/transaction_count",
+                "cloudsql_database",
+                where,
+                _Aligner.ALIGN_RATE,
+                _Reducer.REDUCE_SUM,
+                none,
+            ),
+            now,
+            deadline,
+        )
+        p95 = self._latest(
+            _Query(
+                "cloudsql.googleapis.com/database/postgresql/insights/aggregate/latencies",
+                "cloudsql_database",
+                where,
+                _Aligner.ALIGN_PERCENTILE_95,
+                _Reducer.REDUCE_MAX,
+                none,
+            ),
+            now,
+            deadline,
+        )
+        spec = region.database
+        available = up.get((), 0.0) >= 1.0
+        p95_us = p95.get(())
+        return DatabaseState(
+            source=SOURCE_NAME,
+            observed_at=datetime.now(UTC),
+            region=region.id,
+            role=spec.role,
+            replicates_from=spec.replicates_from,
+            read_replicas=spec.read_replicas,
+            replica_lag_s=round(lag.get((), 0.0), 3),
+            query_p95_ms=round(p95_us / 1000.0, 3) if p95_us is not None and available else 0.0,
+            tps=tps.get((), 0.0) if available else 0.0,
+            available=available,
+            storage_tb=float(spec.storage_tb),
+            extra={
+                "project": self._project,
+                "database_id": f"{self._project}:pg-{region.id}",
+                "from_inventory": ["role", "replicates_from", "read_replicas", "storage_tb"],
+            },
+        )
+
+    # -- one query -----------------------------------------------------------------------------------
+
+    def _latest(self, query: _Query, now: float, deadline: float) -> dict[tuple[tuple[str, str], ...], float]:
+        """Newest aligned value of each output series, keyed by its (sorted) group-by labels."""
+        out: dict[tuple[tuple[str, str], ...], float] = {}
+        for series in self._list(query, now, deadline):
+            if not series.points:
+                continue
+            point = max(series.points, key=lambda p: p.interval.end_time.ToNanoseconds())
+            value = point.value
+            kind = value.WhichOneof("value")
+            if kind == "double_value":
+                number = float(value.double_value)
+            elif kind == "int64_value":
+                number = float(value.int64_value)
+            elif kind == "bool_value":
+                number = 1.0 if value.bool_value else 0.0
+            else:
+                continue
+            labels = {**dict(series.resource.labels), **dict(series.metric.labels)}
+            labels.pop("project_id", None)
+            out[tuple(sorted(labels.items()))] = number
+        return out
+
+    def _list(self, query: _Query, now: float, deadline: float) -> Iterator[Any]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Fatal(
+                f"Cloud Monitoring at {self._endpoint} (project {self._project}): no complete answer "
+                f"within {self._timeout_s:.1f} s"
+            )
+        end = timestamp_pb2.Timestamp()
+        end.FromNanoseconds(int(now * 1e9))
+        start = timestamp_pb2.Timestamp()
+        start.FromNanoseconds(int((now - query.window_s) * 1e9))
+        request = monitoring_v3.ListTimeSeriesRequest(
+            name=f"projects/{self._project}",
+            filter=query.filter(),
+            interval=monitoring_v3.TimeInterval(start_time=start, end_time=end),
+            aggregation=monitoring_v3.Aggregation(
+                alignment_period=duration_pb2.Duration(seconds=query.align_s),
+                per_series_aligner=query.aligner,
+                cross_series_reducer=query.reducer,
+                group_by_fields=list(query.group_by),
+            ),
+            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+            page_size=_PAGE_SIZE,
+        )
+        retry = gretry.Retry(
+            predicate=gretry.if_exception_type(gexc.ResourceExhausted),
+            initial=0.05,
+            maximum=1.0,
+            multiplier=2.0,
+            timeout=remaining,
+            on_error=self._on_error,
+        )
+        try:
+            pager = self._client.list_time_series(request=request, retry=retry, timeout=remaining)
+            for page in pager.pages:
+                for series in page.time_series:
+                    yield monitoring_v3.TimeSeries.pb(series)
+                if time.monotonic() > deadline:
+                    raise gexc.DeadlineExceeded("deadline passed while paging")  # type: ignore[no-untyped-call] # api-core is untyped
+        except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
+            raise _Fatal(
+                f"Cloud Monitoring refused project {self._project}: {_short(exc)} (check the credentials "
+                "and the monitoring.timeSeries.list permission)"
+            ) from None
+        except gexc.ServiceUnavailable as exc:
+            raise _Fatal(f"Cloud Monitoring endpoint {self._endpoint} unavailable: {_short(exc)}") from None
+        except gexc.DeadlineExceeded:
+            raise _Fatal(
+                f"Cloud Monitoring endpoint {self._endpoint} (project {self._project}) did not answer "
+                f"within {self._timeout_s:.1f} s"
+            ) from None
+        except gexc.RetryError as exc:
+            cause = exc.cause
+            if isinstance(cause, gexc.ResourceExhausted) or self._throttled:
+                raise _Fatal(
+                    f"Cloud Monitoring throttled project {self._project} "
+                    f"(RESOURCE_EXHAUSTED x{self._throttled}) "
+                    f"past the {self._timeout_s:.1f} s deadline"
+                ) from None
+            raise _Fatal(f"Cloud Monitoring endpoint {self._endpoint}: {_short(exc)}") from None
+
+    def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, gexc.ResourceExhausted):
+            self._throttled += 1
+            log.warning("Cloud Monitoring throttled project %s; backing off", self._project)
+
+
+def _short(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    line = str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
+    return f"{type(exc).__name__}: {line}"[:200]

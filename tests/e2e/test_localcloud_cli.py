@@ -1,0 +1,90 @@
+"""The CLI reading the sandbox through the local cloud: `opsconsole sandbox up` shared by other commands,
+and a command that starts a local cloud for its own lifetime."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+OPSCONSOLE = str(Path(sys.executable).parent / "opsconsole")
+ADAPTERS = ["k8s", "aws", "gcp", "azure"]
+
+
+def environment(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
+    env["OPSCONSOLE_HOME"] = str(home)
+    return env
+
+
+def cli(home: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([OPSCONSOLE, *args], capture_output=True, text=True, timeout=120,
+                            env=environment(home), check=False)
+    assert "Traceback" not in result.stderr, result.stderr
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A home with `opsconsole sandbox up` running in it."""
+    home = tmp_path_factory.mktemp("shared")
+    process = subprocess.Popen([OPSCONSOLE, "sandbox", "up"], env=environment(home), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    endpoints = home / "sandbox" / "endpoints.json"
+    deadline = time.monotonic() + 90
+    while not endpoints.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the local cloud did not come up in 90 s"
+        time.sleep(0.2)
+    yield home
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Local cloud stopped." in out and "Traceback" not in err
+    assert not endpoints.exists(), "sandbox up must remove its endpoints file when it stops"
+
+
+def status(home: Path, *extra: str) -> dict:  # type: ignore[type-arg]
+    return json.loads(cli(home, "fleet", "status", "--json", *extra).stdout)
+
+
+def test_status_is_read_through_the_four_adapters(shared_home: Path) -> None:
+    doc = status(shared_home)
+    assert [s["name"] for s in doc["sources"]] == ADAPTERS
+    assert all(s["status"] == "ok" for s in doc["sources"]), doc["sources"]
+    assert len(doc["regions"]) == 10 and doc["partial"] is False
+    assert all(r["p95_ms"] is not None and r["nodes"] > 0 for r in doc["regions"])
+
+
+def test_an_incident_reaches_the_console_through_the_emulators(shared_home: Path) -> None:
+    cli(shared_home, "sandbox", "incident", "region_outage", "--region", "ap-southeast-2")
+    deadline = time.monotonic() + 20  # the local cloud syncs every 2 s
+    health = None
+    while time.monotonic() < deadline:
+        health = status(shared_home, "--region", "ap-southeast-2")["regions"][0]["health"]
+        if health == "down":
+            break
+        time.sleep(1)
+    assert health == "down"
+    cli(shared_home, "sandbox", "clear")
+
+
+def test_a_second_sandbox_up_is_refused(shared_home: Path) -> None:
+    result = cli(shared_home, "sandbox", "up", ok=False)
+    assert result.returncode == 2 and "already runs" in result.stderr
+
+
+def test_without_sandbox_up_a_command_starts_its_own_local_cloud(tmp_path: Path) -> None:
+    doc = status(tmp_path)
+    assert [s["name"] for s in doc["sources"]] == ADAPTERS
+    assert all(s["status"] == "ok" for s in doc["sources"]), doc["sources"]
+    assert not (tmp_path / "sandbox" / "endpoints.json").exists()

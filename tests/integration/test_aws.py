@@ -1,0 +1,302 @@
+"""The AWS adapter against the sandbox's AWS emulator (moto + its own CloudWatch), over real sockets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+
+from opsconsole.core.errors import SourceError
+from opsconsole.core.fleet import FleetService, SourceStatus
+from opsconsole.core.inventory import load_inventory
+from opsconsole.core.model import (
+    CacheState,
+    Cloud,
+    DatabaseState,
+    DbRole,
+    DnsRecordSet,
+    Fleet,
+    NodeGroupState,
+    RegionTraffic,
+)
+from opsconsole.providers.aws import AwsSource
+from opsconsole.sandbox.aws_cloud import HOSTED_ZONE, AwsCloud
+from opsconsole.sandbox.emulator import Endpoints
+from opsconsole.sandbox.world import World
+
+START = datetime(2025, 1, 15, 12, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Fleet:
+    return load_inventory()
+
+
+@pytest.fixture(scope="module")
+def cloud(fleet: Fleet) -> Iterator[tuple[AwsCloud, Endpoints]]:
+    emulator = AwsCloud(fleet)
+    endpoints = emulator.start()
+    yield emulator, endpoints
+    emulator.stop()
+
+
+@pytest.fixture
+def env(cloud: tuple[AwsCloud, Endpoints], fleet: Fleet) -> Iterator[tuple[AwsCloud, Endpoints, World]]:
+    """A fresh world published into the (shared) emulator; faults cleared afterwards."""
+    emulator, endpoints = cloud
+    world = World(fleet, seed=42, start=START)
+    emulator.collect(world)  # forget any client change a previous test left behind ...
+    world = World(fleet, seed=42, start=START)  # ... and start from the pristine world again
+    emulator.publish(world)
+    yield emulator, endpoints, world
+    emulator.set_fault(None)
+
+
+def _source(fleet: Fleet, endpoints: Endpoints, timeout_s: float = 5.0) -> AwsSource:
+    return AwsSource.from_endpoints(fleet, endpoints, timeout_s=timeout_s)
+
+
+def _client(endpoints: Endpoints, service: str, region: str) -> object:
+    s = endpoints.settings
+    session = boto3.Session(aws_access_key_id=s["aws_access_key_id"],
+                            aws_secret_access_key=s["aws_secret_access_key"],
+                            aws_session_token=s["aws_session_token"])
+    url = endpoints.urls["cloudwatch" if service == "cloudwatch" else "aws"]
+    return session.client(service, region_name=region, endpoint_url=url)
+
+
+def test_emulator_start_is_timed(cloud: tuple[AwsCloud, Endpoints]) -> None:
+    emulator, endpoints = cloud
+    assert emulator.start_seconds is not None
+    assert endpoints.urls["aws"].startswith("http://127.0.0.1:")
+    assert endpoints.urls["cloudwatch"].startswith("http://127.0.0.1:")
+
+
+def test_records_match_the_world(env: tuple[AwsCloud, Endpoints, World], fleet: Fleet) -> None:
+    _, endpoints, world = env
+    source = _source(fleet, endpoints)
+    source.read()  # first read builds the clients
+    t0 = time.perf_counter()
+    reading = source.read()
+    warm = time.perf_counter() - t0
+    assert reading.complete, reading.problems
+    assert warm < 2.0
+    got = {r.key: r for r in reading.records}
+    sim = {r.key: r for r in world.observe()}
+    assert all(r.source == "aws" for r in reading.records)
+    for rid, spec in fleet.regions.items():
+        t, s = got[f"traffic/{rid}"], sim[f"traffic/{rid}"]
+        assert isinstance(t, RegionTraffic) and isinstance(s, RegionTraffic)
+        assert t.p95_ms == pytest.approx(s.p95_ms, rel=0.02)
+        assert t.p99_ms == pytest.approx(s.p99_ms, rel=0.02)
+        assert t.avg_latency_ms == pytest.approx(s.avg_latency_ms, rel=0.02)
+        assert t.rps == pytest.approx(s.rps, rel=1e-6)
+        assert t.error_rate == pytest.approx(s.error_rate, rel=1e-6, abs=1e-12)
+        assert t.error_rate_1h == pytest.approx(s.error_rate_1h, rel=1e-6, abs=1e-12)
+        assert t.concurrent_users == s.concurrent_users
+        assert t.health_check_ok is s.health_check_ok
+        d, sd = got[f"dns/{rid}"], sim[f"dns/{rid}"]
+        assert isinstance(d, DnsRecordSet) and isinstance(sd, DnsRecordSet)
+        assert d.weights == sd.weights and d.routing is sd.routing
+        c, sc = got[f"cache/{rid}"], sim[f"cache/{rid}"]
+        assert isinstance(c, CacheState) and isinstance(sc, CacheState)
+        assert (c.nodes, c.healthy_nodes) == (sc.nodes, sc.healthy_nodes)
+        assert c.hit_ratio == pytest.approx(sc.hit_ratio, abs=1e-4)
+        key = f"database/{rid}"
+        if spec.database.cloud is Cloud.AWS:
+            db, sdb = got[key], sim[key]
+            assert isinstance(db, DatabaseState) and isinstance(sdb, DatabaseState)
+            assert (db.role, db.replicates_from, db.read_replicas, db.available) == (
+                sdb.role, sdb.replicates_from, sdb.read_replicas, sdb.available)
+            assert db.replica_lag_s == pytest.approx(sdb.replica_lag_s, abs=1e-3)
+            assert db.query_p95_ms == pytest.approx(sdb.query_p95_ms, abs=1e-3)
+            assert db.tps == pytest.approx(sdb.tps, rel=1e-6)
+            assert db.storage_tb == sdb.storage_tb
+        else:
+            assert key not in got
+    for c in fleet.clusters.values():
+        key = f"nodegroup/{c.name}/{c.name}-ng"
+        if c.cloud is not Cloud.AWS:
+            assert key not in got
+            continue
+        ng = got[key]
+        assert isinstance(ng, NodeGroupState)
+        lo, hi = world.node_bounds(c.name)
+        assert (ng.desired, ng.in_service, ng.min, ng.max) == (world.nodes(c.name),) * 2 + (lo, hi)
+        assert ng.spot + ng.on_demand == ng.in_service
+
+
+def test_route53_weight_change_reaches_the_world(
+    env: tuple[AwsCloud, Endpoints, World], fleet: Fleet
+) -> None:
+    emulator, endpoints, world = env
+    r53 = _client(endpoints, "route53", "us-east-1")
+    zone = r53.list_hosted_zones_by_name(DNSName=HOSTED_ZONE)["HostedZones"][0]["Id"]  # type: ignore[attr-defined]
+    name = "api.ca-central-1.voltage.internal."
+    changes = [
+        {"Action": "UPSERT", "ResourceRecordSet": {
+            "Name": name, "Type": "CNAME", "SetIdentifier": target, "Weight": weight, "TTL": 60,
+            "ResourceRecords": [{"Value": f"api-{target}.example"}]}}
+        for target, weight in (("ca-central-1", 70), ("us-east-1", 30))
+    ]
+    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": changes})  # type: ignore[attr-defined]
+    emulator.collect(world)
+    assert world.dns_weights("ca-central-1") == {"ca-central-1": 70, "us-east-1": 30}
+    emulator.publish(world)
+    dns = {r.key: r for r in _source(fleet, endpoints).read().records}["dns/ca-central-1"]
+    assert isinstance(dns, DnsRecordSet)
+    assert dns.weights == {"ca-central-1": 70, "us-east-1": 30}
+    # An invalid change (sum != 100) is ignored and overwritten by the next publish.
+    bad = [{"Action": "UPSERT", "ResourceRecordSet": {**changes[1]["ResourceRecordSet"], "Weight": 99}}]
+    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": bad})  # type: ignore[attr-defined]
+    emulator.collect(world)
+    assert world.dns_weights("ca-central-1") == {"ca-central-1": 70, "us-east-1": 30}
+    emulator.publish(world)
+    dns = {r.key: r for r in _source(fleet, endpoints).read().records}["dns/ca-central-1"]
+    assert isinstance(dns, DnsRecordSet) and dns.weights == {"ca-central-1": 70, "us-east-1": 30}
+    # Restore for the other tests.
+    world.set_dns_weights("ca-central-1", {"ca-central-1": 100})
+    emulator.publish(world)
+
+
+def test_asg_max_change_reaches_the_world(env: tuple[AwsCloud, Endpoints, World], fleet: Fleet) -> None:
+    emulator, endpoints, world = env
+    lo, hi = world.node_bounds("eks-usw2-prod")
+    asg = _client(endpoints, "autoscaling", "us-west-2")
+    asg.update_auto_scaling_group(AutoScalingGroupName="eks-usw2-prod-ng", MaxSize=hi - 5)  # type: ignore[attr-defined]
+    emulator.collect(world)
+    assert world.node_bounds("eks-usw2-prod") == (lo, hi - 5)
+    emulator.publish(world)
+    records = {r.key: r for r in _source(fleet, endpoints).read().records}
+    ng = records["nodegroup/eks-usw2-prod/eks-usw2-prod-ng"]
+    assert isinstance(ng, NodeGroupState) and ng.max == hi - 5
+    world.set_cluster_node_bounds("eks-usw2-prod", lo, hi)
+    emulator.publish(world)
+
+
+def test_rds_promote_and_replicas_reach_the_world(
+    env: tuple[AwsCloud, Endpoints, World], fleet: Fleet
+) -> None:
+    emulator, endpoints, world = env
+    rds = _client(endpoints, "rds", "us-west-2")
+    rds.promote_read_replica(DBInstanceIdentifier="pg-us-west-2")  # type: ignore[attr-defined]
+    rds.create_db_instance_read_replica(  # type: ignore[attr-defined]
+        DBInstanceIdentifier="pg-us-west-2-r9", SourceDBInstanceIdentifier="pg-us-west-2",
+        DBInstanceClass="db.r6g.xlarge", DBSubnetGroupName="voltage-db")
+    emulator.collect(world)
+    db = {r.key: r for r in world.observe()}["database/us-west-2"]
+    assert isinstance(db, DatabaseState)
+    assert db.role is DbRole.WRITE_PRIMARY and db.replicates_from is None
+    assert db.read_replicas == 3
+    emulator.publish(world)
+    got = {r.key: r for r in _source(fleet, endpoints).read().records}["database/us-west-2"]
+    assert isinstance(got, DatabaseState)
+    assert (got.role, got.replicates_from, got.read_replicas) == (DbRole.WRITE_PRIMARY, None, 3)
+    # The world goes back to the seed's shape: a replica of us-east-1 with 2 read replicas.
+    fresh = World(fleet, seed=42, start=START)
+    emulator.publish(fresh)
+    got = {r.key: r for r in _source(fleet, endpoints).read().records}["database/us-west-2"]
+    assert isinstance(got, DatabaseState)
+    assert (got.role, got.replicates_from, got.read_replicas) == (DbRole.READ_REPLICA, "us-east-1", 2)
+
+
+def test_cache_replica_count_reaches_the_world(env: tuple[AwsCloud, Endpoints, World], fleet: Fleet) -> None:
+    emulator, endpoints, world = env
+    ec = _client(endpoints, "elasticache", "ca-central-1")
+    ec.increase_replica_count(ReplicationGroupId="redis-ca-central-1", NewReplicaCount=3,  # type: ignore[attr-defined]
+                              ApplyImmediately=True)
+    emulator.collect(world)
+    cache = {r.key: r for r in world.observe()}["cache/ca-central-1"]
+    assert isinstance(cache, CacheState) and cache.nodes == 4
+    emulator.publish(world)
+    got = {r.key: r for r in _source(fleet, endpoints).read().records}["cache/ca-central-1"]
+    assert isinstance(got, CacheState) and got.nodes == 4
+    emulator.publish(World(fleet, seed=42, start=START))
+
+
+def test_region_down_shows_as_failed_health_and_database(
+    env: tuple[AwsCloud, Endpoints, World], fleet: Fleet
+) -> None:
+    emulator, endpoints, world = env
+    world.trigger_incident("region_outage", "eu-central-1")
+    emulator.publish(world)
+    got = {r.key: r for r in _source(fleet, endpoints).read().records}
+    sim = {r.key: r for r in world.observe()}
+    for key in ("traffic/eu-central-1", "database/eu-central-1", "cache/eu-central-1"):
+        assert got[key].__dict__.keys() == sim[key].__dict__.keys()
+    t = got["traffic/eu-central-1"]
+    assert isinstance(t, RegionTraffic) and t.health_check_ok is False
+    db = got["database/eu-central-1"]
+    assert isinstance(db, DatabaseState) and db.available is False
+    cache = got["cache/eu-central-1"]
+    assert isinstance(cache, CacheState) and cache.healthy_nodes == 0
+    emulator.publish(World(fleet, seed=42, start=START))
+
+
+# -- faults ---------------------------------------------------------------------------------------
+
+
+def test_down_raises_naming_the_endpoint(env: tuple[AwsCloud, Endpoints, World], fleet: Fleet) -> None:
+    emulator, endpoints, _ = env
+    source = _source(fleet, endpoints, timeout_s=8.0)
+    emulator.set_fault("down")
+    with pytest.raises(SourceError) as err:
+        source.read()
+    assert "127.0.0.1" in str(err.value) and "connect" in str(err.value)
+    emulator.set_fault(None)
+    assert source.read().records
+
+
+def test_slow_is_cut_at_the_deadline(env: tuple[AwsCloud, Endpoints, World], fleet: Fleet) -> None:
+    emulator, endpoints, _ = env
+    source = _source(fleet, endpoints, timeout_s=3.0)
+    source.read()  # warm clients
+    emulator.set_fault("slow", seconds=4.0)
+    with FleetService([source], deadline_s=1.0) as service:
+        t0 = time.monotonic()
+        snapshot, _ = service.refresh()
+        took = time.monotonic() - t0
+    assert took < 1.1
+    health = snapshot.source("aws")
+    assert health is not None
+    assert health.status in (SourceStatus.ERROR, SourceStatus.STALE)
+    t0 = time.monotonic()
+    with pytest.raises(SourceError):
+        source.read()  # the adapter's own bound: timeout_s
+    assert time.monotonic() - t0 < 3.3
+
+
+@pytest.mark.parametrize("code", ["AccessDenied", "ExpiredToken"])
+def test_forbidden_names_profile_and_region(
+    env: tuple[AwsCloud, Endpoints, World], fleet: Fleet, code: str
+) -> None:
+    emulator, endpoints, _ = env
+    emulator.set_fault("forbidden", code=code)
+    with pytest.raises(SourceError) as err:
+        _source(fleet, endpoints).read()
+    text = str(err.value)
+    assert code in text and "credentials" in text
+    assert any(r in text for r in ("us-east-1", "eu-west-1", "ap-south-1", "sa-east-1", "us-west-2",
+                                   "ca-central-1", "eu-central-1", "ap-southeast-1", "ap-northeast-1",
+                                   "ap-southeast-2"))
+
+
+def test_throttling_backs_off_and_is_reported(env: tuple[AwsCloud, Endpoints, World], fleet: Fleet) -> None:
+    emulator, endpoints, _ = env
+    source = _source(fleet, endpoints, timeout_s=10.0)
+    source.read()
+    emulator.set_fault("throttle", times=2)
+    reading = source.read()
+    assert any("throttl" in p.lower() for p in reading.problems), reading.problems
+    assert len([r for r in reading.records if isinstance(r, RegionTraffic)]) == len(fleet.regions)
+
+
+def test_malformed_body_is_an_error(env: tuple[AwsCloud, Endpoints, World], fleet: Fleet) -> None:
+    emulator, endpoints, _ = env
+    emulator.set_fault("malformed")
+    with pytest.raises(SourceError) as err:
+        _source(fleet, endpoints).read()
+    assert "malformed" in str(err.value)
