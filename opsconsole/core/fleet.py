@@ -78,11 +78,13 @@ class SourceReading:
     """What one call to :meth:`FleetSource.read` returns.
 
     ``problems`` names the parts the source could not read (a half answer); empty means the answer
-    is complete.
+    is complete. ``notes`` are things worth telling the operator about a complete answer (throttling
+    that was backed off from, a relist after 410 Gone); they do not make the source stale.
     """
 
     records: tuple[FleetRecord, ...]
     problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -136,6 +138,9 @@ class SourceHealth:
     duration_s: float | None
     #: How many records of this source are in the snapshot.
     records: int
+    #: What the source said about its last answer that is worth knowing but changes nothing
+    #: (``SourceReading.notes``), e.g. throttling it backed off from.
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -479,6 +484,7 @@ class FleetService:
                 last_success=state.last_success,
                 duration_s=outcome.duration_s,
                 records=0,
+                notes=outcome.reading.notes,
             )
         reason = "incomplete answer: " + "; ".join(outcome.reading.problems)
         return SourceHealth(
@@ -489,6 +495,7 @@ class FleetService:
             last_success=state.last_success,
             duration_s=outcome.duration_s,
             records=0,
+            notes=outcome.reading.notes,
         )
 
     def _degraded(

@@ -209,6 +209,7 @@ def status_document(view: FleetView, region: str | None = None) -> dict[str, Any
                 "age_s": None if source.age_s is None else round(source.age_s, 3),
                 "error": source.error,
                 "records": source.records,
+                "notes": list(source.notes),
             }
             for source in view.snapshot.sources
         ],

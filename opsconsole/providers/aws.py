@@ -114,6 +114,7 @@ class _AuthFailure(Exception):
 class _Outcome:
     records: list[FleetRecord] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     error: str | None = None
     auth: str | None = None
     done: bool = False
@@ -269,6 +270,7 @@ class AwsSource:
             t.join(max(0.0, deadline - time.monotonic()))
         records: list[FleetRecord] = []
         problems: list[str] = []
+        notes: list[str] = []
         errors: list[str] = []
         for label, box in outcomes.items():
             if box.auth is not None:
@@ -283,6 +285,7 @@ class AwsSource:
                 continue
             records.extend(box.records)
             problems.extend(box.problems)
+            notes.extend(box.notes)
         health = outcomes["route53"].health
         for i, rec in enumerate(records):
             if isinstance(rec, RegionTraffic):
@@ -295,7 +298,7 @@ class AwsSource:
             first = errors[0]
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise SourceError(f"AWS could not be read: {first}{more}")
-        return SourceReading(records=tuple(records), problems=tuple(problems))
+        return SourceReading(records=tuple(records), problems=tuple(problems), notes=tuple(notes))
 
     def _run(self, label: str, fn: Callable[[], _Outcome], box: _Outcome) -> None:
         self._retries.codes = []
@@ -308,7 +311,7 @@ class AwsSource:
             box.error = f"{label}: {exc}"
         throttled = list(self._retries.codes)
         if throttled:
-            box.problems.append(
+            box.notes.append(
                 f"{label}: throttled by AWS ({throttled[0]}), backed off and retried {len(throttled)} time(s)"
             )
         box.done = True

@@ -394,9 +394,10 @@ class AzureSource:
             raise SourceError(
                 f"Azure Monitor (subscription {self._sub}): every query failed: " + "; ".join(problems)
             )
+        notes: list[str] = []
         if self._throttled:
-            problems.append(f"throttled by Azure Monitor (429 x{self._throttled}); backed off and retried")
-        return SourceReading(records=tuple(records), problems=tuple(problems))
+            notes.append(f"throttled by Azure Monitor (429 x{self._throttled}); backed off and retried")
+        return SourceReading(records=tuple(records), problems=tuple(problems), notes=tuple(notes))
 
     # -- calls -----------------------------------------------------------------------------------------
 

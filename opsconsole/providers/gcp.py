@@ -210,12 +210,13 @@ class GcpSource:
                 f"Cloud Monitoring project {self._project} at {self._endpoint}: every query failed: "
                 + "; ".join(problems)
             )
+        notes: list[str] = []
         if self._throttled:
-            problems.append(
+            notes.append(
                 f"throttled by Cloud Monitoring (RESOURCE_EXHAUSTED x{self._throttled}); "
                 "backed off and retried"
             )
-        return SourceReading(records=tuple(records), problems=tuple(problems))
+        return SourceReading(records=tuple(records), problems=tuple(problems), notes=tuple(notes))
 
     # -- per cluster / region ------------------------------------------------------------------------
 

@@ -258,7 +258,7 @@ class KubernetesSource:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         records: list[FleetRecord] = []
-        problems: list[str] = []
+        notes: list[str] = []
         failures: list[str] = []
         for future, ctx in futures.items():
             name = ctx.spec.name
@@ -273,7 +273,7 @@ class KubernetesSource:
                 log.exception("k8s: reading cluster %s failed", name)
                 failures.append(f"cluster {name}: {type(exc).__name__}: {exc}")
             if ctx.throttled:
-                problems.append(
+                notes.append(
                     f"cluster {name}: throttled (HTTP 429) {ctx.throttled} time(s) by {ctx.server}, "
                     f"backed off {ctx.backoff_s:.1f} s"
                 )
@@ -282,7 +282,7 @@ class KubernetesSource:
             more = len(failures) - _MAX_PROBLEMS_IN_ERROR
             suffix = f" (and {more} more cluster(s))" if more > 0 else ""
             raise SourceError(f"no Kubernetes cluster could be read: {shown}{suffix}")
-        return SourceReading(records=tuple(records), problems=tuple(failures + problems))
+        return SourceReading(records=tuple(records), problems=tuple(failures), notes=tuple(notes))
 
     def _read_cluster(self, ctx: _Context, deadline: float) -> list[FleetRecord]:
         api = self._api(ctx)

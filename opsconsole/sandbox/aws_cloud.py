@@ -25,6 +25,13 @@ all in a DB subnet group; ElastiCache ``redis-<region>``; one Route53 zone ``vol
 weighted records ``api.<region>.voltage.internal.`` (SetIdentifier = target region) and a health check
 per region (FQDN ``health.<region>.voltage.internal``).
 
+Seeding and publishing write moto's backends in this process directly (the server in this process serves
+the very same objects), with the arguments moto's request handlers would pass: no boto3 client, HTTP
+round trip or request parsing, so :meth:`AwsCloud.start` takes ~0.5 s and a first publish ~0.05 s. The
+EC2 backends of the fleet's regions hold only the seed's AMI, not moto's catalogue of ~1,300; ``start``
+then serves one call per service the adapter reads in-process, so the first read does not pay moto's
+lazy loading.
+
 How metrics are published (:meth:`AwsCloud.publish`), with wall-clock timestamps:
 
 * ``AWS/ApplicationELB TargetResponseTime`` (seconds, dimension ``LoadBalancer``): each publish stores a

@@ -55,7 +55,7 @@ def test_status_json_schema(_isolated_home: Path) -> None:
         assert 0 < region["p95_ms"] < 1000 and 0.5 < region["availability"] <= 1
     assert doc["sources"] == [
         {"name": "sim", "status": "ok", "age_s": doc["sources"][0]["age_s"], "error": None,
-         "records": doc["sources"][0]["records"]}
+         "records": doc["sources"][0]["records"], "notes": []}
     ]
     assert isinstance(doc["findings_count"], int)
     assert doc["totals"]["regions_reporting"] == 10 and doc["partial"] is False

@@ -71,6 +71,8 @@ def _client(endpoints: Endpoints, service: str, region: str) -> object:
 def test_emulator_start_is_timed(cloud: tuple[AwsCloud, Endpoints]) -> None:
     emulator, endpoints = cloud
     assert emulator.start_seconds is not None
+    # Seeding goes straight into moto's backends (~0.5 s on a 2-core machine); slack for a busy one.
+    assert emulator.start_seconds < 4.0
     assert endpoints.urls["aws"].startswith("http://127.0.0.1:")
     assert endpoints.urls["cloudwatch"].startswith("http://127.0.0.1:")
 
@@ -290,7 +292,9 @@ def test_throttling_backs_off_and_is_reported(env: tuple[AwsCloud, Endpoints, Wo
     source.read()
     emulator.set_fault("throttle", times=2)
     reading = source.read()
-    assert any("throttl" in p.lower() for p in reading.problems), reading.problems
+    # Complete data after backing off: reported as a note, not as a half answer.
+    assert any("throttl" in n.lower() for n in reading.notes), reading.notes
+    assert reading.problems == ()
     assert len([r for r in reading.records if isinstance(r, RegionTraffic)]) == len(fleet.regions)
 
 

@@ -404,8 +404,10 @@ def test_throttling_backs_off_and_is_reported(
     emulator.set_fault("throttle", times=3, retry_after=0.2)
     reading = KubernetesSource.from_endpoints(seed_fleet, endpoints).read()
     assert _compare(reading.records, world) == []
-    assert reading.problems and all("throttled (HTTP 429)" in p for p in reading.problems)
-    assert sum(int(p.split(") ")[1].split(" ")[0]) for p in reading.problems) == 3
+    # Complete data after backing off: reported as a note, not as a half answer.
+    assert reading.problems == ()
+    assert reading.notes and all("throttled (HTTP 429)" in n for n in reading.notes)
+    assert sum(int(n.split(") ")[1].split(" ")[0]) for n in reading.notes) == 3
     # Throttled beyond the retry budget: that cluster fails, the others answer.
     emulator.set_fault("throttle", times=1000, retry_after=0.05, clusters=[CLUSTER])
     reading = KubernetesSource.from_endpoints(seed_fleet, endpoints, max_throttle_retries=2).read()

@@ -313,3 +313,20 @@ def test_rejects_duplicate_names_and_unknown_deadlines() -> None:
         FleetService([ScriptedSource("a", returns()), ScriptedSource("a", returns())])
     with pytest.raises(ValueError, match="unknown"):
         FleetService([ScriptedSource("a", returns())], source_deadlines={"b": 1.0})
+
+
+def test_notes_of_a_complete_answer_keep_the_source_ok() -> None:
+    """Throttling a source backed off from is worth telling, but its data is fresh: OK, with the note."""
+
+    class Noted:
+        name = "noted"
+
+        def read(self) -> SourceReading:
+            return SourceReading(records=(), notes=("throttled (HTTP 429) 2 time(s), backed off 0.4 s",))
+
+    with FleetService([Noted()], deadline_s=1.0) as service:
+        snapshot, _ = service.refresh()
+    health = snapshot.source("noted")
+    assert health is not None and health.status is SourceStatus.OK
+    assert health.notes == ("throttled (HTTP 429) 2 time(s), backed off 0.4 s",)
+    assert not snapshot.partial
