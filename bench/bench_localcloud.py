@@ -132,7 +132,8 @@ def main() -> int:
     per_source_s: dict[str, float] = results["per_source_median_s"]  # type: ignore[assignment]
     table = " ".join(f"{k} {v * 1000:.0f} ms" for k, v in per_source_s.items())
     print(
-        f"localcloud: start+first snapshot cold {cold_s:.2f} s, warm {warm_s:.2f} s (goal < {START_GOAL_S} s); "
+        f"localcloud: start+first snapshot cold {cold_s:.2f} s, warm {warm_s:.2f} s "
+        f"(goal < {START_GOAL_S} s); "
         f"refresh via sandbox up {refresh * 1000:.0f} ms (goal < {REFRESH_GOAL_S * 1000:.0f} ms, "
         f"{refresh / sim_read:.0f}x the in-process sim read), emulators in-process "
         f"{statistics.median(in_process) * 1000:.0f} ms; per source: {table}"
