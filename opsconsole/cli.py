@@ -12,13 +12,14 @@ Until the Textual console lands, ``opsconsole`` with no command prints the fleet
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,7 +36,7 @@ from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.inventory import default_inventory_path, load_inventory
 from opsconsole.core.model import Health, Severity
 from opsconsole.core.report import findings_document, region_summaries, status_document, totals
-from opsconsole.core.service import FleetView
+from opsconsole.core.service import FleetView, OpsCore
 from opsconsole.sandbox.incidents import IncidentKind, parse_kind
 
 app = typer.Typer(
@@ -71,9 +72,10 @@ SEVERITY_STYLE = {
 class _State:
     """Global options, shared by the sub-commands through the click context."""
 
-    def __init__(self, inventory: Path | None, acting_as: str | None) -> None:
+    def __init__(self, inventory: Path | None, acting_as: str | None, live: bool = False) -> None:
         self.inventory = inventory
         self.acting_as = acting_as
+        self.live = live
 
 
 def _state(ctx: typer.Context) -> _State:
@@ -110,17 +112,28 @@ def root(
     acting_as: Annotated[
         str | None, typer.Option("--as", help="Act as a member of the sandbox cast (sandbox only).")
     ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live", envvar="OPSCONSOLE_LIVE",
+            help="Read the real clouds named in the inventory's opsconsole_clouds, not the sandbox.",
+        ),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     """Open the console on the sandbox (for now: print the fleet status)."""
+    if live and acting_as is not None:
+        raise UsageError("--as acts as a member of the sandbox cast; it cannot be combined with --live")
+    if live and ctx.invoked_subcommand == "sandbox":
+        raise UsageError("the sandbox commands drive the simulated world; drop --live to use them")
     if acting_as is not None:
         cast = _sandbox_cast(inventory)
         if acting_as not in cast:
             names = ", ".join(sorted(cast)) or "none defined in rbac.yml"
             raise UsageError(f"--as {acting_as}: not in the sandbox cast; expected one of: {names}")
-    ctx.obj = _State(inventory, acting_as)
+    ctx.obj = _State(inventory, acting_as, live)
     if ctx.invoked_subcommand is None:
         _print_status(_refresh(ctx.obj), region=None)
 
@@ -139,10 +152,15 @@ def _progress(message: str) -> Iterator[None]:
 
 
 def _refresh(state: _State) -> FleetView:
-    from opsconsole.wiring import sandbox_core  # noqa: PLC0415 — keeps `--help` and `inventory check` fast
-
-    with _progress("Reading the fleet…"), sandbox_core(state.inventory) as core:
+    with _progress("Reading the fleet…"), _core(state) as core:
         return core.refresh()
+
+
+def _core(state: _State) -> AbstractContextManager[OpsCore]:
+    """The core on the sandbox, or on the real clouds with ``--live``."""
+    from opsconsole.wiring import live_core, sandbox_core  # noqa: PLC0415 — keeps `--help` fast
+
+    return live_core(state.inventory) if state.live else sandbox_core(state.inventory)
 
 
 def _check_region(view: FleetView, region: str | None) -> None:
@@ -185,9 +203,7 @@ def fleet_status(
 
 def _watch_status(state: _State, region: str | None, every_s: float) -> None:
     """Keep one core (and so one fleet engine) alive and redraw the status in place."""
-    from opsconsole.wiring import sandbox_core  # noqa: PLC0415 — see _refresh
-
-    with sandbox_core(state.inventory) as core:
+    with _core(state) as core:
         view = core.refresh()
         _check_region(view, region)
         try:
@@ -421,8 +437,20 @@ def inventory_check(
 # -- entry point ---------------------------------------------------------------------------------------
 
 
+def _configure_logging() -> None:
+    """Library and adapter logs stay quiet unless ``OPSCONSOLE_LOG`` names a level: what a user needs
+    to know reaches them as source errors and notes, not as log lines (the SDKs log a lot)."""
+    level = os.environ.get("OPSCONSOLE_LOG", "").upper()
+    if level in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    else:
+        logging.getLogger().addHandler(logging.NullHandler())
+        logging.getLogger().setLevel(logging.CRITICAL)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the app and turns OpsErrors into one line and an exit code."""
+    _configure_logging()
     run: Callable[..., Any] = app
     try:
         run(args=argv, prog_name="opsconsole", standalone_mode=True)

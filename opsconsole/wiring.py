@@ -14,14 +14,14 @@ Sandbox settings come from the environment so that every command sees the same w
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from opsconsole.core.clock import Clock, SystemClock
-from opsconsole.core.errors import UsageError
-from opsconsole.core.fleet import FleetSource
+from opsconsole.core.errors import OpsError, SourceError, UsageError
+from opsconsole.core.fleet import FleetSource, SourceReading
 from opsconsole.core.inventory import load_inventory
 from opsconsole.core.model import Fleet
 from opsconsole.core.paths import opsconsole_home
@@ -136,3 +136,79 @@ def sandbox_core(
         sources = adapter_sources(fleet, endpoints, timeout_s=timeout_s)
         with OpsCore(fleet, sources, deadline_s=deadline_s, clock=clock) as core:
             yield core
+
+
+class UnconfiguredSource:
+    """Stands for an adapter that could not be built (a setting missing from the inventory, no
+    kubeconfig...): the engine reports it as a failed source and the other sources keep answering."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+
+    def read(self) -> SourceReading:
+        raise SourceError(self.reason, title=f"{self.name} not configured")
+
+
+def live_sources(fleet: Fleet, *, timeout_s: float) -> list[FleetSource]:
+    """The four adapters pointed at the real clouds named in the inventory's ``opsconsole_clouds``."""
+    from opsconsole.providers.aws import AwsSource  # noqa: PLC0415
+    from opsconsole.providers.azure import AzureSource  # noqa: PLC0415
+    from opsconsole.providers.gcp import GcpSource  # noqa: PLC0415
+    from opsconsole.providers.k8s import KubernetesSource  # noqa: PLC0415
+
+    accounts = fleet.accounts
+    where = f"{fleet.source / 'group_vars' / 'all.yml'}: opsconsole_clouds"
+
+    def build(name: str, identity: str, make: Callable[[], FleetSource]) -> FleetSource:
+        try:
+            return make()
+        except OpsError as exc:
+            return UnconfiguredSource(name, f"{name} ({identity}): {exc}")
+        except Exception as exc:  # an SDK refusing to build a client (no credentials...) is a source error
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            return UnconfiguredSource(name, f"{name} ({identity}): {type(exc).__name__}: {first_line}")
+
+    def kubernetes() -> FleetSource:
+        configured = accounts.kubeconfig or os.environ.get("KUBECONFIG", "~/.kube/config")
+        kubeconfig = Path(os.path.expanduser(configured))
+        if not kubeconfig.is_file():
+            raise SourceError(f"no kubeconfig at {kubeconfig} (set {where}.kubernetes.kubeconfig)")
+        contexts = accounts.kube_contexts or None
+        return KubernetesSource(fleet, kubeconfig, contexts=contexts, timeout_s=timeout_s)
+
+    def gcp() -> FleetSource:
+        if not accounts.gcp_project:
+            raise SourceError(f"no GCP project: set {where}.gcp.project")
+        return GcpSource(fleet, project=accounts.gcp_project, timeout_s=timeout_s)
+
+    def azure() -> FleetSource:
+        if not accounts.azure_subscription_id or not accounts.azure_workspace_id:
+            raise SourceError(f"no Azure subscription or workspace: set {where}.azure")
+        return AzureSource(
+            fleet,
+            subscription_id=accounts.azure_subscription_id,
+            workspace_id=accounts.azure_workspace_id,
+            timeout_s=timeout_s,
+        )
+
+    return [
+        build("k8s", f"kubeconfig {accounts.kubeconfig or 'default'}", kubernetes),
+        build("aws", f"profile {accounts.aws_default_profile or 'default chain'}", lambda: AwsSource(
+            fleet, profiles=accounts.aws_profiles, default_profile=accounts.aws_default_profile,
+            timeout_s=timeout_s,
+        )),
+        build("gcp", f"project {accounts.gcp_project}", gcp),
+        build("azure", f"subscription {accounts.azure_subscription_id}", azure),
+    ]
+
+
+@contextmanager
+def live_core(
+    inventory: Path | None = None, *, clock: Clock | None = None, deadline_s: float = 10.0
+) -> Iterator[OpsCore]:
+    """An :class:`OpsCore` reading the real clouds of the inventory (``opsconsole --live``)."""
+    fleet = load_inventory(inventory)
+    with OpsCore(fleet, live_sources(fleet, timeout_s=deadline_s * 0.8), deadline_s=deadline_s,
+                 clock=clock) as core:
+        yield core

@@ -35,6 +35,7 @@ from opsconsole.core.model import (
     Bounds,
     CacheSpec,
     Cloud,
+    CloudAccounts,
     ClusterSpec,
     Consistency,
     Criticality,
@@ -310,6 +311,9 @@ def load_inventory(path: Path | str | None = None) -> Fleet:
     if abs(sum(cdn_split.values()) - 1.0) > 1e-6:
         raise all_vars.get("opsconsole_cdn").fail("CDN shares summing to 1", f"{sum(cdn_split.values()):g}")
 
+    clouds_node = all_vars.opt("opsconsole_clouds")
+    accounts = CloudAccounts() if clouds_node is None else _accounts(clouds_node)
+
     hosts = load(hosts_file)
     top = hosts.get("all").get("children")
 
@@ -389,6 +393,16 @@ def load_inventory(path: Path | str | None = None) -> Fleet:
     if abs(demand - 1.0) > 1e-6:
         raise InventoryError(str(group_vars_dir / "region_*.yml"), "traffic.demand_share",
                              "shares over all regions summing to 1", found=f"{demand:g}")
+    for region_id in accounts.aws_profiles:
+        if region_id not in regions:
+            raise all_vars.get("opsconsole_clouds").get("aws").get("profiles").fail(
+                f"region ids as keys ({region_ids})", region_id
+            )
+    for cluster_name in accounts.kube_contexts:
+        if cluster_name not in clusters:
+            raise all_vars.get("opsconsole_clouds").get("kubernetes").get("contexts").fail(
+                "cluster names of the inventory as keys", cluster_name
+            )
     for region in regions.values():
         if not any(c.environment is Environment.PROD for c in clusters.values() if c.region == region.id):
             raise top.fail(f"at least one prod cluster in region {region.id}")
@@ -408,6 +422,30 @@ def load_inventory(path: Path | str | None = None) -> Fleet:
         provider_plan=provider_plan,
         provider_plan_overall=provider_plan_overall,
         cdn_split=cdn_split,
+        accounts=accounts,
+    )
+
+
+def _accounts(node: _Node) -> CloudAccounts:
+    def optional_str(parent: _Node | None, key: str) -> str | None:
+        child = parent.opt(key) if parent is not None else None
+        return None if child is None or child.value is None else child.as_str()
+
+    def str_map(parent: _Node | None, key: str) -> dict[str, str]:
+        child = parent.opt(key) if parent is not None else None
+        if child is None or child.value is None:
+            return {}
+        return {name: value.as_str() for name, value in child.items()}
+
+    aws, gcp, azure, kube = (node.opt(k) for k in ("aws", "gcp", "azure", "kubernetes"))
+    return CloudAccounts(
+        aws_default_profile=optional_str(aws, "default_profile"),
+        aws_profiles=str_map(aws, "profiles"),
+        gcp_project=optional_str(gcp, "project"),
+        azure_subscription_id=optional_str(azure, "subscription_id"),
+        azure_workspace_id=optional_str(azure, "workspace_id"),
+        kubeconfig=optional_str(kube, "kubeconfig"),
+        kube_contexts=str_map(kube, "contexts"),
     )
 
 

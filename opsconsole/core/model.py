@@ -238,6 +238,26 @@ class ClusterSpec:
 
 
 @dataclass(frozen=True)
+class CloudAccounts:
+    """Where the live fleet's APIs are and which identity reads them: names only, never secrets.
+
+    Credentials themselves come from each SDK's standard chain (AWS profiles / roles, Application
+    Default Credentials, ``DefaultAzureCredential``, the kubeconfig).
+    """
+
+    aws_default_profile: str | None = None
+    #: Region id → AWS profile, where a region's account differs from the default.
+    aws_profiles: dict[str, str] = field(default_factory=dict)
+    gcp_project: str | None = None
+    azure_subscription_id: str | None = None
+    azure_workspace_id: str | None = None
+    #: ``None``: the kubernetes client's default (``$KUBECONFIG`` or ``~/.kube/config``).
+    kubeconfig: str | None = None
+    #: Cluster name → kubeconfig context; a cluster not listed uses the context named like it.
+    kube_contexts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Fleet:
     """The whole intended fleet, validated. Built by :func:`opsconsole.core.inventory.load_inventory`."""
 
@@ -250,6 +270,7 @@ class Fleet:
     provider_plan: dict[Geography, dict[Cloud, float]]
     provider_plan_overall: dict[Cloud, float]
     cdn_split: dict[str, float]
+    accounts: CloudAccounts = field(default_factory=CloudAccounts)
 
     def clusters_in(self, region: str, environment: Environment | None = None) -> list[ClusterSpec]:
         return [

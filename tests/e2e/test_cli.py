@@ -166,3 +166,38 @@ def test_state_is_shared_between_commands(_isolated_home: Path, tmp_path: Path) 
     shutil.rmtree(other_home)
     incidents = json.loads((_isolated_home / "sandbox" / "world.json").read_text())
     assert "replica_lag_runaway" in json.dumps(incidents)
+
+
+def test_live_without_credentials_names_each_identity(_isolated_home: Path, tmp_path: Path) -> None:
+    """--live on a machine with no cloud credentials: every source fails, each naming what it tried, and
+    the command still answers. Metadata services are pointed at closed loopback ports or disabled so that
+    nothing leaves this machine."""
+    no_cloud = {
+        "HOME": str(tmp_path),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials"),
+        "GCE_METADATA_HOST": "127.0.0.1:9",
+        "GCE_METADATA_IP": "127.0.0.1:9",
+        "NO_GCE_CHECK": "True",
+        "MSI_ENDPOINT": "http://127.0.0.1:9/msi",
+        "IDENTITY_ENDPOINT": "http://127.0.0.1:9/msi",
+        "IDENTITY_HEADER": "x",
+        "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing-adc.json"),
+    }
+    result = run("--live", "fleet", "status", "--json", home=_isolated_home, env=no_cloud)
+    doc = json.loads(result.stdout)
+    errors = {s["name"]: s["error"] for s in doc["sources"]}
+    assert [s["status"] for s in doc["sources"]] == ["error"] * 4
+    assert "kubeconfig" in errors["k8s"]
+    assert "voltage-readonly" in errors["aws"]
+    assert "voltage-platform-prod" in errors["gcp"]
+    assert "6f1f3c52-4a8e-4c1e-9d7a-0b7c2f9e5a11" in errors["azure"]
+    assert doc["partial"] is True and {r["health"] for r in doc["regions"]} == {"unknown"}
+    assert result.stderr == ""
+
+
+def test_live_refuses_sandbox_only_options(_isolated_home: Path) -> None:
+    for args in (("--live", "--as", "alice", "fleet", "status"), ("--live", "sandbox", "reset")):
+        result = run(*args, home=_isolated_home, ok=False)
+        assert result.returncode == 2 and "--live" in result.stderr
