@@ -231,3 +231,25 @@ def test_hosts_file_path_is_accepted(inventory_copy: Path) -> None:
     fleet = load_inventory(inventory_copy / "hosts.yml")
     assert len(fleet.regions) == 10
     shutil.rmtree(inventory_copy)
+
+
+def test_cloud_accounts_are_read(seed_fleet: Fleet) -> None:
+    accounts = seed_fleet.accounts
+    assert accounts.aws_default_profile == "voltage-readonly"
+    assert accounts.gcp_project == "voltage-platform-prod"
+    assert accounts.azure_subscription_id and accounts.azure_workspace_id
+    assert accounts.kubeconfig == "~/.kube/config" and accounts.kube_contexts == {}
+
+
+def test_cloud_accounts_unknown_region_profile(inventory_copy: Path) -> None:
+    all_file = inventory_copy / "group_vars" / "all.yml"
+    edit(all_file, "    profiles: {}", "    profiles: {eu-west-9: prod-eu}")
+    error = load_error(inventory_copy)
+    assert error.key_path == "opsconsole_clouds.aws.profiles" and "eu-west-9" in str(error)
+
+
+def test_cloud_accounts_unknown_cluster_context(inventory_copy: Path) -> None:
+    all_file = inventory_copy / "group_vars" / "all.yml"
+    edit(all_file, "    contexts: {}", "    contexts: {eks-nowhere: ctx}")
+    error = load_error(inventory_copy)
+    assert error.key_path == "opsconsole_clouds.kubernetes.contexts" and "eks-nowhere" in str(error)
