@@ -1,0 +1,408 @@
+"""The action catalogue: every change opsconsole can make, with typed parameters, checks and a preview.
+
+Nothing in the fleet changes except through a playbook; this module decides, before anything runs,
+*whether* a request makes sense and *what* it would do. A face turns a user's request into a call of
+one of the ``plan_*`` functions; the result is an :class:`ActionPlan` — the validated parameters, the
+playbook and its variables, the targets a run must hold a lease on, the timeouts, and the preview in
+words ("eu-west-1 eks-euw1-prod checkout: replicas 12 → 4 (HPA 3–60)"). A bad request raises
+:class:`~opsconsole.core.errors.UsageError` saying what was wrong, and nothing runs.
+
+The checks use the inventory (bounds, residency zones, partners) and the latest snapshot (what runs
+now, which regions are healthy). The playbooks check the same gates again at run time: the plan is
+the fast, friendly refusal; the playbook is the last line.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from opsconsole.core.errors import UsageError
+from opsconsole.core.fleet import Snapshot
+from opsconsole.core.model import (
+    ClusterState,
+    DatabaseState,
+    DbRole,
+    Environment,
+    Fleet,
+    RegionTraffic,
+    WorkloadState,
+)
+
+
+class ActionName(StrEnum):
+    SCALE = "scale"
+    FAILOVER = "failover"
+    FAILBACK = "failback"
+    ENV_STOP = "env_stop"
+    ENV_START = "env_start"
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """What the catalogue knows of one action: its playbook and how long a run may take."""
+
+    name: ActionName
+    playbook: str
+    description: str
+    #: Kill a run that prints nothing for this long.
+    idle_timeout_s: float
+    #: Kill a run that takes longer than this in all.
+    job_timeout_s: float
+
+
+CATALOGUE: dict[ActionName, ActionSpec] = {
+    spec.name: spec
+    for spec in (
+        ActionSpec(ActionName.SCALE, "scale.yml", "change replicas, HPA bounds, nodes, read replicas or "
+                   "Redis nodes", idle_timeout_s=120, job_timeout_s=600),
+        ActionSpec(ActionName.FAILOVER, "failover.yml", "move a region's users to another region, in "
+                   "steps, promoting its database replica where needed",
+                   idle_timeout_s=300, job_timeout_s=1800),
+        ActionSpec(ActionName.FAILBACK, "failback.yml", "send a region's users back to it",
+                   idle_timeout_s=300, job_timeout_s=1800),
+        ActionSpec(ActionName.ENV_STOP, "env_schedule.yml", "stop a non-prod environment in dependency "
+                   "order, remembering its sizes", idle_timeout_s=300, job_timeout_s=1800),
+        ActionSpec(ActionName.ENV_START, "env_schedule.yml", "start a stopped non-prod environment at "
+                   "its old sizes", idle_timeout_s=300, job_timeout_s=1800),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ActionPlan:
+    """A validated request, ready to preview (check mode) or run."""
+
+    action: ActionName
+    params: Mapping[str, Any]
+    playbook: str
+    #: The playbook's action variables (the runner adds the connection variables).
+    extravars: Mapping[str, Any]
+    #: What a run must hold a lease on: ``region/<id>``, ``cluster/<name>``, ``workload/<cluster>/<svc>``,
+    #: ``database/<region>``, ``environment/<env>``.
+    targets: tuple[str, ...]
+    #: The preview in words, one line per change.
+    summary: tuple[str, ...]
+    idle_timeout_s: float
+    job_timeout_s: float
+    #: True when the plan touches production.
+    production: bool = True
+    #: Observed state of the targets the preview was made from (compared again before a run).
+    observed: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return "\n".join(self.summary)
+
+
+def _spec(name: ActionName) -> ActionSpec:
+    return CATALOGUE[name]
+
+
+def _closest(word: str, choices: Sequence[str]) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
+def _region(fleet: Fleet, region: str, what: str = "region") -> str:
+    if region not in fleet.regions:
+        known = sorted(fleet.regions)
+        raise UsageError(
+            f"{what} {region!r}: unknown region{_closest(region, known)}; expected one of: {', '.join(known)}"
+        )
+    return region
+
+
+def _healthy(snapshot: Snapshot | None, region: str) -> tuple[bool, str]:
+    """Whether a region can take traffic now, by its front door's figures in the snapshot."""
+    if snapshot is None:
+        return True, "no snapshot to judge from"
+    traffic = snapshot.get(f"traffic/{region}")
+    if not isinstance(traffic, RegionTraffic):
+        return False, "no figures for it in the latest snapshot"
+    if not traffic.health_check_ok:
+        return False, "its health check is failing"
+    if traffic.error_rate > 0.05:
+        return False, f"{traffic.error_rate:.1%} of its requests are failing"
+    return True, "healthy"
+
+
+# -- scale -----------------------------------------------------------------------------------------------
+
+
+def plan_scale(
+    fleet: Fleet,
+    snapshot: Snapshot | None,
+    *,
+    service: str,
+    region: str,
+    replicas: int | None = None,
+    hpa_min: int | None = None,
+    hpa_max: int | None = None,
+    environment: Environment = Environment.PROD,
+    cluster: str | None = None,
+) -> ActionPlan:
+    """Scale a workload's replicas, or its HPA bounds, in one cluster or across a region.
+
+    Raises:
+        UsageError: unknown service, region or cluster; values outside the inventory's bounds; no change.
+    """
+    _region(fleet, region)
+    if service not in fleet.services:
+        known = sorted(fleet.services)
+        raise UsageError(f"workload {service!r}: unknown service{_closest(service, known)}; "
+                         f"expected one of: {', '.join(known)}")
+    spec = fleet.services[service]
+    if environment not in spec.environments:
+        raise UsageError(f"{service} does not run in {environment.value}")
+    clusters = [c for c in fleet.clusters_in(region, environment)]
+    if cluster is not None:
+        if cluster not in {c.name for c in clusters}:
+            names = ", ".join(c.name for c in clusters) or "none"
+            raise UsageError(f"--cluster {cluster}: not a {environment.value} cluster of {region}; "
+                             f"expected one of: {names}")
+        clusters = [c for c in clusters if c.name == cluster]
+    if not clusters:
+        raise UsageError(f"{region} has no {environment.value} cluster")
+    if replicas is None and hpa_min is None and hpa_max is None:
+        raise UsageError("nothing to change: give --replicas, or --hpa-min / --hpa-max")
+    if replicas is not None and (hpa_min is not None or hpa_max is not None):
+        raise UsageError("give either --replicas or HPA bounds, not both (one playbook run changes one)")
+    bound = fleet.bounds.hpa_pods
+    summary: list[str] = []
+    observed: dict[str, Any] = {}
+    targets: list[str] = [f"region/{region}"]
+    for c in clusters:
+        current = snapshot.get(f"workload/{c.name}/{service}") if snapshot else None
+        now = current if isinstance(current, WorkloadState) else None
+        lo = now.hpa_min if now else spec.hpa.min
+        hi = now.hpa_max if now else spec.hpa.max
+        targets.append(f"workload/{c.name}/{service}")
+        observed[f"workload/{c.name}/{service}"] = (
+            {"desired": now.desired, "hpa_min": now.hpa_min, "hpa_max": now.hpa_max} if now else None
+        )
+        if replicas is not None:
+            if not lo <= replicas <= hi:
+                raise UsageError(
+                    f"--replicas {replicas}: outside {service}'s HPA bounds {lo}–{hi} in {c.name}; "
+                    f"change the bounds first (--hpa-min / --hpa-max)"
+                )
+            before = now.desired if now else None
+            summary.append(
+                f"{region} {c.name} {service}: replicas {_arrow(before, replicas)} "
+                f"(capacity {_share(before, hi)} → {_share(replicas, hi)} of HPA max {hi})"
+            )
+        else:
+            new_min = hpa_min if hpa_min is not None else lo
+            new_max = hpa_max if hpa_max is not None else hi
+            for label, value in (("--hpa-min", new_min), ("--hpa-max", new_max)):
+                if value not in bound:
+                    raise UsageError(
+                        f"{label} {value}: outside the fleet's HPA bounds {bound.min}–{bound.max}"
+                    )
+            if new_min > new_max:
+                raise UsageError(f"HPA min {new_min} > max {new_max} in {c.name}")
+            summary.append(f"{region} {c.name} {service}: HPA {lo}–{hi} → {new_min}–{new_max}")
+    if replicas is not None:
+        extravars: dict[str, Any] = {"scale_target": "workload", "replicas": replicas}
+    else:
+        extravars = {"scale_target": "hpa"}
+        if hpa_min is not None:
+            extravars["hpa_min"] = hpa_min
+        if hpa_max is not None:
+            extravars["hpa_max"] = hpa_max
+    extravars.update({"region": region, "service": service})
+    if cluster is not None:
+        extravars["cluster"] = cluster
+    if environment is not Environment.PROD:
+        extravars["environment"] = environment.value
+    params = {"service": service, "region": region, "replicas": replicas, "hpa_min": hpa_min,
+              "hpa_max": hpa_max, "environment": environment.value, "cluster": cluster}
+    spec_ = _spec(ActionName.SCALE)
+    return ActionPlan(
+        action=ActionName.SCALE,
+        params={k: v for k, v in params.items() if v is not None},
+        playbook=spec_.playbook,
+        extravars=extravars,
+        targets=tuple(targets),
+        summary=tuple(summary),
+        idle_timeout_s=spec_.idle_timeout_s,
+        job_timeout_s=spec_.job_timeout_s,
+        production=environment is Environment.PROD,
+        observed=observed,
+    )
+
+
+def _arrow(before: int | None, after: int) -> str:
+    return f"{before} → {after}" if before is not None else f"? → {after}"
+
+
+def _share(value: int | None, of: int) -> str:
+    return "?" if value is None or of <= 0 else f"{value / of:.0%}"
+
+
+# -- failover / failback ---------------------------------------------------------------------------------
+
+
+def plan_failover(
+    fleet: Fleet, snapshot: Snapshot | None, *, from_region: str, to_region: str
+) -> ActionPlan:
+    """Move ``from_region``'s users to ``to_region``, promoting its replica if ``from_region`` writes.
+
+    Raises:
+        UsageError: unknown regions, failover to itself, to an unhealthy region, or across residency zones.
+    """
+    _region(fleet, from_region, "--from")
+    _region(fleet, to_region, "--to")
+    if from_region == to_region:
+        raise UsageError(f"--to {to_region}: a region cannot fail over to itself")
+    source, target = fleet.regions[from_region], fleet.regions[to_region]
+    zones = {source.residency_zone, target.residency_zone}
+    if "eu" in zones and len(zones) > 1:
+        raise UsageError(
+            f"failover {from_region} → {to_region} crosses residency zones "
+            f"({source.residency_zone} → {target.residency_zone}): EU-resident data must stay in the EU; "
+            f"{from_region}'s partner is {source.failover_partner}"
+        )
+    healthy, why = _healthy(snapshot, to_region)
+    if not healthy:
+        raise UsageError(f"--to {to_region}: not healthy enough to take traffic ({why})")
+    summary = [f"DNS api.{from_region}: {from_region} 100 → 0, {to_region} 0 → 100 (in steps 25 / 50 / 100, "
+               f"health-checked between steps)"]
+    targets = [f"region/{from_region}", f"region/{to_region}", f"dns/{from_region}"]
+    observed: dict[str, Any] = {}
+    if snapshot is not None:
+        for key in (f"dns/{from_region}", f"traffic/{to_region}", f"database/{to_region}"):
+            record = snapshot.get(key)
+            observed[key] = getattr(record, "weights", None) if key.startswith("dns/") else (
+                getattr(record, "health_check_ok", None) if key.startswith("traffic/")
+                else getattr(record, "replica_lag_s", None))
+    if source.database.role is DbRole.WRITE_PRIMARY:
+        lag = snapshot.get(f"database/{to_region}") if snapshot else None
+        lag_s = lag.replica_lag_s if isinstance(lag, DatabaseState) else None
+        if lag_s is not None and lag_s > fleet.targets.rpo_db_s:
+            raise UsageError(
+                f"--to {to_region}: its database replica is {lag_s:.0f} s behind, over the "
+                f"{fleet.targets.rpo_db_s:.0f} s RPO; promoting it now would lose data"
+            )
+        summary.append(f"database: promote pg-{to_region} to write primary ({from_region} writes today"
+                       + (f"; replica lag {lag_s:.1f} s" if lag_s is not None else "") + ")")
+        targets.append(f"database/{to_region}")
+    summary.append(_headroom_line(fleet, snapshot, from_region, to_region))
+    spec = _spec(ActionName.FAILOVER)
+    return ActionPlan(
+        action=ActionName.FAILOVER,
+        params={"from_region": from_region, "to_region": to_region},
+        playbook=spec.playbook,
+        extravars={"from_region": from_region, "to_region": to_region},
+        targets=tuple(targets),
+        summary=tuple(summary),
+        idle_timeout_s=spec.idle_timeout_s,
+        job_timeout_s=spec.job_timeout_s,
+        observed=observed,
+    )
+
+
+def _headroom_line(fleet: Fleet, snapshot: Snapshot | None, from_region: str, to_region: str) -> str:
+    if snapshot is None:
+        return f"headroom in {to_region}: checked by the playbook"
+    pods = {r: 0 for r in (from_region, to_region)}
+    hpa_max = 0
+    for w in snapshot.of_type(WorkloadState):
+        if w.environment is Environment.PROD and w.region in pods:
+            pods[w.region] += w.desired
+            if w.region == to_region:
+                hpa_max += w.hpa_max
+    nodes = sum(c.nodes for c in snapshot.of_type(ClusterState)
+                if c.region == to_region and c.environment is Environment.PROD)
+    nodes_max = sum(c.nodes_max for c in snapshot.of_type(ClusterState)
+                    if c.region == to_region and c.environment is Environment.PROD)
+    need = pods[from_region] + pods[to_region]
+    return (f"headroom in {to_region}: {need} pods needed of {hpa_max} HPA max; "
+            f"nodes {nodes} of {nodes_max} max")
+
+
+def plan_failback(fleet: Fleet, snapshot: Snapshot | None, *, region: str) -> ActionPlan:
+    """Send ``region``'s users back to it. Raises UsageError if it is unknown or unhealthy."""
+    _region(fleet, region)
+    healthy, why = _healthy(snapshot, region)
+    if not healthy:
+        raise UsageError(f"{region}: not healthy enough to take its users back ({why})")
+    dns = snapshot.get(f"dns/{region}") if snapshot else None
+    weights = getattr(dns, "weights", None)
+    if weights == {region: 100}:
+        raise UsageError(f"{region}: its users already go to it (DNS {region} 100); nothing to fail back")
+    before = ", ".join(f"{r} {w}" for r, w in (weights or {}).items()) or "?"
+    spec = _spec(ActionName.FAILBACK)
+    return ActionPlan(
+        action=ActionName.FAILBACK,
+        params={"region": region},
+        playbook=spec.playbook,
+        extravars={"region": region},
+        targets=(f"region/{region}", f"dns/{region}"),
+        summary=(f"DNS api.{region}: {before} → {region} 100",
+                 "a database replica promoted by the failover stays primary (demote it by hand)"),
+        idle_timeout_s=spec.idle_timeout_s,
+        job_timeout_s=spec.job_timeout_s,
+        observed={f"dns/{region}": weights},
+    )
+
+
+# -- non-prod environments -----------------------------------------------------------------------------
+
+
+def plan_environment(
+    fleet: Fleet, snapshot: Snapshot | None, *, environment: str, state: str, region: str | None = None
+) -> ActionPlan:
+    """Stop or start a non-prod environment (all its clusters, or one region's)."""
+    try:
+        env = Environment(environment)
+    except ValueError:
+        raise UsageError(f"environment {environment!r}: expected staging or dev") from None
+    if env is Environment.PROD:
+        raise UsageError("production cannot be stopped by a schedule action")
+    if state not in ("stopped", "started"):
+        raise UsageError(f"state {state!r}: expected stop or start")
+    if region is not None:
+        _region(fleet, region)
+    clusters = [c for c in fleet.clusters.values()
+                if c.environment is env and (region is None or c.region == region)]
+    if not clusters:
+        where = f" in {region}" if region else ""
+        raise UsageError(f"{env.value} has no cluster{where}")
+    name = ActionName.ENV_STOP if state == "stopped" else ActionName.ENV_START
+    verb = "stop" if state == "stopped" else "start"
+    summary = []
+    for c in clusters:
+        pods = sum(w.desired for w in (snapshot.of_type(WorkloadState) if snapshot else [])
+                   if w.cluster == c.name)
+        summary.append(f"{c.region} {c.name}: {verb} ({pods} pods now)" if snapshot else f"{c.name}: {verb}")
+    extravars: dict[str, Any] = {"environment": env.value, "env_state": state}
+    if region is not None:
+        extravars["region"] = region
+    spec = _spec(name)
+    return ActionPlan(
+        action=name,
+        params={"environment": env.value, "state": state, **({"region": region} if region else {})},
+        playbook=spec.playbook,
+        extravars=extravars,
+        targets=(f"environment/{env.value}", *(f"cluster/{c.name}" for c in clusters)),
+        summary=tuple(summary),
+        idle_timeout_s=spec.idle_timeout_s,
+        job_timeout_s=spec.job_timeout_s,
+        production=False,
+    )
+
+
+__all__ = [
+    "CATALOGUE",
+    "ActionName",
+    "ActionPlan",
+    "ActionSpec",
+    "plan_environment",
+    "plan_failback",
+    "plan_failover",
+    "plan_scale",
+]
