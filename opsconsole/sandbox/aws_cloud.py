@@ -151,9 +151,11 @@ HISTORY_S = 70 * 60
 GAUGE_RESOLUTION_S = 60.0
 #: Sandbox credentials: not secrets, they only satisfy SigV4 signing.
 SANDBOX_CREDENTIALS = {
-    "aws_access_key_id": "testing",
-    "aws_secret_access_key": "testing",
-    "aws_session_token": "testing",
+    # Distinctive dummies: the run engine redacts secret-looking values wherever they appear, so a
+    # common word here would blank it out of every message.
+    "aws_access_key_id": "SANDBOXACCESSKEYID",
+    "aws_secret_access_key": "sandbox-secret-access-key",
+    "aws_session_token": "sandbox-session-token",
 }
 _SEED_AMI = "ami-12c6146b"
 _GIB_PER_TB = 1024
@@ -188,6 +190,27 @@ def _replication_group_args(group_id: str, description: str, *, replicas: int) -
         tags=[], log_delivery_configurations=[],
     )
     return args
+
+
+def relative_weights(weights: Mapping[str, int]) -> dict[str, int]:
+    """Route53's relative weights as the world's shares of 100 (largest remainder; zero weights drop out).
+
+    Route53 sends a record a share of ``weight / sum(weights)``, and splits evenly when every weight is
+    0. A client changing one record at a time (``amazon.aws.route53`` writes one record per call) passes
+    through states whose sum is not 100; they are still valid DNS, and the world takes them as shares.
+    """
+    positive = {t: w for t, w in weights.items() if w > 0}
+    if not positive:
+        positive = {t: 1 for t in weights}
+    total = sum(positive.values())
+    if total == 0:
+        return {}
+    exact = {t: w * 100 / total for t, w in positive.items()}
+    shares = {t: int(v) for t, v in exact.items()}
+    by_remainder = sorted(exact, key=lambda t: (exact[t] - shares[t], t), reverse=True)
+    for t in by_remainder[: 100 - sum(shares.values())]:
+        shares[t] += 1
+    return {t: v for t, v in shares.items() if v > 0}
 
 
 def load_balancer_dimension(region: str) -> str:
@@ -738,8 +761,8 @@ class AwsCloud:
         cloudwatch_port: port of the CloudWatch endpoint (0: a free one).
 
     Endpoints returned by :meth:`start`: ``urls = {"aws": <moto url>, "cloudwatch": <CloudWatch url>}``;
-    ``settings = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing",
-    "aws_session_token": "testing", "hosted_zone": "voltage.internal.", "account_id": ...}``.
+    ``settings = {"aws_access_key_id": "SANDBOXACCESSKEYID", "aws_secret_access_key": "sandbox-…",
+    "aws_session_token": "sandbox-…", "hosted_zone": "voltage.internal.", "account_id": ...}``.
     """
 
     name = "aws"
@@ -1267,15 +1290,37 @@ class AwsCloud:
         for rid in self._fleet.regions:
             want = world.dns_weights(rid)
             have = current.get(rid, {})
-            if want == have and self._published.dns.get(rid) == want:
+            if relative_weights(have) == want:
+                # Route53 weights are relative: the records already say what the world does (e.g. a
+                # playbook's {A: 75, B: 25} written one record at a time). Leave the client's records be.
+                self._published.dns[rid] = dict(have)
                 continue
-            for record in self._record_sets(rid, {t: w for t, w in have.items() if t not in want}):
-                changes.append({"Action": "DELETE", "ResourceRecordSet": record})
+            for target in sorted(t for t in have if t not in want):
+                # Route53 deletes only a record given exactly as it was created (a client's value, TTL…).
+                stored = self._stored_record(rid, target)
+                if stored is not None:
+                    changes.append({"Action": "DELETE", "ResourceRecordSet": stored})
             for record in self._record_sets(rid, {t: w for t, w in want.items() if have.get(t) != w}):
                 changes.append({"Action": "UPSERT", "ResourceRecordSet": record})
             self._published.dns[rid] = dict(want)
         if changes:
             self._backend("route53", "global").change_resource_record_sets(self._zone_id, changes)
+
+    def _stored_record(self, region: str, target: str) -> dict[str, Any] | None:
+        """The weighted record ``target`` of ``region``'s set exactly as moto holds it."""
+        zone = self._backend("route53", "global").zones.get(self._zone_id)
+        name = f"api.{region}.voltage.internal."
+        for rrs in list(zone.rrsets) if zone is not None else []:
+            if str(rrs.name) == name and str(rrs.set_identifier) == target:
+                record: dict[str, Any] = {
+                    "Name": rrs.name, "Type": rrs.type, "SetIdentifier": rrs.set_identifier,
+                    "Weight": rrs.weight, "TTL": rrs.ttl,
+                    "ResourceRecords": [v if isinstance(v, dict) else {"Value": v} for v in rrs.records],
+                }
+                if rrs.health_check_id:
+                    record["HealthCheckId"] = rrs.health_check_id
+                return record
+        return None
 
     def _dns_in_moto(self) -> dict[str, dict[str, int]]:
         """Weights per region as moto holds them now."""
@@ -1310,10 +1355,10 @@ class AwsCloud:
         for rid in self._fleet.regions:
             have = current.get(rid, {})
             if rid in self._published.dns and have != self._published.dns[rid]:
-                weights = dict(have)
-                self._apply(f"Route53 weights of {rid}", partial(world.set_dns_weights, rid, weights))
-                # Either way the next publish writes the world's (possibly new) weights back.
-                self._published.dns.pop(rid, None)
+                weights = relative_weights(have)
+                if weights and weights != world.dns_weights(rid):
+                    self._apply(f"Route53 weights of {rid}", partial(world.set_dns_weights, rid, weights))
+                self._published.dns[rid] = dict(have)
 
     def _collect_node_groups(self, world: World) -> None:
         for c in self._eks:

@@ -36,6 +36,10 @@ Design choices:
   pending (no node fits them) and unreachable (region down); the pod objects are built from those counts
   on the first list after a publish, with stable names, uids and node assignment, and cached until the
   next publish, so pagination over them is consistent.
+* **Server-side dry run** (``dryRun=All`` on create / PUT / PATCH, what ``kubernetes.core`` sends in check
+  mode) answers the object as it would be and keeps nothing.
+* **Zero counts are omitted** from a deployment's status, as the real API does (``omitempty``);
+  ``kubernetes.core``'s waiter needs it to see a deployment at 0 replicas as ready.
 * **Continue tokens** resume after the last key of the previous page on the current state (real servers
   serve the snapshot of the first page; objects here only change at publish time, between reads).
 
@@ -55,6 +59,8 @@ import base64
 import binascii
 import contextlib
 import copy
+import dataclasses
+import functools
 import json
 import logging
 import re
@@ -81,6 +87,7 @@ from opsconsole.core.model import (
     ClusterKind,
     ClusterSpec,
     ClusterState,
+    Environment,
     Fleet,
     WorkloadState,
 )
@@ -116,6 +123,8 @@ _HPA_TARGET_PCT = 70
 _CPU_REQUEST_M = 500
 _DUMMY_TOKEN = "sandbox-not-a-secret"
 _NOTES_KEPT = 200
+#: Most GET answers kept between two changes of the stored state (see KubeApiEmulator._cached).
+_ANSWERS_KEPT = 2000
 
 JsonObj = dict[str, Any]
 
@@ -231,7 +240,13 @@ def _now_iso() -> str:
 
 
 def _uid(*parts: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "opsconsole-sandbox/" + "/".join(parts)))
+    return _uid_of("/".join(parts))
+
+
+@functools.lru_cache(maxsize=16384)
+def _uid_of(path: str) -> str:
+    # Cached: the pods are rebuilt after every publish with the same names, hence the same uids.
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "opsconsole-sandbox/" + path))
 
 
 def _short_hash(text: str, n: int = 8) -> str:
@@ -459,6 +474,10 @@ class _Cluster:
     pods: list[JsonObj] | None = None
     #: (replicas, hpa_min, hpa_max) per service as last published (or seeded).
     published: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    #: Deployments of a non-prod cluster that a client scaled to 0 while the world still runs the cluster
+    #: (one tier of an environment being stopped, or the tiers not yet started): served at 0 replicas
+    #: until the whole cluster is stopped in the world (every deployment at 0) or a client scales them up.
+    held_zero: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -562,6 +581,9 @@ class KubeApiEmulator:
         self._tmpdir: Path | None = None
         self._lock = threading.RLock()
         self._rv = 1
+        #: Bumped on every change of the stored state; GET answers encoded at that state, by raw path.
+        self._epoch = 0
+        self._answers: dict[str, bytes] = {}
         self._clusters: dict[str, _Cluster] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -745,15 +767,24 @@ class KubeApiEmulator:
                 raise _ApiError(
                     404, "NotFound", f"the server could not find the requested resource {parts.path}"
                 )
-            code, payload = self._dispatch(
-                method,
-                cl=self._clusters[cluster],
-                seg=segments[2:],
-                query=query,
-                content_type=content_type,
-                body=body,
-            )
-            data = json.dumps(payload, separators=(",", ":")).encode()
+            cached = self._cached(raw_path) if method == "GET" else None
+            if cached is not None:
+                code, data = 200, cached
+            else:
+                epoch = self._epoch
+                code, payload = self._dispatch(
+                    method,
+                    cl=self._clusters[cluster],
+                    seg=segments[2:],
+                    query=query,
+                    content_type=content_type,
+                    body=body,
+                )
+                data = json.dumps(payload, separators=(",", ":")).encode()
+                if method == "GET" and code == 200:
+                    self._remember(raw_path, data, epoch)
+                else:
+                    self._changed()
             if fault is not None and fault.kind == "malformed":
                 if fault.params.get("mode", "truncated") == "garbled":
                     data = b'{"kind":"List","items":[{"metadata":' + data[:40] + b"\x00\xff garbled"
@@ -818,6 +849,9 @@ class KubeApiEmulator:
             raise _ApiError(404, "NotFound", f"{_qualified(res)} has no subresource {sub!r}")
         if res.namespaced and name is not None and not namespace:
             raise _ApiError(404, "NotFound", "the server could not find the requested resource")
+        dry_run = query.get("dryRun")
+        if dry_run not in (None, "", "All"):
+            raise _ApiError(400, "BadRequest", f'dryRun: Unsupported value: {dry_run!r}: supported: "All"')
         with self._lock:
             if name is None:
                 if method == "GET":
@@ -827,7 +861,8 @@ class KubeApiEmulator:
                 if method == "POST":
                     if not res.writable:
                         raise self._not_allowed(method, res)
-                    return 201, self._create(cl, res, namespace, self._decode(body, content_type, res))
+                    obj = self._decode(body, content_type, res)
+                    return 201, self._create(cl, res, namespace, obj, dry_run=bool(dry_run))
                 raise self._not_allowed(method, res)
             if method == "GET":
                 obj = self._get(cl, res, namespace, name)
@@ -836,6 +871,8 @@ class KubeApiEmulator:
                 if not res.writable:
                     raise self._not_allowed(method, res)
                 current = self._get(cl, res, namespace, name)
+                if dry_run:  # server-side dry run (kubernetes.core's check mode): answer, keep nothing
+                    current = copy.deepcopy(current)
                 if method == "PUT":
                     new = self._decode(body, content_type, res)
                     if not isinstance(new, dict):
@@ -949,7 +986,28 @@ class KubeApiEmulator:
 
     def _next_rv(self) -> str:
         self._rv += 1
+        self._changed()
         return str(self._rv)
+
+    # -- answer cache ---------------------------------------------------------------------------
+    # A GET answer is a pure function of the stored state, which only changes on a write, a publish or
+    # a collect: the encoded answer is kept (keyed by the raw path and query) until the next change.
+    # Refreshes come several times per publish, and encoding the pod lists again for each was most of
+    # this emulator's CPU, which it shares with the other emulators of `opsconsole sandbox up`.
+
+    def _changed(self) -> None:
+        with self._lock:
+            self._epoch += 1
+            self._answers.clear()
+
+    def _cached(self, raw_path: str) -> bytes | None:
+        with self._lock:
+            return self._answers.get(raw_path)
+
+    def _remember(self, raw_path: str, data: bytes, epoch: int) -> None:
+        with self._lock:
+            if self._epoch == epoch and len(self._answers) < _ANSWERS_KEPT:
+                self._answers[raw_path] = data
 
     def _store(self, cl: _Cluster, res: _Resource) -> dict[tuple[str, str], JsonObj]:
         return cl.objects.setdefault(res.plural, {})
@@ -1001,7 +1059,9 @@ class KubeApiEmulator:
         meta = obj["metadata"]
         return f"{meta.get('namespace', '')}/{meta['name']}"
 
-    def _create(self, cl: _Cluster, res: _Resource, namespace: str, obj: Any) -> JsonObj:
+    def _create(
+        self, cl: _Cluster, res: _Resource, namespace: str, obj: Any, *, dry_run: bool = False
+    ) -> JsonObj:
         if not isinstance(obj, dict):
             raise _ApiError(400, "BadRequest", "the body of a create must be an object")
         meta = obj.get("metadata") or {}
@@ -1024,7 +1084,8 @@ class KubeApiEmulator:
             )
         new = self._stamp(cl, res, obj, key)
         self._validate(res, new)
-        store[key] = new
+        if not dry_run:
+            store[key] = new
         return new
 
     def _stamp(self, cl: _Cluster, res: _Resource, obj: JsonObj, key: tuple[str, str]) -> JsonObj:
@@ -1232,7 +1293,7 @@ class KubeApiEmulator:
                     },
                 },
             },
-            "status": {"observedGeneration": 1, "replicas": 0},
+            "status": {"observedGeneration": 1},
         }
 
     def _hpa(self, spec: ClusterSpec, svc: str, lo: int, hi: int, created: str) -> JsonObj:
@@ -1599,6 +1660,7 @@ class KubeApiEmulator:
             elif isinstance(rec, WorkloadState):
                 workloads[(rec.cluster, rec.service)] = rec
         with self._lock:
+            self._changed()
             for name, cl in self._clusters.items():
                 cs = clusters.get(name)
                 if cs is None:
@@ -1606,10 +1668,16 @@ class KubeApiEmulator:
                 self._set_nodes(cl, cs.reserved_nodes + cs.on_demand_nodes, cs.spot_nodes, cs.ready_nodes)
                 lo, hi = world.node_bounds(name)
                 self._set_autoscaler_status(cl, lo, hi, cs.nodes, cs.ready_nodes)
+                if cs.extra.get("stopped"):
+                    cl.held_zero.clear()  # the world holds the whole cluster at zero now
                 for svc in cl.services:
                     ws = workloads.get((name, svc))
                     if ws is None:
                         continue
+                    if svc in cl.held_zero:
+                        ws = dataclasses.replace(
+                            ws, desired=0, ready=0, pending_pods=0, extra={**ws.extra, "utilisation": 0.0}
+                        )
                     self._publish_workload(cl, ws)
                 self._publish_events(cl, cs, workloads)
                 cl.pods = None
@@ -1629,8 +1697,11 @@ class KubeApiEmulator:
             dep["spec"]["replicas"] = desired
             meta["generation"] = int(meta.get("generation", 1)) + 1
             changed = True
-        status: JsonObj = {"observedGeneration": meta["generation"], "replicas": desired}
+        # Zero counts are omitted, as the real API server does (omitempty): kubernetes.core's waiter
+        # relies on it (a deployment at 0 is ready when replicas and availableReplicas are both absent).
+        status: JsonObj = {"observedGeneration": meta["generation"]}
         if desired:
+            status["replicas"] = desired
             status["updatedReplicas"] = desired
         if ws.ready:
             status["readyReplicas"] = ws.ready
@@ -1679,7 +1750,10 @@ class KubeApiEmulator:
             ],
             "conditions": [
                 {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale"},
-                {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound"},
+                # A deployment scaled to 0 disables its HPA (real behaviour without HPAScaleToZero).
+                {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound"}
+                if desired
+                else {"type": "ScalingActive", "status": "False", "reason": "ScalingDisabled"},
                 {
                     "type": "ScalingLimited",
                     "status": "True" if desired in (ws.hpa_min, ws.hpa_max) else "False",
@@ -1771,9 +1845,20 @@ class KubeApiEmulator:
 
         A value the world refuses (e.g. replicas outside the HPA bounds) is logged, kept in
         :attr:`notes`, and left alone: the next publish writes the world's value back.
+
+        Scaling to zero is how an environment is stopped (``playbooks/env_schedule.yml``), tier by tier:
+        in a non-prod cluster a deployment scaled to 0 is held at 0 here (see ``_Cluster.held_zero``; the
+        world has no per-deployment stop), and once every deployment of the cluster is at 0 the world
+        stops the cluster (:meth:`World.set_cluster_stopped`: 0 replicas, 0 nodes, sizes remembered). A
+        deployment of a stopped cluster scaled above 0 starts the cluster (remembered sizes come back),
+        the others stay held at 0 until they are scaled up too, and a requested size that differs from
+        the remembered one is then applied as an ordinary scale.
         """
         with self._lock:
+            self._changed()
             for name, cl in self._clusters.items():
+                nonprod = cl.spec.environment is not Environment.PROD
+                wanted: dict[str, object] = {}
                 for svc, (rep, lo, hi) in list(cl.published.items()):
                     dep = cl.objects["deployments"].get((NAMESPACE, svc))
                     hpa = cl.objects["horizontalpodautoscalers"].get((NAMESPACE, svc))
@@ -1789,16 +1874,50 @@ class KubeApiEmulator:
                             (name, svc, new_lo, new_hi),
                         )
                     if new_rep != rep:
-                        self._apply(
-                            f"deployment {name}/{NAMESPACE}/{svc} replicas {new_rep}",
-                            world.set_replicas,
-                            (name, svc, new_rep),
-                        )
+                        if nonprod:
+                            wanted[svc] = new_rep
+                        else:
+                            self._apply(
+                                f"deployment {name}/{NAMESPACE}/{svc} replicas {new_rep}",
+                                world.set_replicas,
+                                (name, svc, new_rep),
+                            )
                     cl.published[svc] = (
                         new_rep if isinstance(new_rep, int) else rep,
                         new_lo if isinstance(new_lo, int) else lo,
                         new_hi if isinstance(new_hi, int) else hi,
                     )
+                if wanted:
+                    self._collect_nonprod(world, name, cl, wanted)
+
+    def _collect_nonprod(self, world: World, name: str, cl: _Cluster, wanted: Mapping[str, object]) -> None:
+        """Replicas a client changed in a non-prod cluster: stop / start the cluster, or scale."""
+        replicas = {
+            svc: dep["spec"].get("replicas")
+            for (ns, svc), dep in cl.objects["deployments"].items()
+            if ns == NAMESPACE and svc in cl.services
+        }
+        zero = {svc for svc, n in replicas.items() if n == 0}
+        if not world.is_stopped(name):
+            if zero and zero == set(replicas):
+                self._apply(f"cluster {name} stopped (every deployment at 0)", world.set_cluster_stopped,
+                            (name, True))
+                cl.held_zero.clear()
+                return
+            cl.held_zero = (cl.held_zero | {s for s in wanted if s in zero}) - (set(replicas) - zero)
+            for svc, n in wanted.items():
+                if svc not in zero:
+                    self._apply(f"deployment {name}/{NAMESPACE}/{svc} replicas {n}", world.set_replicas,
+                                (name, svc, n))
+            return
+        if zero == set(replicas):
+            return  # still stopped
+        self._apply(f"cluster {name} started", world.set_cluster_stopped, (name, False))
+        cl.held_zero = set(zero)
+        for svc, n in wanted.items():
+            if svc not in zero and n != world.replicas(name, svc):
+                self._apply(f"deployment {name}/{NAMESPACE}/{svc} replicas {n}", world.set_replicas,
+                            (name, svc, n))
 
     def _apply(self, what: str, change: Callable[..., None], args: tuple[Any, ...]) -> None:
         try:

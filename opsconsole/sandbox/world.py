@@ -42,9 +42,10 @@ Model (see the method docstrings for the formulas):
   up at most ×2 (or +4 pods) per tick and down at most 10 % per tick after a 5 min stabilisation window;
   the cluster autoscaler adds at most 3 nodes per tick and removes 1 per tick after 10 min of lower need;
   pods that do not fit on the nodes are pending;
-* non-prod clusters run their services at a small synthetic load; a stopped environment has 0 replicas
-  and **0 nodes** (below the 1-node floor of the bounds, on purpose: that is what stopping is for) and
-  comes back to the remembered sizes when started.
+* non-prod clusters run their services at a small synthetic load; a stopped environment (or one stopped
+  cluster of it: :meth:`World.set_cluster_stopped`) has 0 replicas and **0 nodes** (below the 1-node
+  floor of the bounds, on purpose: that is what stopping is for) and comes back to the remembered sizes
+  when started.
 """
 
 from __future__ import annotations
@@ -307,7 +308,8 @@ class World:
         self._seed_h = _mix(self._seed & _M64)
         self._now_us = _to_us(start)
         self._tick = self._now_us // _TICK_US
-        self._stopped: set[Environment] = set()
+        #: Names of the non-prod clusters that are stopped (an environment is stopped when all its are).
+        self._stopped: set[str] = set()
         self._incidents: list[Incident] = []
         self._incident_seq = 0
         self._gateway = self._pick_gateway(fleet)
@@ -424,7 +426,22 @@ class World:
 
     @property
     def stopped_environments(self) -> frozenset[Environment]:
+        """Non-prod environments whose every cluster is stopped."""
+        return frozenset(
+            env
+            for env in Environment
+            if env is not Environment.PROD
+            and (names := [c.spec.name for c in self._clusters.values() if c.spec.environment is env])
+            and all(n in self._stopped for n in names)
+        )
+
+    @property
+    def stopped_clusters(self) -> frozenset[str]:
+        """Names of the stopped clusters (all non-prod)."""
         return frozenset(self._stopped)
+
+    def is_stopped(self, cluster: str) -> bool:
+        return self._cluster(cluster).spec.name in self._stopped
 
     def incidents(self, *, include_ended: bool = False) -> list[Incident]:
         """Incidents active now (or, with ``include_ended``, also those that ended in the last hour)."""
@@ -521,7 +538,7 @@ class World:
             if spec.region in loads.effects.down_since:
                 return 0.0
             return loads.front[spec.region] * wl.share
-        if spec.environment in self._stopped:
+        if spec.name in self._stopped:
             return 0.0
         return wl.hpa_min * wl.service.rps_per_pod * _NONPROD_LOAD
 
@@ -539,8 +556,8 @@ class World:
             spec = cl.spec
             if spec.region in down:
                 continue  # unreachable: its controllers are frozen with it
-            if spec.environment in self._stopped:
-                continue  # held at zero by set_environment_stopped
+            if spec.name in self._stopped:
+                continue  # held at zero by set_cluster_stopped
             pods = 0
             for wl in cl.workloads:
                 rec = self._recommend(wl, self._offered(wl, loads))
@@ -574,7 +591,7 @@ class World:
         loads = self._loads(tick)
         down = loads.effects.down_since
         for cl in self._clusters.values():
-            if cl.spec.region in down or cl.spec.environment in self._stopped:
+            if cl.spec.region in down or cl.spec.name in self._stopped:
                 continue
             pods = 0
             for wl in cl.workloads:
@@ -625,7 +642,7 @@ class World:
                 for wl in cl.workloads:
                     wouts[wl.key] = _WorkloadOut(p95_ms=worst, error_rate=1.0, utilisation=0.0)
                 continue
-            if spec.environment in self._stopped:
+            if spec.name in self._stopped:
                 for wl in cl.workloads:
                     wouts[wl.key] = _WorkloadOut()
                 continue
@@ -786,7 +803,7 @@ class World:
         if k is IncidentKind.LATENCY_SPIKE:
             lo, hi = LATENCY_SPIKE_MS
             magnitude = lo + (hi - lo) * self._noise(self._tick, _key_hash("incident/" + inc_id))
-        if target is not None and target.spec.environment not in self._stopped:
+        if target is not None and target.spec.name not in self._stopped:
             lost = round(target.nodes * NODE_POOL_LOSS_FRACTION)
             # The fleet-wide 1-node floor holds; the cluster may dip below its own minimum until the
             # autoscaler (which always wants at least nodes_min) rebuilds it.
@@ -844,9 +861,10 @@ class World:
         window, then follows the load again (as a manual scale of an HPA-managed deployment does).
         """
         wl = self._workload(cluster, service)
-        if wl.cluster.environment in self._stopped:
+        if wl.cluster.name in self._stopped:
             raise UsageError(
-                f"environment {wl.cluster.environment.value} is stopped; start it before scaling {wl.key}"
+                f"environment {wl.cluster.environment.value} is stopped in {wl.cluster.name}; "
+                f"start it before scaling {wl.key}"
             )
         if not _is_int(replicas) or not wl.hpa_min <= replicas <= wl.hpa_max:
             raise UsageError(
@@ -869,7 +887,7 @@ class World:
                 f"got {min_replicas}-{max_replicas}"
             )
         wl.hpa_min, wl.hpa_max = min_replicas, max_replicas
-        if wl.cluster.environment in self._stopped:
+        if wl.cluster.name in self._stopped:
             if wl.remembered is not None:
                 wl.remembered = max(min_replicas, min(max_replicas, wl.remembered))
         else:
@@ -888,7 +906,7 @@ class World:
                 f"got {min_nodes}-{max_nodes}"
             )
         cl.nodes_min, cl.nodes_max = min_nodes, max_nodes
-        if cl.spec.environment in self._stopped:
+        if cl.spec.name in self._stopped:
             if cl.remembered is not None:
                 cl.remembered = max(min_nodes, min(max_nodes, cl.remembered))
         else:
@@ -943,9 +961,11 @@ class World:
         self._refresh()
 
     def set_environment_stopped(self, environment: Environment | str, stopped: bool) -> None:
-        """Stop (0 replicas, 0 nodes) or start (back to the remembered sizes) a non-prod environment.
+        """Stop (0 replicas, 0 nodes) or start (back to the remembered sizes) a non-prod environment:
+        :meth:`set_cluster_stopped` on each of its clusters.
 
-        Idempotent. Raises :class:`UsageError` for prod or an unknown environment.
+        Idempotent (a partly stopped environment is completed). Raises :class:`UsageError` for prod or an
+        unknown environment.
         """
         try:
             env = Environment(environment)
@@ -954,30 +974,50 @@ class World:
             raise UsageError(f"unknown environment {environment!r}; valid: {valid}") from None
         if env is Environment.PROD:
             raise UsageError("the prod environment cannot be stopped")
-        if stopped == (env in self._stopped):
-            return
-        clusters = [c for c in self._clusters.values() if c.spec.environment is env]
+        changed = False
+        for cl in self._clusters.values():
+            if cl.spec.environment is env:
+                changed = self._stop_cluster(cl, stopped) or changed
+        if changed:
+            self._refresh()
+
+    def set_cluster_stopped(self, cluster: str, stopped: bool) -> None:
+        """Stop (0 replicas, 0 nodes: below the 1-node floor on purpose) or start (back to the sizes it had
+        when stopped, clamped to its current bounds) one non-prod cluster, e.g. one region's share of an
+        environment.
+
+        Idempotent. Raises :class:`UsageError` for an unknown or a prod cluster.
+        """
+        cl = self._cluster(cluster)
+        if cl.spec.environment is Environment.PROD:
+            raise UsageError(f"{cluster} is a prod cluster: the prod environment cannot be stopped")
+        if self._stop_cluster(cl, stopped):
+            self._refresh()
+
+    def _stop_cluster(self, cl: _Cluster, stopped: bool) -> bool:
+        """Stop or start ``cl`` (no refresh); whether anything changed."""
+        name = cl.spec.name
+        if stopped == (name in self._stopped):
+            return False
         if stopped:
-            for cl in clusters:
-                cl.remembered = cl.nodes
-                cl.nodes = 0
-                for wl in cl.workloads:
-                    wl.remembered = wl.replicas
-                    wl.replicas = 0
-            self._stopped.add(env)
+            cl.remembered = cl.nodes
+            cl.nodes = 0
+            for wl in cl.workloads:
+                wl.remembered = wl.replicas
+                wl.replicas = 0
+            self._stopped.add(name)
         else:
-            for cl in clusters:
-                back = cl.nodes_min if cl.remembered is None else cl.remembered
-                cl.nodes = max(cl.nodes_min, min(cl.nodes_max, back))
-                cl.needs = [cl.nodes] * _NODE_WINDOW
-                cl.remembered = None
-                for wl in cl.workloads:
-                    rback = wl.hpa_min if wl.remembered is None else wl.remembered
-                    wl.replicas = max(wl.hpa_min, min(wl.hpa_max, rback))
-                    wl.recs = [wl.replicas] * _HPA_WINDOW
-                    wl.remembered = None
-            self._stopped.discard(env)
-        self._refresh()
+            back = cl.nodes_min if cl.remembered is None else cl.remembered
+            cl.nodes = max(cl.nodes_min, min(cl.nodes_max, back))
+            cl.needs = [cl.nodes] * _NODE_WINDOW
+            cl.remembered = None
+            for wl in cl.workloads:
+                rback = wl.hpa_min if wl.remembered is None else wl.remembered
+                wl.replicas = max(wl.hpa_min, min(wl.hpa_max, rback))
+                wl.recs = [wl.replicas] * _HPA_WINDOW
+                wl.remembered = None
+            self._stopped.discard(name)
+        return True
 
     def set_read_replicas(self, region: str, count: int) -> None:
         """Set the number of read replicas of ``region``'s database (within the fleet bounds)."""
@@ -1074,7 +1114,7 @@ class World:
         for cl in self._clusters.values():
             cspec = cl.spec
             is_down = cspec.region in down
-            stopped = cspec.environment in self._stopped
+            stopped = cspec.name in self._stopped
             rest = max(0, cl.nodes - cspec.reserved_nodes)
             spot = int(rest * cspec.spot_ratio + 0.5)
             wos = [out.workloads[wl.key] for wl in cl.workloads]
@@ -1201,7 +1241,8 @@ class World:
             "seed": self._seed,
             "now_us": self._now_us,
             "tick": self._tick,
-            "stopped": sorted(e.value for e in self._stopped),
+            "stopped": sorted(e.value for e in self.stopped_environments),
+            "stopped_clusters": sorted(self._stopped),
             "incident_seq": self._incident_seq,
             "incidents": [i.to_dict() for i in self._incidents],
             "regions": {
@@ -1273,7 +1314,13 @@ class World:
         self._tick = int(data["tick"])
         if self._tick != self._now_us // _TICK_US:
             raise ValueError("tick does not match now_us")
-        self._stopped = {Environment(e) for e in data["stopped"]}
+        if "stopped_clusters" in data:
+            self._stopped = {str(c) for c in data["stopped_clusters"]}
+        else:  # saved before clusters could be stopped one by one: whole environments
+            envs = {Environment(e) for e in data["stopped"]}
+            self._stopped = {n for n, c in self._clusters.items() if c.spec.environment in envs}
+        if not self._stopped <= set(self._clusters):
+            raise ValueError("stopped clusters differ from the fleet")
         self._incident_seq = int(data["incident_seq"])
         self._incidents = [Incident.from_dict(i) for i in data["incidents"]]
         regions = data["regions"]

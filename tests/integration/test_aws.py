@@ -151,14 +151,21 @@ def test_route53_weight_change_reaches_the_world(
     dns = {r.key: r for r in _source(fleet, endpoints).read().records}["dns/ca-central-1"]
     assert isinstance(dns, DnsRecordSet)
     assert dns.weights == {"ca-central-1": 70, "us-east-1": 30}
-    # An invalid change (sum != 100) is ignored and overwritten by the next publish.
-    bad = [{"Action": "UPSERT", "ResourceRecordSet": {**changes[1]["ResourceRecordSet"], "Weight": 99}}]
-    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": bad})  # type: ignore[attr-defined]
+    # Route53 weights are relative: a record set summing to 169 sends 41 % / 59 %, and the records a
+    # client wrote stay as written (a playbook writes one record per call, passing through such sums).
+    relative = [{"Action": "UPSERT", "ResourceRecordSet": {**changes[1]["ResourceRecordSet"], "Weight": 99}}]
+    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": relative})  # type: ignore[attr-defined]
     emulator.collect(world)
-    assert world.dns_weights("ca-central-1") == {"ca-central-1": 70, "us-east-1": 30}
+    assert world.dns_weights("ca-central-1") == {"ca-central-1": 41, "us-east-1": 59}
     emulator.publish(world)
     dns = {r.key: r for r in _source(fleet, endpoints).read().records}["dns/ca-central-1"]
-    assert isinstance(dns, DnsRecordSet) and dns.weights == {"ca-central-1": 70, "us-east-1": 30}
+    assert isinstance(dns, DnsRecordSet) and dns.weights == {"ca-central-1": 70, "us-east-1": 99}
+    # An invalid change (a target that is no region) is ignored and overwritten by the next publish.
+    mars = {**changes[1]["ResourceRecordSet"], "SetIdentifier": "mars-1"}
+    bad = [{"Action": "UPSERT", "ResourceRecordSet": mars}]
+    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": bad})  # type: ignore[attr-defined]
+    emulator.collect(world)
+    assert world.dns_weights("ca-central-1") == {"ca-central-1": 41, "us-east-1": 59}
     # Restore for the other tests.
     world.set_dns_weights("ca-central-1", {"ca-central-1": 100})
     emulator.publish(world)
