@@ -14,20 +14,22 @@ How to use it::
     source = GcpSource.from_endpoints(fleet, emulator.start())        # sandbox: insecure local gRPC
     reading = source.read()
 
-Queries (one project; per cluster, so that one failing cluster is a half answer, not a failure):
+Queries (one project; each metric is queried **once for every cluster / database** of the project, with
+the cluster's / database's labels in ``group_by``, and split locally; the nine queries run concurrently.
+A failed workload query makes every GKE cluster a problem, a failed Cloud SQL query every database):
 
 * CPU / memory: ``kubernetes.io/container/{cpu,memory}/limit_utilization`` on ``k8s_container``
-  filtered by project, location and cluster_name; ALIGN_MEAN over 60 s, REDUCE_MEAN by container_name
+  filtered by project; ALIGN_MEAN over 60 s, REDUCE_MEAN by location, cluster_name and container_name
   (the container is named after the service);
 * restarts: ``kubernetes.io/container/restart_count``, ALIGN_DELTA over one hour, REDUCE_SUM: the
   number of restarts **in the last hour** (not the lifetime count the Kubernetes API shows);
-* p95: ``loadbalancing.googleapis.com/https/total_latencies`` on ``https_lb_rule`` filtered by the
-  cluster's URL map ``um-<cluster>``; ALIGN_PERCENTILE_95 over 60 s, REDUCE_MAX by
-  backend_target_name (``bs-<cluster>-<service>``, the naming convention of the fleet's load balancers);
-* rps / error rate: ``.../https/request_count``, ALIGN_RATE over 60 s, REDUCE_SUM by backend and
-  ``response_code_class``; errors are the ``500`` class. A workload with no requests in the window has
+* p95: ``loadbalancing.googleapis.com/https/total_latencies`` on ``https_lb_rule``; ALIGN_PERCENTILE_95
+  over 60 s, REDUCE_MAX by url_map_name (the cluster's ``um-<cluster>``) and backend_target_name
+  (``bs-<cluster>-<service>``, the naming convention of the fleet's load balancers);
+* rps / error rate: ``.../https/request_count``, ALIGN_RATE over 60 s, REDUCE_SUM by URL map, backend
+  and ``response_code_class``; errors are the ``500`` class. A workload with no requests in the window has
   ``rps=0`` and ``p95_ms`` / ``error_rate`` ``None``.
-* Cloud SQL (``database_id`` ``<project>:pg-<region>``): ``database/up`` (→ ``available``),
+* Cloud SQL (by ``database_id``, ``<project>:pg-<region>``): ``database/up`` (→ ``available``),
   ``database/replication/replica_lag`` (ALIGN_MAX; absent on a write primary → 0),
   ``database/postgresql/transaction_count`` (ALIGN_RATE → ``tps``) and
   ``database/postgresql/insights/aggregate/latencies`` (ALIGN_PERCENTILE_95, µs → ``query_p95_ms``).
@@ -41,15 +43,19 @@ Errors: PERMISSION_DENIED / UNAUTHENTICATED raise :class:`SourceError` naming th
 (connection refused) and a missed deadline raise :class:`SourceError` naming the endpoint — they are not
 retried inside one read, the next refresh is the retry. RESOURCE_EXHAUSTED is retried with exponential
 backoff (``google.api_core.retry.Retry``) within the read's deadline and reported in ``problems``.
-A query that fails otherwise (bad page token, unparsable answer) makes its cluster / region a problem.
+A query that fails otherwise (bad page token, unparsable answer) makes every cluster / region it covers a
+problem.
 Total read time is bounded by ``timeout_s``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -102,6 +108,58 @@ class _Query:
         return " AND ".join(parts)
 
 
+#: Newest value of each output series of one query, keyed by its (sorted) labels, ``project_id`` left out.
+_Answer = dict[tuple[tuple[str, str], ...], float]
+
+_BY_CONTAINER = (
+    "resource.labels.location",
+    "resource.labels.cluster_name",
+    "resource.labels.container_name",
+)
+_BY_BACKEND = ("resource.labels.url_map_name", "resource.labels.backend_target_name")
+#: The workload queries, each across every GKE cluster of the project (split per cluster locally):
+#: (metric, resource type, aligner, reducer, group by, window s, alignment s).
+_CLUSTER_QUERIES: tuple[tuple[str, str, int, int, tuple[str, ...], int, int], ...] = (
+    ("kubernetes.io/container/cpu/limit_utilization", "k8s_container",
+     _Aligner.ALIGN_MEAN, _Reducer.REDUCE_MEAN, _BY_CONTAINER, _WINDOW_S, _ALIGN_S),
+    ("kubernetes.io/container/memory/limit_utilization", "k8s_container",
+     _Aligner.ALIGN_MEAN, _Reducer.REDUCE_MEAN, _BY_CONTAINER, _WINDOW_S, _ALIGN_S),
+    ("kubernetes.io/container/restart_count", "k8s_container",
+     _Aligner.ALIGN_DELTA, _Reducer.REDUCE_SUM, _BY_CONTAINER, 3600, 3600),
+    ("loadbalancing.googleapis.com/https/total_latencies", "https_lb_rule",
+     _Aligner.ALIGN_PERCENTILE_95, _Reducer.REDUCE_MAX, _BY_BACKEND, _WINDOW_S, _ALIGN_S),
+    ("loadbalancing.googleapis.com/https/request_count", "https_lb_rule",
+     _Aligner.ALIGN_RATE, _Reducer.REDUCE_SUM, (*_BY_BACKEND, "metric.labels.response_code_class"),
+     _WINDOW_S, _ALIGN_S),
+)
+#: The Cloud SQL queries, each across every database of the project, grouped by database_id:
+#: (metric, aligner, reducer); order: up, replica lag, transactions, query p95.
+_DB_QUERIES: tuple[tuple[str, int, int], ...] = (
+    ("cloudsql.googleapis.com/database/up", _Aligner.ALIGN_MAX, _Reducer.REDUCE_MAX),
+    ("cloudsql.googleapis.com/database/replication/replica_lag", _Aligner.ALIGN_MAX, _Reducer.REDUCE_MAX),
+    (
+        "cloudsql.googleapis.com/database/postgresql/transaction_count",
+        _Aligner.ALIGN_RATE,
+        _Reducer.REDUCE_SUM,
+    ),
+    (
+        "cloudsql.googleapis.com/database/postgresql/insights/aggregate/latencies",
+        _Aligner.ALIGN_PERCENTILE_95,
+        _Reducer.REDUCE_MAX,
+    ),
+)
+
+
+def _slice(answer: _Answer, where: tuple[tuple[str, str], ...]) -> _Answer:
+    """The series of ``answer`` whose labels include ``where``, keyed by their other labels."""
+    out: _Answer = {}
+    for key, value in answer.items():
+        labels = dict(key)
+        if all(labels.pop(k, None) == v for k, v in where):
+            out[tuple(sorted(labels.items()))] = value
+    return out
+
+
 class _Fatal(Exception):
     """A failure that ends the whole read (auth, endpoint down, deadline)."""
 
@@ -134,6 +192,8 @@ class GcpSource:
     ) -> None:
         self._fleet = fleet
         self._project = project
+        self._lock = threading.Lock()
+        self._throttled = 0
         self._timeout_s = float(timeout_s)
         self._endpoint = endpoint or "monitoring.googleapis.com:443"
         if client is not None:
@@ -180,30 +240,39 @@ class GcpSource:
         # (or stamped by a clock slightly ahead of ours) is then still inside "the last N minutes".
         now = time.time() + QUERY_LOOKAHEAD_S
         self._throttled = 0
+        queries = (self._cluster_queries() if self._clusters else []) + (
+            self._database_queries() if self._db_regions else []
+        )
+        answers = self._run(queries, now, deadline)
         records: list[FleetRecord] = []
         problems: list[str] = []
         failed = 0
-        for cluster in self._clusters:
-            try:
-                records.extend(self._read_cluster(cluster, now, deadline))
-            except _Fatal as exc:
-                raise SourceError(str(exc)) from None
-            except gexc.GoogleAPICallError as exc:
-                failed += 1
-                problems.append(f"cluster {cluster.name}: {_short(exc)}")
-        for region in self._db_regions:
-            try:
-                record = self._read_database(region, now, deadline)
-            except _Fatal as exc:
-                raise SourceError(str(exc)) from None
-            except gexc.GoogleAPICallError as exc:
-                failed += 1
-                problems.append(f"database {region.id}: {_short(exc)}")
-                continue
-            if record is None:
-                problems.append(f"database {region.id}: no cloudsql database/up data in the last 5 min")
+        if self._clusters:
+            cluster_answers = answers[: len(_CLUSTER_QUERIES)]
+            error = next((a for a in cluster_answers if isinstance(a, gexc.GoogleAPICallError)), None)
+            if error is not None:
+                failed += len(self._clusters)
+                problems += [f"cluster {c.name}: {_short(error)}" for c in self._clusters]
             else:
-                records.append(record)
+                values = [a for a in cluster_answers if isinstance(a, dict)]
+                for cluster in self._clusters:
+                    records.extend(self._cluster_records(cluster, values))
+        if self._db_regions:
+            db_answers = answers[len(answers) - len(_DB_QUERIES) :]
+            error = next((a for a in db_answers if isinstance(a, gexc.GoogleAPICallError)), None)
+            if error is not None:
+                failed += len(self._db_regions)
+                problems += [f"database {r.id}: {_short(error)}" for r in self._db_regions]
+            else:
+                values = [a for a in db_answers if isinstance(a, dict)]
+                for region in self._db_regions:
+                    record = self._database_record(region, values)
+                    if record is None:
+                        problems.append(
+                            f"database {region.id}: no cloudsql database/up data in the last 5 min"
+                        )
+                    else:
+                        records.append(record)
         total = len(self._clusters) + len(self._db_regions)
         if total and failed == total:
             raise SourceError(
@@ -218,79 +287,70 @@ class GcpSource:
             )
         return SourceReading(records=tuple(records), problems=tuple(problems), notes=tuple(notes))
 
+    def _run(self, queries: list[_Query], now: float, deadline: float) -> list[_Answer | Exception]:
+        """Run the queries concurrently; each answer is its values or the GoogleAPICallError it failed with.
+
+        Raises:
+            SourceError: a query failed in a way that ends the whole read (the first such, in query order).
+        """
+        answers: list[_Answer | Exception] = []
+        if len(queries) <= 1:
+            for query in queries:
+                try:
+                    answers.append(self._latest(query, now, deadline))
+                except _Fatal as exc:
+                    raise SourceError(str(exc)) from None
+                except gexc.GoogleAPICallError as exc:
+                    answers.append(exc)
+            return answers
+        pool = ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="gcp-read")
+        try:
+            futures = [pool.submit(self._latest, query, now, deadline) for query in queries]
+            wait_futures(futures, timeout=max(0.0, deadline - time.monotonic()) + 0.2)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        for future in futures:
+            if not future.done():
+                raise SourceError(
+                    f"Cloud Monitoring endpoint {self._endpoint} (project {self._project}) did not answer "
+                    f"within {self._timeout_s:.1f} s"
+                )
+            try:
+                answers.append(future.result())
+            except _Fatal as exc:
+                raise SourceError(str(exc)) from None
+            except gexc.GoogleAPICallError as exc:
+                answers.append(exc)
+        return answers
+
+    # -- queries: one per metric, across every cluster / database ------------------------------------
+
+    def _cluster_queries(self) -> list[_Query]:
+        where = (("project_id", self._project),)
+        return [
+            _Query(metric, resource_type, where, aligner, reducer, group_by, window_s=window, align_s=align)
+            for metric, resource_type, aligner, reducer, group_by, window, align in _CLUSTER_QUERIES
+        ]
+
+    def _database_queries(self) -> list[_Query]:
+        where = (("project_id", self._project),)
+        return [
+            _Query(metric, "cloudsql_database", where, aligner, reducer, ("resource.labels.database_id",))
+            for metric, aligner, reducer in _DB_QUERIES
+        ]
+
     # -- per cluster / region ------------------------------------------------------------------------
 
-    def _read_cluster(self, cluster: ClusterSpec, now: float, deadline: float) -> list[WorkloadMetrics]:
-        where = (
-            ("project_id", self._project),
-            ("location", cluster.cloud_region),
-            ("cluster_name", cluster.name),
-        )
-        by_container = ("resource.labels.container_name",)
-        cpu = self._latest(
-            _Query(
-                "kubernetes.io/container/cpu/limit_utilization",
-                "k8s_container",
-                where,
-                _Aligner.ALIGN_MEAN,
-                _Reducer.REDUCE_MEAN,
-                by_container,
-            ),
-            now,
-            deadline,
-        )
-        mem = self._latest(
-            _Query(
-                "kubernetes.io/container/memory/limit_utilization",
-                "k8s_container",
-                where,
-                _Aligner.ALIGN_MEAN,
-                _Reducer.REDUCE_MEAN,
-                by_container,
-            ),
-            now,
-            deadline,
-        )
-        restarts = self._latest(
-            _Query(
-                "kubernetes.io/container/restart_count",
-                "k8s_container",
-                where,
-                _Aligner.ALIGN_DELTA,
-                _Reducer.REDUCE_SUM,
-                by_container,
-                window_s=3600,
-                align_s=3600,
-            ),
-            now,
-            deadline,
-        )
-        lb = (("project_id", self._project), ("url_map_name", f"um-{cluster.name}"))
-        by_backend = ("resource.labels.backend_target_name",)
-        p95 = self._latest(
-            _Query(
-                "loadbalancing.googleapis.com/https/total_latencies",
-                "https_lb_rule",
-                lb,
-                _Aligner.ALIGN_PERCENTILE_95,
-                _Reducer.REDUCE_MAX,
-                by_backend,
-            ),
-            now,
-            deadline,
-        )
-        rates = self._latest(
-            _Query(
-                "loadbalancing.googleapis.com/https/request_count",
-                "https_lb_rule",
-                lb,
-                _Aligner.ALIGN_RATE,
-                _Reducer.REDUCE_SUM,
-                (*by_backend, "metric.labels.response_code_class"),
-            ),
-            now,
-            deadline,
-        )
+    def _cluster_records(self, cluster: ClusterSpec, answers: Sequence[_Answer]) -> list[WorkloadMetrics]:
+        """One cluster's records from the answers of :data:`_CLUSTER_QUERIES` (in that order)."""
+        cpu_all, mem_all, restarts_all, p95_all, rates_all = answers
+        container_of = (("location", cluster.cloud_region), ("cluster_name", cluster.name))
+        cpu = _slice(cpu_all, container_of)
+        mem = _slice(mem_all, container_of)
+        restarts = _slice(restarts_all, container_of)
+        lb_of = (("url_map_name", f"um-{cluster.name}"),)
+        p95 = _slice(p95_all, lb_of)
+        rates = _slice(rates_all, lb_of)
         observed = datetime.now(UTC)
         out: list[WorkloadMetrics] = []
         for svc in sorted(self._fleet.services_in(cluster.environment), key=lambda s: s.name):
@@ -337,59 +397,16 @@ class GcpSource:
             )
         return out
 
-    def _read_database(self, region: RegionSpec, now: float, deadline: float) -> DatabaseState | None:
-        where = (("project_id", self._project), ("database_id", f"{self._project}:pg-{region.id}"))
-        none: tuple[str, ...] = ()
-        up = self._latest(
-            _Query(
-                "cloudsql.googleapis.com/database/up",
-                "cloudsql_database",
-                where,
-                _Aligner.ALIGN_MAX,
-                _Reducer.REDUCE_MAX,
-                none,
-            ),
-            now,
-            deadline,
-        )
+    def _database_record(self, region: RegionSpec, answers: Sequence[_Answer]) -> DatabaseState | None:
+        """One region's database from the answers of :data:`_DB_QUERIES` (in that order)."""
+        up_all, lag_all, tps_all, p95_all = answers
+        of = (("database_id", f"{self._project}:pg-{region.id}"),)
+        up = _slice(up_all, of)
         if not up:
             return None
-        lag = self._latest(
-            _Query(
-                "cloudsql.googleapis.com/database/replication/replica_lag",
-                "cloudsql_database",
-                where,
-                _Aligner.ALIGN_MAX,
-                _Reducer.REDUCE_MAX,
-                none,
-            ),
-            now,
-            deadline,
-        )
-        tps = self._latest(
-            _Query(
-                "cloudsql.googleapis.com/database/postgresql/transaction_count",
-                "cloudsql_database",
-                where,
-                _Aligner.ALIGN_RATE,
-                _Reducer.REDUCE_SUM,
-                none,
-            ),
-            now,
-            deadline,
-        )
-        p95 = self._latest(
-            _Query(
-                "cloudsql.googleapis.com/database/postgresql/insights/aggregate/latencies",
-                "cloudsql_database",
-                where,
-                _Aligner.ALIGN_PERCENTILE_95,
-                _Reducer.REDUCE_MAX,
-                none,
-            ),
-            now,
-            deadline,
-        )
+        lag = _slice(lag_all, of)
+        tps = _slice(tps_all, of)
+        p95 = _slice(p95_all, of)
         spec = region.database
         available = up.get((), 0.0) >= 1.0
         p95_us = p95.get(())
@@ -499,7 +516,8 @@ class GcpSource:
 
     def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, gexc.ResourceExhausted):
-            self._throttled += 1
+            with self._lock:  # the queries run concurrently
+                self._throttled += 1
             log.warning("Cloud Monitoring throttled project %s; backing off", self._project)
 
 

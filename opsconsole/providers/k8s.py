@@ -15,7 +15,9 @@ How to use it::
     reading = source.read()       # SourceReading(records, problems=("cluster x: ...",) for a half answer)
 
 Per cluster it lists deployments, HPAs (autoscaling/v2) and pods of the workloads' namespace, all nodes,
-Warning events of all namespaces and reads ``kube-system/cluster-autoscaler-status``. Every list is
+Warning events of all namespaces and reads ``kube-system/cluster-autoscaler-status``: plain GETs through
+the ``ApiClient``'s REST client (its connection pool, TLS, proxy, retries and kubeconfig auth), decoded
+with ``json.loads`` into plain dicts (no generated API methods, no model objects). Every list is
 paginated (``limit`` + ``continue``); a 410 Gone (expired continue token) restarts that list from scratch
 and keeps only the new pages, so nothing is counted twice. Every call carries
 ``_request_timeout=(connect, read)`` cut to what is left of ``timeout_s``, the whole read returns within
@@ -41,27 +43,22 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import urllib3
 import yaml
 from kubernetes import config as k8s_config
 
-# Resolved at import: the client loads its (large, pydantic) API classes lazily, ~0.9 s on first touch,
-# which would otherwise land in the first read's deadline.
-from kubernetes.client import (
-    ApiClient,
-    AppsV1Api,
-    AutoscalingV2Api,
-    Configuration,
-    CoreV1Api,
-)
+# Resolved at import (the client loads its modules lazily). The generated, pydantic-validated API classes
+# (~0.9 s to load) are not used: lists and reads go through the ApiClient's REST client (see _call).
+from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
@@ -108,6 +105,9 @@ class _Context:
     backoff_s: float = 0.0
     relists: int = 0
     notes: list[str] = field(default_factory=list)
+    host: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    auth_query: list[tuple[str, str]] = field(default_factory=list)
 
 
 class KubernetesSource:
@@ -286,22 +286,23 @@ class KubernetesSource:
 
     def _read_cluster(self, ctx: _Context, deadline: float) -> list[FleetRecord]:
         api = self._api(ctx)
-        apps = AppsV1Api(api)
-        core = CoreV1Api(api)
-        autoscaling = AutoscalingV2Api(api)
-        ns = self._namespace
-        deployments = self._list(ctx, deadline, apps.list_namespaced_deployment, namespace=ns)
-        hpas = self._list(ctx, deadline, autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace=ns)
-        pods = self._list(ctx, deadline, core.list_namespaced_pod, namespace=ns)
-        nodes = self._list(ctx, deadline, core.list_node)
-        events = self._list(ctx, deadline, core.list_event_for_all_namespaces, field_selector="type=Warning")
+        # One set of request headers per cluster and read: the client's default headers and its auth
+        # (a kubeconfig token is refreshed here, once per read, instead of before every call).
+        ctx.host = str(api.configuration.host)
+        ctx.headers, ctx.auth_query = _request_headers(api)
+        ns = quote(self._namespace, safe="")
+        deployments = self._list(ctx, deadline, f"/apis/apps/v1/namespaces/{ns}/deployments")
+        hpas = self._list(ctx, deadline, f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers")
+        pods = self._list(ctx, deadline, f"/api/v1/namespaces/{ns}/pods")
+        nodes = self._list(ctx, deadline, "/api/v1/nodes")
+        events = self._list(ctx, deadline, "/api/v1/events", fieldSelector="type=Warning")
         try:
             status_cm: dict[str, Any] | None = self._call(
                 ctx,
                 deadline,
-                core.read_namespaced_config_map,
-                name=AUTOSCALER_STATUS[1],
-                namespace=AUTOSCALER_STATUS[0],
+                f"/api/v1/namespaces/{quote(AUTOSCALER_STATUS[0], safe='')}/configmaps/"
+                f"{quote(AUTOSCALER_STATUS[1], safe='')}",
+                {},
             )
         except _NotFound:
             status_cm = None
@@ -319,16 +320,17 @@ class KubernetesSource:
 
     # -- calls ------------------------------------------------------------------------------------
 
-    def _list(
-        self, ctx: _Context, deadline: float, fn: Callable[..., Any], **kwargs: Any
-    ) -> list[dict[str, Any]]:
+    def _list(self, ctx: _Context, deadline: float, path: str, **query: str) -> list[dict[str, Any]]:
         """All items of a paginated list; a 410 Gone restarts it from the first page (bounded)."""
         for _attempt in range(3):
             items: list[dict[str, Any]] = []
             token: str | None = None
             try:
                 while True:
-                    page = self._call(ctx, deadline, fn, limit=self._page_size, _continue=token, **kwargs)
+                    params: dict[str, str | int] = {**query, "limit": self._page_size}
+                    if token:
+                        params["continue"] = token
+                    page = self._call(ctx, deadline, path, params)
                     items.extend(page.get("items") or [])
                     token = (page.get("metadata") or {}).get("continue") or None
                     if not token:
@@ -338,7 +340,19 @@ class KubernetesSource:
                 log.info("k8s: continue token expired on %s; listing again from scratch", ctx.server)
         raise _ClusterFailed(f"continue tokens keep expiring on {ctx.server} (410 Gone 3 times)")
 
-    def _call(self, ctx: _Context, deadline: float, fn: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
+    def _call(
+        self, ctx: _Context, deadline: float, path: str, params: Mapping[str, str | int]
+    ) -> dict[str, Any]:
+        """GET ``path`` with the ApiClient's REST client (its pool, TLS, proxy and retries) → the JSON object.
+
+        The generated API methods are bypassed: they validate every argument with pydantic and rebuild
+        the headers (re-running the kubeconfig's auth hook) on every call, which cost more CPU than the
+        request itself. Errors are the same :class:`ApiException` those methods raise.
+        """
+        pairs = [*params.items(), *ctx.auth_query]
+        url = ctx.host + path
+        if pairs:
+            url += "?" + "&".join(f"{k}={quote(str(v))}" for k, v in pairs)
         attempt = 0
         while True:
             remaining = deadline - time.monotonic()
@@ -346,8 +360,12 @@ class KubernetesSource:
                 raise _ClusterFailed(f"no answer from {ctx.server} within {self._timeout_s:g} s")
             timeout = (min(self._connect_s, remaining), remaining)
             try:
-                response = fn(_preload_content=False, _request_timeout=timeout, **kwargs)
-                body = response.data
+                response = ctx.api.rest_client.request(
+                    "GET", url, headers=dict(ctx.headers), _request_timeout=timeout
+                )
+                body = response.read()
+                if not 200 <= response.status <= 299:
+                    raise ApiException.from_response(http_resp=response, body=None, data=None)
             except ApiException as exc:
                 status = int(exc.status or 0)
                 if status == 429 and attempt < self._max_throttle:
@@ -432,16 +450,22 @@ class KubernetesSource:
         hpa_of = {_dig(h, "spec", "scaleTargetRef", "name") or _meta(h, "name"): h for h in hpas}
         pending: dict[str, int] = {}
         restarts: dict[str, int] = {}
-        for pod in pods:
-            app = (_dig(pod, "metadata", "labels") or {}).get("app")
+        for pod in pods:  # thousands per read: plain lookups, not _dig
+            metadata = pod.get("metadata")
+            labels = metadata.get("labels") if isinstance(metadata, dict) else None
+            app = labels.get("app") if isinstance(labels, dict) else None
             if app is None:
                 continue
-            if _dig(pod, "status", "phase") == "Pending":
+            pod_status = pod.get("status")
+            if not isinstance(pod_status, dict):
+                pod_status = {}
+            if pod_status.get("phase") == "Pending":
                 pending[app] = pending.get(app, 0) + 1
-            statuses = (_dig(pod, "status", "containerStatuses") or []) + (
-                _dig(pod, "status", "initContainerStatuses") or []
-            )
-            restarts[app] = restarts.get(app, 0) + sum(int(s.get("restartCount") or 0) for s in statuses)
+            restarted = 0
+            for key in ("containerStatuses", "initContainerStatuses"):
+                for container in pod_status.get(key) or ():
+                    restarted += int(container.get("restartCount") or 0)
+            restarts[app] = restarts.get(app, 0) + restarted
         records: list[FleetRecord] = []
         missing: list[str] = []
         for svc in sorted(s.name for s in self._fleet.services_in(spec.environment)):
@@ -547,6 +571,16 @@ class KubernetesSource:
 
 class _NotFound(Exception):
     """HTTP 404."""
+
+
+def _request_headers(api: Any) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The headers (and any auth query parameters) the generated API methods would send with a GET."""
+    headers: dict[str, str] = {"Accept": "application/json", **api.default_headers}
+    if api.cookie:
+        headers["Cookie"] = api.cookie
+    queries: list[tuple[str, str]] = []
+    api.update_params_for_auth(headers, queries, ["BearerToken"], "", "GET", None)
+    return {str(k): str(v) for k, v in headers.items()}, [(str(k), str(v)) for k, v in queries]
 
 
 def _dig(obj: Mapping[str, Any], *path: str) -> Any:

@@ -617,7 +617,7 @@ class GcpMonitoringEmulator:
                 now,
             )
 
-    def _get(  # noqa: PLR0917 - a series is identified by 4 positional parts, as in the API
+    def _get(
         self, mtype: str, mlabels: dict[str, str], rtype: str, rlabels: dict[str, str], kind: int, vtype: int
     ) -> _Series:
         key = (mtype, tuple(sorted(mlabels.items())), rtype, tuple(sorted(rlabels.items())))
@@ -628,7 +628,7 @@ class GcpMonitoringEmulator:
             self._by_type.setdefault(mtype, []).append(series)
         return series
 
-    def _gauge(  # noqa: PLR0917 - a series is identified by 4 positional parts, as in the API
+    def _gauge(
         self,
         mtype: str,
         ml: dict[str, str],
@@ -644,7 +644,7 @@ class GcpMonitoringEmulator:
         else:
             s.points.append(_Point(now, now, value))
 
-    def _cumulative(  # noqa: PLR0917 - a series is identified by 4 positional parts, as in the API
+    def _cumulative(
         self, mtype: str, ml: dict[str, str], rtype: str, rl: dict[str, str], value: int, now: float
     ) -> None:
         s = self._get(mtype, ml, rtype, rl, _Kind.CUMULATIVE, _VType.INT64)
@@ -654,7 +654,7 @@ class GcpMonitoringEmulator:
         else:
             s.points.append(_Point(origin, now, value))
 
-    def _delta_int(  # noqa: PLR0917 - a series is identified by 4 positional parts, as in the API
+    def _delta_int(
         self,
         mtype: str,
         ml: dict[str, str],
@@ -676,7 +676,7 @@ class GcpMonitoringEmulator:
             s.points.append(_Point(start, now, value))
         return value
 
-    def _delta_dist(  # noqa: PLR0917 - a series is identified by 4 positional parts, as in the API
+    def _delta_dist(
         self,
         mtype: str,
         ml: dict[str, str],
@@ -990,7 +990,7 @@ class GcpMonitoringEmulator:
                 self._point(ts, p.start if s.kind != _Kind.GAUGE else p.end, p.end, p.value, s.value_type)
         return ts
 
-    def _build(  # noqa: PLR0917 - a series is identified by 4 positional parts, as in the API
+    def _build(
         self,
         mtype: str,
         ml: dict[str, str],
@@ -1008,7 +1008,7 @@ class GcpMonitoringEmulator:
         return ts
 
     @staticmethod
-    def _header(  # noqa: PLR0917 - a series is identified by 4 positional parts, as in the API
+    def _header(
         ts: Any, mtype: str, ml: dict[str, str], rtype: str, rl: dict[str, str], kind: int, vtype: int
     ) -> None:
         ts.metric.type = mtype
