@@ -29,11 +29,12 @@ run: install
 test: install-test
 	$(BIN)/python -m pytest
 
-## make lint: ruff, mypy (strict on opsconsole/), import-linter
+## make lint: ruff, mypy (strict on opsconsole/), import-linter, ansible-lint (production profile)
 lint: install-test
 	$(BIN)/ruff check opsconsole bot tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/ansible-lint --offline --profile production playbooks/
 
 ## make check: everything CI checks
 check: lint test

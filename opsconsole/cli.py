@@ -450,6 +450,9 @@ def _configure_logging() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the app and turns OpsErrors into one line and an exit code."""
+    # gRPC's C core logs to stderr on its own (fork handlers when ansible-runner forks, GOAWAY when the
+    # local cloud stops); only its errors are worth a user's attention.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     _configure_logging()
     run: Callable[..., Any] = app
     try:
@@ -457,3 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     except OpsError as error:
         err.print(f"[bold red]error[/]: {error.title}: {error.message}", soft_wrap=True)
         sys.exit(2 if error.user_error else 1)
+
+
+# The act and jobs commands live in their own module; importing it registers them on `app`.
+from opsconsole import cli_act  # noqa: E402, F401

@@ -14,6 +14,7 @@ Sandbox settings come from the environment so that every command sees the same w
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,14 +22,17 @@ from pathlib import Path
 
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import OpsError, SourceError, UsageError
+from opsconsole.core.events import EventBus
 from opsconsole.core.fleet import FleetSource, SourceReading
 from opsconsole.core.inventory import load_inventory
 from opsconsole.core.model import Fleet
 from opsconsole.core.paths import opsconsole_home
-from opsconsole.core.service import OpsCore
+from opsconsole.core.runner import Runner
+from opsconsole.core.service import Connection, OpsCore
+from opsconsole.core.store import Job, JobStore
 from opsconsole.providers.sim import SimSource
 from opsconsole.sandbox.emulator import Emulator, Endpoints
-from opsconsole.sandbox.localcloud import running_or_ephemeral
+from opsconsole.sandbox.localcloud import DEFAULT_SYNC_S, running_or_ephemeral
 from opsconsole.sandbox.state import WorldStore
 
 
@@ -132,10 +136,47 @@ def sandbox_core(
     # Each adapter's own time budget sits inside the engine's deadline, so a slow emulator is cut by
     # its adapter (and reported) before the engine abandons the read.
     timeout_s = deadline_s * 0.8
-    with running_or_ephemeral(home, store, lambda: sandbox_emulators(fleet)) as (endpoints, _cloud):
+    with running_or_ephemeral(home, store, lambda: sandbox_emulators(fleet)) as (endpoints, cloud):
         sources = adapter_sources(fleet, endpoints, timeout_s=timeout_s)
-        with OpsCore(fleet, sources, deadline_s=deadline_s, clock=clock) as core:
+        aws = endpoints["aws"]
+        connection = Connection({
+            "opsconsole_sandbox": True,
+            "opsconsole_kubeconfig": endpoints["k8s"].settings["kubeconfig"],
+            "opsconsole_aws_endpoint_url": aws.urls["aws"],
+            "opsconsole_cloudwatch_endpoint_url": aws.urls.get("cloudwatch", ""),
+        })
+        env = {
+            "AWS_ACCESS_KEY_ID": aws.settings.get("aws_access_key_id", ""),
+            "AWS_SECRET_ACCESS_KEY": aws.settings.get("aws_secret_access_key", ""),
+            "AWS_SESSION_TOKEN": aws.settings.get("aws_session_token", ""),
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+        def world_takes_it_in(_job: Job) -> None:
+            if cloud is not None:
+                cloud.sync()
+            else:  # the shared local cloud syncs on its own clock: wait for its next cycle
+                time.sleep(DEFAULT_SYNC_S + 0.5)
+
+        with OpsCore(fleet, sources, deadline_s=deadline_s, clock=clock, runner=make_runner(fleet, home, env),
+                     connection=connection, after_run=world_takes_it_in) as core:
             yield core
+
+
+#: The repository root: where playbooks/ lives (opsconsole is installed in development mode).
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def make_runner(fleet: Fleet, home: Path, env: Mapping[str, str]) -> Runner:
+    """The run engine, with its job store under ``home``; jobs a dead console left running are marked
+    interrupted first (nothing is re-run)."""
+    runner = Runner(
+        JobStore(home), EventBus(), project_dir=PROJECT_DIR, inventory=fleet.source / "hosts.yml",
+        home=home, env=env,
+    )
+    runner.recover()
+    return runner
 
 
 class UnconfiguredSource:
@@ -209,6 +250,17 @@ def live_core(
 ) -> Iterator[OpsCore]:
     """An :class:`OpsCore` reading the real clouds of the inventory (``opsconsole --live``)."""
     fleet = load_inventory(inventory)
+    accounts = fleet.accounts
+    connection = Connection({
+        "opsconsole_sandbox": False,
+        "opsconsole_kubeconfig": os.path.expanduser(accounts.kubeconfig or "~/.kube/config"),
+    })
+    # Ansible reads the clouds with the same identities as the adapters: the default AWS profile (a
+    # region with another profile is the playbook's to select), the kubeconfig; nothing else leaks in.
+    env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "GOOGLE_", "AZURE_", "KUBECONFIG"))}
+    if accounts.aws_default_profile:
+        env.setdefault("AWS_PROFILE", accounts.aws_default_profile)
+    home = opsconsole_home()
     with OpsCore(fleet, live_sources(fleet, timeout_s=deadline_s * 0.8), deadline_s=deadline_s,
-                 clock=clock) as core:
+                 clock=clock, runner=make_runner(fleet, home, env), connection=connection) as core:
         yield core

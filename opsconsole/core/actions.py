@@ -208,16 +208,29 @@ def plan_scale(
     if replicas is not None:
         extravars: dict[str, Any] = {"scale_target": "workload", "replicas": replicas}
     else:
-        extravars = {"scale_target": "hpa"}
-        if hpa_min is not None:
-            extravars["hpa_min"] = hpa_min
-        if hpa_max is not None:
-            extravars["hpa_max"] = hpa_max
+        # The playbook sets both bounds; the one not given keeps its current value, which must then be
+        # the same in every cluster the request covers.
+        extravars = {"scale_target": "hpa", "hpa_min": hpa_min, "hpa_max": hpa_max}
+        for key, given in (("hpa_min", hpa_min), ("hpa_max", hpa_max)):
+            if given is None:
+                bound_now: set[int] = {v for o in observed.values() if (v := (o or {}).get(key)) is not None}
+                if not bound_now:  # no live figures: the inventory's bound is the current one
+                    bound_now = {spec.hpa.min if key == "hpa_min" else spec.hpa.max}
+                if len(bound_now) != 1:
+                    flag = "--" + key.replace("_", "-")
+                    raise UsageError(
+                        f"give {flag} too: the clusters of {region} differ in their current value"
+                    )
+                extravars[key] = bound_now.pop()
     extravars.update({"region": region, "service": service})
+    if cluster is None and environment is not Environment.PROD:
+        # The playbook's default is every *prod* cluster of the region: a non-prod one is named.
+        if len(clusters) > 1:
+            names = ", ".join(c.name for c in clusters)
+            raise UsageError(f"{region} has several {environment.value} clusters ({names}): give --cluster")
+        cluster = clusters[0].name
     if cluster is not None:
         extravars["cluster"] = cluster
-    if environment is not Environment.PROD:
-        extravars["environment"] = environment.value
     params = {"service": service, "region": region, "replicas": replicas, "hpa_min": hpa_min,
               "hpa_max": hpa_max, "environment": environment.value, "cluster": cluster}
     spec_ = _spec(ActionName.SCALE)
@@ -379,7 +392,8 @@ def plan_environment(
         pods = sum(w.desired for w in (snapshot.of_type(WorkloadState) if snapshot else [])
                    if w.cluster == c.name)
         summary.append(f"{c.region} {c.name}: {verb} ({pods} pods now)" if snapshot else f"{c.name}: {verb}")
-    extravars: dict[str, Any] = {"environment": env.value, "env_state": state}
+    # `environment` is a reserved word in Ansible (a play keyword): the playbook takes `env_name`.
+    extravars: dict[str, Any] = {"env_name": env.value, "env_state": state}
     if region is not None:
         extravars["region"] = region
     spec = _spec(name)

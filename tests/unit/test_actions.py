@@ -47,11 +47,26 @@ def test_scale_replicas_preview_in_words(seed_fleet: Fleet, healthy: Snapshot) -
     assert "workload/eks-euw1-prod/checkout" in plan.targets and plan.production
 
 
+def test_scale_in_a_non_prod_environment_names_its_cluster(seed_fleet: Fleet, healthy: Snapshot) -> None:
+    plan = plan_scale(seed_fleet, healthy, service="checkout", region="eu-west-1", replicas=3,
+                      environment=Environment.STAGING)
+    assert plan.extravars["cluster"] == "gke-euw1-staging" and not plan.production
+
+
 def test_scale_across_a_region_covers_every_prod_cluster(seed_fleet: Fleet, healthy: Snapshot) -> None:
     plan = plan_scale(seed_fleet, healthy, service="search", region="eu-west-1", hpa_max=80)
     assert len(plan.summary) == len(seed_fleet.clusters_in("eu-west-1", Environment.PROD)) == 3
     assert all("HPA 2–100 → 2–80" in line for line in plan.summary)
     assert plan.extravars["scale_target"] == "hpa" and "cluster" not in plan.extravars
+    assert (plan.extravars["hpa_min"], plan.extravars["hpa_max"]) == (2, 80)  # the bound not given is kept
+
+
+def test_scale_hpa_bound_not_given_must_agree_across_clusters(seed_fleet: Fleet, healthy: Snapshot) -> None:
+    differs = replace_record(healthy, "workload/gke-euw1-prod/search", hpa_min=5)
+    with pytest.raises(UsageError, match="give --hpa-min too"):
+        plan_scale(seed_fleet, differs, service="search", region="eu-west-1", hpa_max=80)
+    unknown = plan_scale(seed_fleet, None, service="search", region="eu-west-1", hpa_max=80)
+    assert unknown.extravars["hpa_min"] == 2
 
 
 @pytest.mark.parametrize(
@@ -131,7 +146,7 @@ def test_environment_plans(seed_fleet: Fleet, healthy: Snapshot) -> None:
     assert {t.split("/")[1] for t in plan.targets if t.startswith("cluster/")} == staging
     assert plan.action is ActionName.ENV_STOP and not plan.production
     one = plan_environment(seed_fleet, healthy, environment="dev", state="started", region="eu-west-1")
-    assert one.extravars == {"environment": "dev", "env_state": "started", "region": "eu-west-1"}
+    assert one.extravars == {"env_name": "dev", "env_state": "started", "region": "eu-west-1"}
     for bad, message in ((("prod", "stopped"), "production cannot be stopped"),
                          (("qa", "stopped"), "expected staging or dev"),
                          (("dev", "paused"), "expected stop or start")):
