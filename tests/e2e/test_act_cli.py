@@ -4,8 +4,6 @@ a preview changes nothing, a run changes the fleet as the adapters then read it,
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,39 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-OPSCONSOLE = str(Path(sys.executable).parent / "opsconsole")
-
-
-def environment(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
-    env["OPSCONSOLE_HOME"] = str(home)
-    return env
-
-
-def cli(home: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([OPSCONSOLE, *args], capture_output=True, text=True, timeout=180,
-                            env=environment(home), check=False)
-    assert "Traceback" not in result.stderr, result.stderr
-    if ok:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
+from cli_process import OPSCONSOLE, cli, environment, sandbox_up
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("act")
-    process = subprocess.Popen([OPSCONSOLE, "sandbox", "up"], env=environment(home), text=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoints = home / "sandbox" / "endpoints.json"
-    deadline = time.monotonic() + 90
-    while not endpoints.exists():
-        assert process.poll() is None and time.monotonic() < deadline, "sandbox up did not start"
-        time.sleep(0.2)
-    yield home
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=30)
-
+    with sandbox_up(home):
+        yield home
 
 
 def hpa_max(home: Path, cluster: str, service: str) -> int:

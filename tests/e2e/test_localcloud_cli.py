@@ -4,50 +4,26 @@ and a command that starts a local cloud for its own lifetime."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_process import cli, sandbox_up
 
-OPSCONSOLE = str(Path(sys.executable).parent / "opsconsole")
 ADAPTERS = ["k8s", "aws", "gcp", "azure"]
-
-
-def environment(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
-    env["OPSCONSOLE_HOME"] = str(home)
-    return env
-
-
-def cli(home: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([OPSCONSOLE, *args], capture_output=True, text=True, timeout=120,
-                            env=environment(home), check=False)
-    assert "Traceback" not in result.stderr, result.stderr
-    if ok:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 @pytest.fixture(scope="module")
 def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A home with `opsconsole sandbox up` running in it."""
     home = tmp_path_factory.mktemp("shared")
-    process = subprocess.Popen([OPSCONSOLE, "sandbox", "up"], env=environment(home), text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     endpoints = home / "sandbox" / "endpoints.json"
-    deadline = time.monotonic() + 90
-    while not endpoints.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the local cloud did not come up in 90 s"
-        time.sleep(0.2)
-    yield home
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=30)
+    with sandbox_up(home) as process:
+        yield home
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "Local cloud stopped." in out and "Traceback" not in err
     assert not endpoints.exists(), "sandbox up must remove its endpoints file when it stops"
