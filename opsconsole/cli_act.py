@@ -21,6 +21,7 @@ from opsconsole.cli import _core, _progress, _state, app, err, out
 from opsconsole.core.actions import ActionPlan, plan_environment, plan_failback, plan_failover, plan_scale
 from opsconsole.core.errors import UsageError
 from opsconsole.core.events import EventKind, JobEvent
+from opsconsole.core.inventory import load_inventory
 from opsconsole.core.model import Environment
 from opsconsole.core.service import OpsCore
 from opsconsole.core.store import Job, JobStatus
@@ -198,7 +199,7 @@ env_app.command("start")(_env_action("started"))
 # -- jobs -------------------------------------------------------------------------------------------------
 
 
-def _job_store(ctx: typer.Context) -> Any:
+def _job_store(_ctx: typer.Context) -> Any:
     from opsconsole.core.paths import opsconsole_home  # noqa: PLC0415
     from opsconsole.core.store import JobStore  # noqa: PLC0415
 
@@ -290,8 +291,9 @@ def jobs_cancel(
     if not yes and not typer.confirm(f"Cancel {job.action} job {job.id[:12]}?", default=False):
         out.print("Not cancelled.")
         return
-    home = opsconsole_home()
-    runner = Runner(store, EventBus(), project_dir=PROJECT_DIR,
-                    inventory=PROJECT_DIR / "inventory" / "hosts.yml", home=home)
+    # The inventory in use (--inventory / OPSCONSOLE_INVENTORY), not always the repository's seed.
+    fleet = load_inventory(_state(ctx).inventory)
+    runner = Runner(store, EventBus(), project_dir=PROJECT_DIR, inventory=fleet.source / "hosts.yml",
+                    home=opsconsole_home())
     cancelled = runner.cancel(job.id)
     out.print(f"Job {job.id[:12]} {'cancelled' if cancelled else 'could not be cancelled'}.")
