@@ -752,6 +752,21 @@ class _Published:
     cache_down: dict[str, bool] = field(default_factory=dict)
 
 
+@dataclass
+class _Seen:
+    """What moto held at the end of the last collect.
+
+    The local cloud collects, advances the world, then publishes, while moto keeps serving clients. A
+    value that differs from this at publish time was written by a client in between: publishing the
+    world's (older) value over it would lose the write, so publish leaves it for the next collect.
+    """
+
+    dns: dict[str, dict[str, int]] = field(default_factory=dict)
+    asg: dict[str, tuple[int, int]] = field(default_factory=dict)  # cluster → (min, max)
+    replicas: dict[str, int] = field(default_factory=dict)
+    cache_nodes: dict[str, int] = field(default_factory=dict)
+
+
 class AwsCloud:
     """The AWS emulator (see the module docstring).
 
@@ -777,6 +792,7 @@ class AwsCloud:
         self._faults = _Faults()
         self.store = MetricStore()
         self._published = _Published()
+        self._seen = _Seen()
         self._lock = threading.RLock()
         self._zone_id = ""
         self._health_checks: dict[str, str] = {}  # region → health check id
@@ -891,6 +907,7 @@ class AwsCloud:
                 os.environ.pop(switch, None)
         self.store.clear()
         self._published = _Published()
+        self._seen = _Seen()
 
     def _warm_moto(self) -> None:
         """Serve, in-process, one of each kind of call the adapter makes (no socket).
@@ -1168,6 +1185,7 @@ class AwsCloud:
                     self._publish_database(rid, cr, databases[rid], now)
             self._publish_node_groups(world)
             self._publish_dns(world)
+            self._seen = self._moto_now()  # what it wrote is not a client's write
 
     def _publish_traffic(self, cr: str, t: RegionTraffic, now: float) -> None:
         lb = {"LoadBalancer": load_balancer_dimension(t.region)}
@@ -1207,9 +1225,13 @@ class AwsCloud:
         group = self._backend("elasticache", cr).replication_groups.get(f"redis-{rid}")
         if group is None:
             return
-        if len(group.member_clusters) != c.nodes:
-            self._set_cache_members(group, c.nodes)
-        self._published.cache_nodes[rid] = c.nodes
+        seen = self._seen.cache_nodes.get(rid)
+        if seen is not None and len(group.member_clusters) != seen:
+            self._published.cache_nodes[rid] = seen  # a client's write since collect: the next collect's
+        else:
+            if len(group.member_clusters) != c.nodes:
+                self._set_cache_members(group, c.nodes)
+            self._published.cache_nodes[rid] = c.nodes
         down = c.healthy_nodes == 0 and c.nodes > 0
         if down != self._published.cache_down.get(rid, False):
             group.status = "unavailable" if down else "available"
@@ -1243,6 +1265,10 @@ class AwsCloud:
             key=lambda i: int(i.rsplit("-r", 1)[1]),
         )
         rds = self._backend("rds", cr)
+        seen = self._seen.replicas.get(rid)
+        if seen is not None and len(local) != seen:
+            self._published.replicas[rid] = seen  # a client's write since collect: the next collect's
+            return
         if len(local) < d.read_replicas:
             used = {int(i.rsplit("-r", 1)[1]) for i in local}
             k = 1
@@ -1262,6 +1288,12 @@ class AwsCloud:
             lo, hi = world.node_bounds(c.name)
             want = (min(lo, nodes), hi, nodes)
             if self._published.asg.get(c.name) == want:
+                continue
+            seen = self._seen.asg.get(c.name)
+            group = self._backend("autoscaling", c.cloud_region).autoscaling_groups.get(f"{c.name}-ng")
+            if seen is not None and group is not None and (int(group.min_size), int(group.max_size)) != seen:
+                # a client's write since collect: the next collect's
+                self._published.asg[c.name] = (*seen, int(group.desired_capacity or 0))
                 continue
             # As UpdateAutoScalingGroup without a policy: moto then launches exactly the desired count
             # (its mixed-instances arithmetic can fall short by one); the policy is put back after.
@@ -1290,6 +1322,10 @@ class AwsCloud:
         for rid in self._fleet.regions:
             want = world.dns_weights(rid)
             have = current.get(rid, {})
+            seen = self._seen.dns.get(rid)
+            if seen is not None and have != seen:
+                self._published.dns[rid] = dict(seen)  # a client's write since collect: the next collect's
+                continue
             if relative_weights(have) == want:
                 # Route53 weights are relative: the records already say what the world does (e.g. a
                 # playbook's {A: 75, B: 25} written one record at a time). Leave the client's records be.
@@ -1343,6 +1379,26 @@ class AwsCloud:
             self._collect_node_groups(world)
             self._collect_databases(world)
             self._collect_caches(world)
+            self._seen = self._moto_now()
+
+    def _moto_now(self) -> _Seen:
+        """The client-writable values moto holds now (see :class:`_Seen`)."""
+        seen = _Seen(dns=self._dns_in_moto())
+        for c in self._eks:
+            group = self._backend("autoscaling", c.cloud_region).autoscaling_groups.get(f"{c.name}-ng")
+            if group is not None:
+                seen.asg[c.name] = (int(group.min_size), int(group.max_size))
+        for rid in self._rds_regions:
+            seen.replicas[rid] = self._replica_count(rid)
+        for rid, cr in self._aws_regions.items():
+            group = self._backend("elasticache", cr).replication_groups.get(f"redis-{rid}")
+            if group is not None:
+                seen.cache_nodes[rid] = len(group.member_clusters)
+        return seen
+
+    def _replica_count(self, rid: str) -> int:
+        databases = self._backend("rds", self._aws_regions[rid]).databases
+        return sum(1 for i in list(databases) if re.fullmatch(rf"pg-{re.escape(rid)}-r\d+", i))
 
     def _apply(self, what: str, fn: Callable[[], None]) -> None:
         try:
@@ -1387,7 +1443,7 @@ class AwsCloud:
                 self._relink(rid, None)
                 self._apply(f"promote pg-{rid}", partial(world.promote_replica, rid))
                 self._published.db_role.pop(rid, None)
-            count = sum(1 for i in list(databases) if re.fullmatch(rf"pg-{re.escape(rid)}-r\d+", i))
+            count = self._replica_count(rid)
             if rid in self._published.replicas and count != self._published.replicas[rid]:
                 self._apply(f"read replicas of pg-{rid}", partial(world.set_read_replicas, rid, count))
                 self._published.replicas.pop(rid, None)

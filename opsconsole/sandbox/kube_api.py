@@ -1688,12 +1688,19 @@ class KubeApiEmulator:
         hpa = cl.objects["horizontalpodautoscalers"].get((NAMESPACE, svc))
         if dep is None or hpa is None:  # a client cannot delete them (no DELETE), but be safe
             return
+        # A client may have written between this cycle's collect and this publish (the emulator
+        # serves requests while the world advances). Its value differs from what collect recorded;
+        # overwriting it would lose the write, so it is left for the next collect to apply.
+        seen = cl.published.get(svc)
+        client_bounds = (hpa["spec"].get("minReplicas"), hpa["spec"].get("maxReplicas"))
+        rep_pending = seen is not None and dep["spec"].get("replicas") != seen[0]
+        bounds_pending = seen is not None and client_bounds != seen[1:]
         desired = ws.desired
         unreachable = max(0, desired - ws.ready - ws.pending_pods)
         cl.pod_counts[svc] = _PodCounts(ws.ready, ws.pending_pods, unreachable)
         meta = dep["metadata"]
         changed = False
-        if dep["spec"].get("replicas") != desired:
+        if not rep_pending and dep["spec"].get("replicas") != desired:
             dep["spec"]["replicas"] = desired
             meta["generation"] = int(meta.get("generation", 1)) + 1
             changed = True
@@ -1725,7 +1732,7 @@ class KubeApiEmulator:
             meta["resourceVersion"] = self._next_rv()
         hmeta = hpa["metadata"]
         hchanged = False
-        if (hpa["spec"].get("minReplicas"), hpa["spec"].get("maxReplicas")) != (ws.hpa_min, ws.hpa_max):
+        if not bounds_pending and client_bounds != (ws.hpa_min, ws.hpa_max):
             hpa["spec"]["minReplicas"] = ws.hpa_min
             hpa["spec"]["maxReplicas"] = ws.hpa_max
             hmeta["generation"] = int(hmeta.get("generation", 1)) + 1
@@ -1766,7 +1773,12 @@ class KubeApiEmulator:
             hchanged = True
         if hchanged:
             hmeta["resourceVersion"] = self._next_rv()
-        cl.published[svc] = (desired, ws.hpa_min, ws.hpa_max)
+        rep, lo, hi = seen if seen is not None else (desired, ws.hpa_min, ws.hpa_max)
+        cl.published[svc] = (
+            rep if rep_pending else desired,
+            lo if bounds_pending else ws.hpa_min,
+            hi if bounds_pending else ws.hpa_max,
+        )
 
     def _publish_events(
         self, cl: _Cluster, cs: ClusterState, workloads: Mapping[tuple[str, str], WorkloadState]

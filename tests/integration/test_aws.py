@@ -226,6 +226,40 @@ def test_cache_replica_count_reaches_the_world(env: tuple[AwsCloud, Endpoints, W
     emulator.publish(World(fleet, seed=42, start=START))
 
 
+def test_writes_between_collect_and_publish_are_not_lost(
+    env: tuple[AwsCloud, Endpoints, World], fleet: Fleet
+) -> None:
+    """The local cloud collects, advances the world, then publishes, while moto keeps serving clients."""
+    emulator, endpoints, world = env
+    lo, hi = world.node_bounds("eks-usw2-prod")
+    emulator.collect(world)
+    _client(endpoints, "autoscaling", "us-west-2").update_auto_scaling_group(  # type: ignore[attr-defined]
+        AutoScalingGroupName="eks-usw2-prod-ng", MaxSize=hi - 4)
+    _client(endpoints, "elasticache", "ca-central-1").increase_replica_count(  # type: ignore[attr-defined]
+        ReplicationGroupId="redis-ca-central-1", NewReplicaCount=3, ApplyImmediately=True)
+    r53 = _client(endpoints, "route53", "us-east-1")
+    zone = r53.list_hosted_zones_by_name(DNSName=HOSTED_ZONE)["HostedZones"][0]["Id"]  # type: ignore[attr-defined]
+    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [  # type: ignore[attr-defined]
+        {"Action": "UPSERT", "ResourceRecordSet": {
+            "Name": "api.ca-central-1.voltage.internal.", "Type": "CNAME", "SetIdentifier": target,
+            "Weight": weight, "TTL": 60, "ResourceRecords": [{"Value": f"api-{target}.example"}]}}
+        for target, weight in (("ca-central-1", 60), ("us-east-1", 40))]})
+    emulator.publish(world)  # the world still holds the old values: they must not overwrite the writes
+    emulator.collect(world)
+    assert world.node_bounds("eks-usw2-prod") == (lo, hi - 4)
+    cache = {r.key: r for r in world.observe()}["cache/ca-central-1"]
+    assert isinstance(cache, CacheState) and cache.nodes == 4
+    assert world.dns_weights("ca-central-1") == {"ca-central-1": 60, "us-east-1": 40}
+    emulator.publish(world)
+    records = {r.key: r for r in _source(fleet, endpoints).read().records}
+    ng = records["nodegroup/eks-usw2-prod/eks-usw2-prod-ng"]
+    assert isinstance(ng, NodeGroupState) and ng.max == hi - 4
+    # Restore for the other tests.
+    world.set_cluster_node_bounds("eks-usw2-prod", lo, hi)
+    world.set_dns_weights("ca-central-1", {"ca-central-1": 100})
+    emulator.publish(World(fleet, seed=42, start=START))
+
+
 def test_region_down_shows_as_failed_health_and_database(
     env: tuple[AwsCloud, Endpoints, World], fleet: Fleet
 ) -> None:

@@ -322,6 +322,28 @@ def test_hpa_patch_changes_the_bounds_in_the_world(
     assert (wl.hpa_min, wl.hpa_max) == (lo + 1, hi - 1)
 
 
+def test_a_write_between_collect_and_publish_is_not_lost(
+    emulator: KubeApiEmulator, endpoints: Endpoints, world: World
+) -> None:
+    """The local cloud collects, advances the world, then publishes; a client can write in between."""
+    service, replicas, lo, hi = _service_of(world)
+    apps = client.AppsV1Api(_api(endpoints))
+    hpa = client.AutoscalingV2Api(_api(endpoints))
+    target = lo + 2 if lo + 2 != replicas else lo + 3  # differs from the world's value
+    emulator.collect(world)
+    hpa.patch_namespaced_horizontal_pod_autoscaler(
+        service, NAMESPACE, {"spec": {"minReplicas": lo + 1, "maxReplicas": hi - 1}}
+    )
+    apps.patch_namespaced_deployment_scale(service, NAMESPACE, {"spec": {"replicas": target}})
+    emulator.publish(world)  # the world still has the old values: they must not overwrite the writes
+    got = hpa.read_namespaced_horizontal_pod_autoscaler(service, NAMESPACE).spec
+    assert (got.min_replicas, got.max_replicas) == (lo + 1, hi - 1)
+    assert apps.read_namespaced_deployment_scale(service, NAMESPACE).spec.replicas == target
+    emulator.collect(world)
+    assert world.hpa_bounds(CLUSTER, service) == (lo + 1, hi - 1)
+    assert world.replicas(CLUSTER, service) == target
+
+
 def test_a_change_the_world_refuses_is_noted_and_undone(
     emulator: KubeApiEmulator, endpoints: Endpoints, world: World
 ) -> None:
