@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from opsconsole.core.inventory import load_inventory
 from opsconsole.core.model import Fleet
+from opsconsole.devpg import ThrowawayPostgres
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_INVENTORY = REPO / "inventory"
@@ -35,3 +38,29 @@ def inventory_copy(tmp_path: Path) -> Path:
     target = tmp_path / "inventory"
     shutil.copytree(SEED_INVENTORY, target)
     return target
+
+
+# -- the store's two back ends ------------------------------------------------------------------------
+#
+# Every test of something that persists (jobs, requests, votes, leases, audit) takes ``db_url`` and so
+# runs twice: on SQLite (a file under the test's home) and on a real PostgreSQL (one throwaway server for
+# the session, a fresh database per test). PostgreSQL is never skipped: without its binaries the tests
+# fail, naming the Debian package to install.
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[ThrowawayPostgres]:
+    with ThrowawayPostgres() as server:
+        yield server
+
+
+_database_counter = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database on each back end in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    server: ThrowawayPostgres = request.getfixturevalue("postgres_server")
+    return server.create_database(f"t{next(_database_counter)}_{uuid.uuid4().hex[:8]}")

@@ -1,12 +1,7 @@
 """Where jobs and their events persist, so that any face can show them later.
 
-SQLAlchemy Core over SQLite by default (``<home>/opsconsole.db``, WAL, a busy timeout so that a TUI, a bot
-and a CLI call can share the file), or any SQLAlchemy URL (PostgreSQL for teams: it arrives with the
-Approvals issue, so the SQL here stays portable: no SQLite-only types or statements, JSON through
-SQLAlchemy's portable ``JSON`` type, times stored in UTC).
-
-The schema is created with ``metadata.create_all`` for now; Alembic migrations come with the Approvals
-issue, which is the first to change a table that already holds users' data.
+SQLAlchemy Core over the shared database of :mod:`opsconsole.core.db` (SQLite under the home by default,
+PostgreSQL through ``OPSCONSOLE_DB_URL``).
 
 Use::
 
@@ -21,7 +16,6 @@ Use::
 from __future__ import annotations
 
 import builtins
-import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,32 +24,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    DateTime,
-    Engine,
-    Integer,
-    MetaData,
-    PrimaryKeyConstraint,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import RowMapping
 
 from opsconsole.core.clock import Clock, SystemClock
+from opsconsole.core.db import Database, db_value, job_events_table, jobs_table, utc
 from opsconsole.core.events import EventKind, JobEvent
-from opsconsole.core.paths import opsconsole_home
-
-DB_FILE = "opsconsole.db"
-SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 class JobStatus(StrEnum):
@@ -107,63 +81,9 @@ class Job:
         return (self.finished_at - self.started_at).total_seconds()
 
 
-metadata = MetaData()
-
-jobs_table = Table(
-    "jobs",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    Column("action", String(64), nullable=False),
-    Column("params", JSON, nullable=False),
-    Column("playbook", String(512), nullable=False),
-    Column("check_mode", Boolean, nullable=False),
-    Column("status", String(16), nullable=False, index=True),
-    Column("actor", String(256), nullable=False),
-    Column("face", String(32), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("started_at", DateTime(timezone=True)),
-    Column("finished_at", DateTime(timezone=True)),
-    Column("rc", Integer),
-    Column("last_task", Text),
-    Column("stats", JSON),
-    Column("timings", JSON),
-    Column("pid", Integer),
-    Column("error", Text),
-)
-
-job_events_table = Table(
-    "job_events",
-    metadata,
-    Column("job_id", String(32), nullable=False),
-    Column("seq", Integer, nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("host", String(256)),
-    Column("play", Text),
-    Column("task", Text),
-    Column("message", Text, nullable=False),
-    Column("changed", Boolean, nullable=False),
-    Column("data", JSON, nullable=False),
-    # (job_id, seq) is unique: a follower resumes from the last seq it saw.
-    PrimaryKeyConstraint("job_id", "seq", name="pk_job_events"),
-)
-
 _UPDATABLE = frozenset(c.name for c in jobs_table.columns) - {"id"}
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: everything stored is UTC, so say so."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _db_value(value: Any) -> Any:
-    if isinstance(value, StrEnum):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.astimezone(UTC)
-    return value
+_utc = utc
+_db_value = db_value
 
 
 def _job(row: RowMapping) -> Job:
@@ -207,52 +127,21 @@ def _event(row: RowMapping) -> JobEvent:
     )
 
 
-def database_url(url_or_home: str | Path | None = None) -> str:
-    """The URL a :class:`JobStore` opens: a URL given, ``OPSCONSOLE_DB_URL``, or the home's SQLite file."""
-    if isinstance(url_or_home, str) and "://" in url_or_home:
-        return url_or_home
-    if url_or_home is None:
-        configured = os.environ.get("OPSCONSOLE_DB_URL")
-        if configured:
-            return configured
-        url_or_home = opsconsole_home()
-    home = Path(url_or_home)
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / DB_FILE}"
-
-
-def _make_engine(url: str) -> Engine:
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(
-        url,
-        # The runner writes events from its worker threads; SQLite's own locking (WAL + busy timeout)
-        # serialises them, so the per-thread check only gets in the way.
-        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-    )
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    return engine
-
-
 class JobStore:
     """Jobs and job events in a SQL database. Thread-safe; every call is its own transaction."""
 
-    def __init__(self, url_or_home: str | Path | None = None, *, clock: Clock | None = None) -> None:
-        self.url = database_url(url_or_home)
+    def __init__(
+        self, url_or_home: str | Path | Database | None = None, *, clock: Clock | None = None
+    ) -> None:
+        self.database = url_or_home if isinstance(url_or_home, Database) else Database(url_or_home)
+        self._owns_database = not isinstance(url_or_home, Database)
+        self.url = self.database.url
+        self.engine = self.database.engine
         self.clock: Clock = clock or SystemClock()
-        self.engine = _make_engine(self.url)
-        metadata.create_all(self.engine)
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._owns_database:
+            self.database.close()
 
     # -- jobs ------------------------------------------------------------------------------------
 
