@@ -9,12 +9,17 @@ atomic steps (compare-and-set on a request's version, taking a lease, appending 
 written as single ``UPDATE … WHERE`` / ``INSERT`` statements whose row counts tell who won.
 
 The tables here are the schema's single description in code; :mod:`opsconsole.core.migrations`
-(Alembic) creates and evolves it in a database.
+(Alembic) creates and evolves it in a database: opening a :class:`Database` upgrades it to head
+(:func:`ensure_schema`), adopting the previous release's files, and refuses a schema newer than the code.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -24,6 +29,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Float,
@@ -35,9 +41,11 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from opsconsole.core import migrations
 from opsconsole.core.errors import OpsError
 from opsconsole.core.paths import opsconsole_home
 
@@ -220,6 +228,76 @@ leaders_table = Table(
 )
 
 
+# -- what the Slack bot and the scheduler share between processes (migration 0003) --------------------
+
+#: An outbox: a notice (high-severity finding, shutdown warning) is delivered once by whichever process
+#: claims it; ``key`` dedupes (e.g. ``finding:<finding key>``), ``resolved_at`` asks for a follow-up.
+notices_table = Table(
+    "notices",
+    metadata,
+    Column("key", String(256), primary_key=True),
+    Column("kind", String(48), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("claimed_by", String(256)),
+    Column("claimed_at", DateTime(timezone=True)),
+    #: Where it was delivered (e.g. {"slack": {"channel": ..., "ts": ...}}) and the follow-up's.
+    Column("delivered", JSON),
+    Column("version", Integer, nullable=False),
+)
+
+#: First writer wins: a Slack event id or (action id, message ts, user) seen once across all replicas.
+dedupe_keys_table = Table(
+    "dedupe_keys",
+    metadata,
+    Column("key", String(256), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+#: Where a face's message about a subject lives (``request:<id>`` → Slack channel + ts), so that any
+#: replica can edit it in place; ``data`` keeps what was last rendered (to coalesce edits).
+message_refs_table = Table(
+    "message_refs",
+    metadata,
+    Column("subject", String(256), nullable=False),
+    Column("face", String(32), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("ts", String(64), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("subject", "face", name="pk_message_refs"),
+)
+
+#: Keep awake until T, skip tonight, force down until T: each ends by itself at ``until``.
+schedule_overrides_table = Table(
+    "schedule_overrides",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("environment", String(32), nullable=False, index=True),
+    Column("region", String(64)),
+    Column("kind", String(16), nullable=False),
+    Column("until", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("face", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("reason", Text),
+)
+
+#: The scheduler's memory per environment / region (``key``): the state it last applied and when, the
+#: warning it last sent; survives restarts so that missed transitions are reconciled, not replayed.
+schedule_state_table = Table(
+    "schedule_state",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
 # -- connecting ----------------------------------------------------------------------------------------
 
 
@@ -257,13 +335,41 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own transaction handling is off: SQLAlchemy's "begin" below emits BEGIN itself, so
+        # that a write transaction can start IMMEDIATE (see write_transaction).
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(IMMEDIATE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
     return engine
+
+
+#: Execution option asking SQLite for the write lock when the transaction begins (see write_transaction).
+IMMEDIATE_OPTION = "opsconsole_sqlite_immediate"
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that reads and then writes, safely under concurrency on both back ends.
+
+    On SQLite a deferred transaction that reads first and writes later fails at once with "database is
+    locked" when another process wrote in between (its snapshot is stale: SQLITE_BUSY_SNAPSHOT ignores
+    the busy timeout). Taking the write lock at BEGIN (``BEGIN IMMEDIATE``) makes the others wait their
+    turn instead. On PostgreSQL it is an ordinary transaction: compare-and-set statements, row locks or
+    a guard row do the serialising there.
+    """
+    with engine.connect() as plain:
+        conn = plain.execution_options(**{IMMEDIATE_OPTION: True})
+        with conn.begin():
+            yield conn
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -313,6 +419,9 @@ class Database:
         except SQLAlchemyError as exc:
             self.engine.dispose()
             raise StoreUnavailable(f"{redacted_url(self.url)}: {_first_line(exc)}") from exc
+        except OpsError:
+            self.engine.dispose()
+            raise
 
     @property
     def sqlite(self) -> bool:
@@ -322,9 +431,131 @@ class Database:
         self.engine.dispose()
 
 
-def ensure_schema(engine: Engine) -> None:
-    """Bring the database's schema up to date (idempotent)."""
-    metadata.create_all(engine)
+class SchemaTooNew(StoreUnavailable):
+    """A newer opsconsole migrated the database: this one must not guess at a schema it does not know."""
+
+    title = "database schema too new"
+
+
+#: The PostgreSQL advisory lock (a bigint of our choosing, b"opsschem") held while the schema is upgraded.
+SCHEMA_LOCK_KEY = 0x6F7073736368656D
+#: Alembic's bookkeeping table: one row, the revision the database is at.
+_VERSION_TABLE = "alembic_version"
+#: Databases made before Alembic, newest first: the revision whose tables they hold, and those tables.
+#: The previous release created ``jobs`` and ``job_events``; main between that release and the migrations
+#: created every table of 0002 with ``create_all``, in exactly 0002's shape.
+_UNVERSIONED = (
+    ("0002", frozenset({"jobs", "job_events", "change_requests", "votes", "leases", "lease_guard",
+                        "audit_log", "audit_head", "leaders"})),
+    ("0001", frozenset({"jobs", "job_events"})),
+)
+
+#: Threads of one process take turns (they would wait on the database's lock anyway), so that each
+#: puts back the Alembic log level it found.
+_UPGRADE_IN_PROCESS = threading.Lock()
+
+
+def ensure_schema(engine: Engine) -> bool:
+    """Bring the database's schema to the newest revision with Alembic (idempotent, safe to race).
+
+    At head (every open after the first) this is one query and does not import Alembic. Otherwise it
+    serialises with every other opener — PostgreSQL's ``pg_advisory_xact_lock``, SQLite's write lock
+    (``BEGIN IMMEDIATE``) — reads the revision again, adopts a database made before migrations existed
+    (stamps the revision whose tables it holds), and runs ``upgrade head`` in that one transaction: a
+    concurrent opener waits, then finds head; a failed upgrade leaves the database as it was.
+
+    Returns:
+        Whether this call changed the schema (``False`` when another opener had already done it).
+
+    Raises:
+        SchemaTooNew: the database is at a revision this opsconsole does not know.
+        StoreUnavailable: Alembic refused the upgrade.
+        SQLAlchemyError: the database failed (unreachable, locked beyond the busy timeout…).
+    """
+    if _fast_revision(engine) == migrations.HEAD:
+        return False
+    with _UPGRADE_IN_PROCESS:
+        alembic_logger = logging.getLogger("alembic")
+        level = alembic_logger.level
+        # Alembic logs each step at INFO; an app that logs INFO to the console would show them.
+        alembic_logger.setLevel(logging.WARNING)
+        try:
+            with engine.connect() as conn:
+                if conn.dialect.name == "sqlite":
+                    _begin_sqlite_immediate(conn)
+                else:
+                    conn.begin()
+                    if conn.dialect.name == "postgresql":
+                        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
+                try:
+                    changed = _upgrade_locked(conn, redacted_url(engine.url.render_as_string()))
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+                return changed
+        finally:
+            alembic_logger.setLevel(level)
+
+
+def _fast_revision(engine: Engine) -> str | None:
+    """The revision in ``alembic_version``, read without Alembic (about 120 ms to import) on the hot path.
+
+    ``MigrationContext.get_current_revision`` does the same two queries; :func:`_upgrade_locked` uses it
+    once Alembic is needed anyway.
+    """
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(_VERSION_TABLE):
+            return None
+        rows = conn.exec_driver_sql(f"SELECT version_num FROM {_VERSION_TABLE}").scalars().all()
+    return str(rows[0]) if len(rows) == 1 else None
+
+
+def _begin_sqlite_immediate(conn: Connection) -> None:
+    """Begin ``conn``'s transaction holding SQLite's write lock, whatever pysqlite's transaction mode.
+
+    Readers carry on (WAL); a second opener waits here (busy timeout) until the first commits.
+    """
+    conn.begin()
+    raw: Any = conn.connection.dbapi_connection
+    if raw.in_transaction:
+        # An engine "begin" hook (make_engine's, when pysqlite's own transaction handling is off) already
+        # emitted a plain, deferred BEGIN; nothing has been read in it yet, so ending it and starting
+        # over IMMEDIATE loses nothing.
+        conn.exec_driver_sql("COMMIT")
+    # SQLAlchemy's own transaction stays open around it: its commit()/rollback() end this one.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _upgrade_locked(conn: Connection, where: str) -> bool:
+    """Adopt, check and upgrade the schema on ``conn``, whose transaction holds the schema lock."""
+    # Alembic is imported here only: opening a database already at head must not pay for it.
+    from alembic import command  # noqa: PLC0415
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+    from alembic.util.exc import CommandError  # noqa: PLC0415
+
+    try:
+        context = MigrationContext.configure(conn)
+        current = context.get_current_revision()
+        if current == migrations.HEAD:
+            return False  # another opener upgraded it while this one waited for the lock
+        config = migrations.alembic_config(conn)
+        script = ScriptDirectory.from_config(config)
+        if current is None:
+            tables = set(inspect(conn).get_table_names())
+            adopt = next((rev for rev, needed in _UNVERSIONED if needed <= tables), None)
+            if adopt is not None:
+                context.stamp(script, adopt)
+        elif current not in {s.revision for s in script.walk_revisions()}:
+            raise SchemaTooNew(
+                f"{where}: database schema is at revision {current}, newer than this opsconsole knows "
+                f"(head {script.get_current_head()}): upgrade opsconsole"
+            )
+        command.upgrade(config, "head")
+    except CommandError as exc:  # several heads recorded, a broken script…
+        raise StoreUnavailable(f"{where}: the schema cannot be upgraded: {exc}") from exc
+    return True
 
 
 def _first_line(exc: BaseException) -> str:
