@@ -1,0 +1,687 @@
+"""The tamper-evident audit log: who asked for, approved, ran and overrode what, from which face, when.
+
+Why it exists: every request, vote, preview, run, result, override, expiry and break-glass in opsconsole
+is appended here, so that after an incident (or in an audit) the SREs can say exactly who changed the
+fleet and on whose approval — and trust that nobody edited that record afterwards. Each entry carries
+the SHA-256 of its own content and of its predecessor's hash (a hash chain), and a one-row *head*
+holds the last sequence number and hash. :meth:`AuditLog.verify` recomputes the chain and names the
+first entry that was changed, removed, inserted or reordered, and whether entries were cut off the end.
+
+What it cannot prove: someone with write access to the database who rewrites every entry from the
+tampered one to the end *and* the head leaves a consistent chain. Anchor the head outside the database
+against that (``opsconsole audit verify`` prints its hash: post it to the change ticket or a channel).
+
+Use::
+
+    audit = AuditLog(database)
+    audit.append(AuditKind.RUN_STARTED, actor="slack:T1:U2", face="slack",
+                 request_id=request.id, job_id=job.id, data={"playbook": "failover.yml"})
+
+    with database.engine.begin() as conn:           # a state change and its record, atomically
+        conn.execute(update(requests_table)...)
+        audit.append_in(conn, AuditKind.APPROVED, actor=..., face="tui", request_id=..., data={...})
+
+    audit.entries(request_id=request.id)            # oldest first
+    result = audit.verify()                         # result.ok, result.problem, result.first_bad_seq
+
+Concurrency: an append updates the head row *first* in its transaction. That statement is a write, so it
+takes SQLite's write lock (waiting out the busy timeout, like any writer) or PostgreSQL's row lock on
+the head, and every other appender — thread or process — waits for the transaction to end. Sequence
+numbers are therefore gapless and each entry chains onto the one committed before it; no
+dialect-specific locking is needed. (On SQLite the first statement of a transaction being a write is
+what matters: it cannot hit a stale read snapshot, so the busy timeout applies.)
+
+The canonical encoding that is hashed is :func:`canonical_bytes`: a JSON object of the entry's fields
+(``seq``, ``at``, ``kind``, ``actor``, ``face``, ``request_id``, ``job_id``, ``data``, ``prev_hash``) with
+sorted keys, no whitespace, ASCII only (``\\uXXXX`` escapes), times as ISO-8601 UTC with microseconds.
+``data`` is restricted to plain JSON (str keys, finite numbers) so it reads back from either back end's
+JSON column exactly as it was hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, Text, func, insert, select, type_coerce, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from opsconsole.core.clock import Clock, SystemClock
+from opsconsole.core.db import (
+    Database,
+    StoreUnavailable,
+    audit_head_table,
+    audit_table,
+    redacted_url,
+    utc,
+)
+from opsconsole.core.errors import OpsError
+
+#: The ``prev_hash`` of entry 1.
+GENESIS_HASH = "0" * 64
+#: The audit_head row's id: there is exactly one head.
+HEAD_ID = 1
+#: Rows :meth:`AuditLog.verify` reads per query: bounded memory however long the log is.
+VERIFY_BATCH = 2000
+#: Column widths of audit_log (PostgreSQL refuses longer values, SQLite would keep them: check first).
+_LIMITS = {"kind": 48, "actor": 256, "face": 32, "request_id": 32, "job_id": 32}
+
+
+class AuditKind(StrEnum):
+    """What an entry records. The column is a plain string: kinds can be added without a migration."""
+
+    REQUEST_FILED = "request_filed"
+    REQUEST_REFUSED = "request_refused"
+    PREVIEW = "preview"
+    VOTE_APPROVE = "vote_approve"
+    VOTE_REJECT = "vote_reject"
+    VOTE_REFUSED = "vote_refused"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    DRIFT_DETECTED = "drift_detected"
+    LEASE_REFUSED = "lease_refused"
+    RUN_STARTED = "run_started"
+    RUN_FINISHED = "run_finished"
+    BREAK_GLASS = "break_glass"
+    OVERRIDE_SET = "override_set"
+    OVERRIDE_EXPIRED = "override_expired"
+    SCHEDULE_ACTION = "schedule_action"
+
+
+class AuditError(OpsError):
+    """The audit log cannot take an entry because its stored state is inconsistent (see ``verify``)."""
+
+    title = "audit log inconsistent"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry as stored. ``data`` is plain JSON; treat it as read-only (the hash covers it)."""
+
+    seq: int
+    at: datetime
+    kind: str  # an AuditKind when it is one this version knows
+    actor: str
+    face: str
+    request_id: str | None
+    job_id: str | None
+    data: Mapping[str, Any]
+    prev_hash: str
+    hash: str
+
+    def content_hash(self) -> str:
+        """The hash this entry's content and ``prev_hash`` give: equal to ``hash`` unless it was edited."""
+        return entry_hash(
+            seq=self.seq, at=self.at, kind=self.kind, actor=self.actor, face=self.face,
+            request_id=self.request_id, job_id=self.job_id, data=self.data, prev_hash=self.prev_hash,
+        )
+
+    def document(self) -> dict[str, Any]:
+        """Every field as JSON-ready values (``at`` in ISO-8601 UTC), for ``--json`` output."""
+        return {
+            "seq": self.seq, "at": _iso(self.at), "kind": str(self.kind), "actor": self.actor,
+            "face": self.face, "request_id": self.request_id, "job_id": self.job_id,
+            "data": self.data, "prev_hash": self.prev_hash, "hash": self.hash,
+        }
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    """The outcome of :meth:`AuditLog.verify`.
+
+    ``checked`` counts the entries read. ``head_seq`` / ``head_hash`` are the head's (0 and the genesis
+    hash before the first append). When ``ok`` is false, ``problem`` says what is wrong in words,
+    ``first_bad_seq`` names the first entry concerned (one that may no longer exist, when it was
+    removed), and ``entry`` is the stored entry to look at: the first bad one or, when that one is
+    gone, its nearest surviving neighbour (``None`` if there is none).
+    """
+
+    ok: bool
+    checked: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    problem: str = ""
+    entry: AuditEntry | None = None
+
+
+# -- the canonical encoding and the hash (pure) -------------------------------------------------------
+
+
+def _iso(at: datetime) -> str:
+    value = utc(at)
+    assert value is not None
+    return value.isoformat(timespec="microseconds")
+
+
+def canonical_bytes(
+    *,
+    seq: int,
+    at: datetime,
+    kind: str,
+    actor: str,
+    face: str,
+    request_id: str | None,
+    job_id: str | None,
+    data: Mapping[str, Any],
+    prev_hash: str,
+) -> bytes:
+    """The exact bytes an entry's hash is taken of (see the module docstring).
+
+    Raises:
+        TypeError, ValueError: ``data`` is not plain JSON (see :func:`plain_json`).
+    """
+    document = {
+        "seq": seq, "at": _iso(at), "kind": str(kind), "actor": actor, "face": face,
+        "request_id": request_id, "job_id": job_id, "data": plain_json(data), "prev_hash": prev_hash,
+    }
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return text.encode("ascii")
+
+
+def entry_hash(
+    *,
+    seq: int,
+    at: datetime,
+    kind: str,
+    actor: str,
+    face: str,
+    request_id: str | None,
+    job_id: str | None,
+    data: Mapping[str, Any],
+    prev_hash: str,
+) -> str:
+    """The SHA-256 (hex) of :func:`canonical_bytes`."""
+    return hashlib.sha256(canonical_bytes(
+        seq=seq, at=at, kind=kind, actor=actor, face=face, request_id=request_id, job_id=job_id,
+        data=data, prev_hash=prev_hash,
+    )).hexdigest()
+
+
+def plain_json(value: Any, path: str = "data") -> Any:
+    """``value`` as plain JSON: dicts with str keys, lists, str, int, finite float, bool, None.
+
+    Tuples become lists and str / int / float subclasses (enums) their plain values, so what is hashed is
+    exactly what either back end's JSON column hands back. Anything else is refused rather than
+    converted: an audit record should say what the caller meant, not what a default encoder guessed.
+
+    Raises:
+        TypeError: a value or key of a type JSON does not have (names its path, e.g. ``data.params.at``).
+        ValueError: a NaN or infinite float (JSON has none).
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{path}: {value!r} is not a JSON number")
+        return float(value)
+    if isinstance(value, Mapping):
+        plain: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{path}: key {key!r} is a {type(key).__name__}; JSON keys are strings")
+            plain[str.__str__(key)] = plain_json(item, f"{path}.{key}")
+        return plain
+    if isinstance(value, list | tuple):
+        return [plain_json(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    hint = "; pass .isoformat()" if isinstance(value, datetime) else ""
+    raise TypeError(f"{path}: a {type(value).__name__} is not JSON{hint}")
+
+
+# -- checking a chain (pure) ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    """What :class:`ChainChecker` found: see :class:`AuditVerification` for the fields' meaning."""
+
+    first_bad_seq: int | None
+    text: str
+    entry: AuditEntry | None
+    #: The last entry's hash is not the head's: entries beyond the head, if any, explain it better.
+    head_mismatch: bool = False
+
+
+class ChainChecker:
+    """The pure part of :meth:`AuditLog.verify`: fed entries in ``seq`` order, finds the first problem.
+
+    Call :meth:`feed` for each entry until it returns a problem, then :meth:`finish` with the head.
+    Keeps only the last two entries, so a log of any length is checked in constant memory.
+    """
+
+    def __init__(self) -> None:
+        self.checked = 0
+        self._last: AuditEntry | None = None
+        # An entry whose content is intact but whose prev_hash is not its predecessor's hash: either the
+        # predecessor was rewritten with a recomputed hash, or this entry was inserted. The next entry
+        # (or the head) tells which: if it chains onto this one, this one is the original.
+        self._suspect: tuple[AuditEntry, AuditEntry] | None = None
+
+    def feed(self, entry: AuditEntry, *, unreadable: str | None = None) -> ChainProblem | None:
+        """Check the next entry; ``unreadable`` says why its stored values could not be read, if so."""
+        self.checked += 1
+        if self._suspect is not None:
+            suspect, before = self._suspect
+            self._suspect = None
+            if entry.seq == suspect.seq + 1 and entry.prev_hash == suspect.hash:
+                return _rewritten(before, f"entry {suspect.seq}'s prev_hash still holds the original hash")
+            return _does_not_follow(suspect)
+        last = self._last
+        expected = 1 if last is None else last.seq + 1
+        if entry.seq != expected:
+            return _missing(expected, entry, last)
+        if unreadable is not None:
+            self._last = entry
+            return ChainProblem(entry.seq, f"entry {entry.seq} was changed after it was written "
+                                           f"({unreadable})", entry)
+        try:
+            content_ok = entry.content_hash() == entry.hash
+        except (TypeError, ValueError):  # data no append would have accepted
+            content_ok = False
+        link_ok = entry.prev_hash == (GENESIS_HASH if last is None else last.hash)
+        self._last = entry
+        if link_ok and content_ok:
+            return None
+        if link_ok:
+            return ChainProblem(entry.seq, f"entry {entry.seq} was changed after it was written "
+                                       "(its hash does not match its content)", entry)
+        if not content_ok or last is None:
+            return _does_not_follow(entry)
+        self._suspect = (entry, last)
+        return None
+
+    def finish(self, head_seq: int, head_hash: str, *, head_exists: bool = True) -> ChainProblem | None:
+        """The checks once every entry up to the head was fed: the suspect, truncation, the head."""
+        last = self._last
+        if self._suspect is not None:
+            suspect, before = self._suspect
+            if head_exists and head_seq == suspect.seq and head_hash == suspect.hash:
+                return _rewritten(before, "the head still holds the original hash")
+            return _does_not_follow(suspect)
+        if not head_exists:
+            if last is None:
+                return None
+            return ChainProblem(None, f"the log has entries (up to {last.seq}) but no head: "
+                                  "the head row was deleted", last)
+        if last is None:
+            if head_seq == 0:
+                return None
+            return ChainProblem(1, f"the log is empty but its head says {head_seq}: every entry was removed",
+                                None)
+        if last.seq < head_seq:
+            return ChainProblem(last.seq + 1, f"the log ends at entry {last.seq} but its head says "
+                                              f"{head_seq}: entries were removed from the end", last)
+        if last.hash != head_hash:
+            return ChainProblem(last.seq, f"entry {last.seq} was changed after it was written and its hash "
+                                      "recomputed, or the head was edited (the head holds another hash "
+                                      "for it)", last, head_mismatch=True)
+        return None
+
+
+def _missing(expected: int, entry: AuditEntry, last: AuditEntry | None) -> ChainProblem:
+    which = f"entry {expected} is" if entry.seq == expected + 1 else f"entries {expected}–{entry.seq - 1} are"
+    jump = f"the log starts at entry {entry.seq}" if last is None else f"seq jumps {last.seq} → {entry.seq}"
+    return ChainProblem(expected, f"{which} missing ({jump})", entry)
+
+
+def _does_not_follow(entry: AuditEntry) -> ChainProblem:
+    if entry.seq == 1:
+        return ChainProblem(1, "entry 1 does not start the chain (its prev_hash is not the genesis hash): "
+                           "inserted or reordered", entry)
+    before = entry.seq - 1
+    return ChainProblem(entry.seq, f"entry {entry.seq} does not follow entry {before} (its prev_hash is not "
+                               f"{before}'s hash): inserted or reordered", entry)
+
+
+def _rewritten(entry: AuditEntry, evidence: str) -> ChainProblem:
+    return ChainProblem(entry.seq, f"entry {entry.seq} was changed after it was written and its hash "
+                               f"recomputed ({evidence})", entry)
+
+
+# -- the log ---------------------------------------------------------------------------------------------
+
+
+_KNOWN_KINDS = frozenset(kind.value for kind in AuditKind)
+
+
+def _kind(value: str) -> str:
+    """An :class:`AuditKind` when this version knows the kind, else the string as stored."""
+    return AuditKind(value) if value in _KNOWN_KINDS else value
+
+
+#: The log's columns with ``at`` and ``data`` as the driver hands them over, not through SQLAlchemy's
+#: result processors: a row edited by hand into something unreadable (bad JSON, NaN, a malformed time,
+#: all possible on SQLite) must make ``verify`` report that entry, not crash it or ``audit log``.
+_READ = select(*(type_coerce(column, Text).label(column.name) if column.name in ("at", "data") else column
+                 for column in audit_table.c))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _read(row: RowMapping) -> tuple[AuditEntry, str | None]:
+    """An entry from a row of :data:`_READ`, and why it is unreadable (``None`` when it is fine).
+
+    An unreadable value is replaced by a placeholder (the epoch; ``{"unreadable": <the raw text>}``) so
+    the rest of the entry can still be shown.
+    """
+    unreadable: list[str] = []
+    at: Any = row["at"]
+    if isinstance(at, str):  # SQLite: the text SQLAlchemy wrote ("2026-11-26 12:00:00.000000")
+        try:
+            at = datetime.fromisoformat(at)
+        except ValueError:
+            unreadable.append(f"its time {at!r} is not a time")
+            at = _EPOCH
+    if not isinstance(at, datetime):
+        unreadable.append(f"its time {at!r} is not a time")
+        at = _EPOCH
+    data: Any = row["data"]
+    if isinstance(data, str):  # SQLite: JSON text (PostgreSQL's driver has already parsed it)
+        try:
+            data = json.loads(data, parse_constant=_no_constants)
+        except ValueError:
+            unreadable.append("its data is not valid JSON")
+            data = {"unreadable": data}
+    if not isinstance(data, Mapping):
+        unreadable.append("its data is not a JSON object")
+        data = {"unreadable": data}
+    entry = AuditEntry(
+        seq=int(row["seq"]), at=utc(at) or _EPOCH, kind=_kind(row["kind"]), actor=row["actor"],
+        face=row["face"], request_id=row["request_id"], job_id=row["job_id"], data=data,
+        prev_hash=row["prev_hash"], hash=row["hash"],
+    )
+    return entry, "; ".join(unreadable) or None
+
+
+class AuditLog:
+    """The audit log in the shared database. Thread-safe; share one per process.
+
+    Args:
+        database: the shared database (its engine is used; this class does not close it).
+        clock: stamps ``at`` (the system clock unless a test passes a fake one).
+    """
+
+    def __init__(self, database: Database, *, clock: Clock | None = None) -> None:
+        self.database = database
+        self.clock: Clock = clock or SystemClock()
+
+    # -- appending ---------------------------------------------------------------------------------
+
+    def append(
+        self,
+        kind: AuditKind | str,
+        *,
+        actor: str,
+        face: str,
+        request_id: str | None = None,
+        job_id: str | None = None,
+        data: Mapping[str, Any],
+    ) -> AuditEntry:
+        """Append one entry in its own transaction and return it as stored.
+
+        Args:
+            kind: an :class:`AuditKind` (any string of up to 48 characters is accepted).
+            actor: who did it (a principal id, e.g. ``slack:T1:U2`` or an OS user).
+            face: tui, slack, cli or scheduler.
+            request_id, job_id: what it is about, when it is about a request or a run.
+            data: parameters, preview, outcome...: plain JSON (see :func:`plain_json`).
+
+        Raises:
+            TypeError, ValueError: ``data`` is not plain JSON, or a field is too long for its column.
+            StoreUnavailable: the database cannot be reached.
+            AuditError: the stored log disagrees with its head (an entry with the next seq exists).
+        """
+        fields = self._checked(kind, actor, face, request_id, job_id, data)
+        try:
+            with self.database.engine.begin() as conn:
+                return self._append(conn, fields)
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from exc
+
+    def append_in(
+        self,
+        conn: Connection,
+        kind: AuditKind | str,
+        *,
+        actor: str,
+        face: str,
+        request_id: str | None = None,
+        job_id: str | None = None,
+        data: Mapping[str, Any],
+    ) -> AuditEntry:
+        """Append one entry inside the caller's open transaction on ``conn``; see :meth:`append`.
+
+        For the approval pipeline: a state change and its audit entry commit together or not at all
+        (the caller commits; a rollback takes the entry with it, and leaves no gap in the sequence).
+        The entry's head lock is held from this call until the caller's transaction ends, so keep what
+        follows it short: every other appender waits for it. On SQLite, start the transaction with a
+        write (or ``BEGIN IMMEDIATE``) when it reads first: a transaction that read before its first
+        write fails at once with "database is locked" if another process wrote in between.
+
+        Raises:
+            As :meth:`append`; a database error leaves the caller's transaction to be rolled back.
+        """
+        fields = self._checked(kind, actor, face, request_id, job_id, data)
+        try:
+            return self._append(conn, fields)
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _checked(
+        self, kind: AuditKind | str, actor: str, face: str, request_id: str | None, job_id: str | None,
+        data: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        if not isinstance(kind, str):
+            raise TypeError(f"audit kind: expected an AuditKind or a string, got {type(kind).__name__}")
+        fields: dict[str, Any] = {
+            "kind": str.__str__(kind), "actor": actor, "face": face, "request_id": request_id,
+            "job_id": job_id,
+        }
+        for name, limit in _LIMITS.items():
+            value = fields[name]
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise TypeError(f"audit {name}: expected a string, got {type(value).__name__}")
+            if len(value) > limit:
+                raise ValueError(f"audit {name}: {len(value)} characters, at most {limit} fit: "
+                                 f"{value[:40]!r}…")
+        if not fields["kind"] or not actor or not face:
+            raise ValueError("audit kind, actor and face must not be empty")
+        if not isinstance(data, Mapping):
+            raise TypeError(f"audit data: expected a mapping, got {type(data).__name__}")
+        fields["data"] = plain_json(data)
+        return fields
+
+    def _append(self, conn: Connection, fields: dict[str, Any]) -> AuditEntry:
+        head = audit_head_table.c
+        # First statement: a write to the head row. It takes the write lock (SQLite) or the head's row
+        # lock (PostgreSQL) until the transaction ends, which orders this append after every other.
+        bumped = conn.execute(update(audit_head_table).where(head.id == HEAD_ID).values(seq=head.seq + 1))
+        if bumped.rowcount != 1:
+            self._create_head(conn)
+        seq, prev_hash = conn.execute(select(head.seq, head.hash).where(head.id == HEAD_ID)).one()
+        at = utc(self.clock.now())
+        assert at is not None
+        entry = AuditEntry(
+            seq=int(seq), at=at, kind=_kind(fields["kind"]),
+            actor=fields["actor"], face=fields["face"], request_id=fields["request_id"],
+            job_id=fields["job_id"], data=fields["data"], prev_hash=prev_hash, hash="",
+        )
+        entry = replace(entry, hash=entry.content_hash())
+        try:
+            conn.execute(insert(audit_table).values(
+                seq=entry.seq, at=entry.at, kind=fields["kind"], actor=entry.actor, face=entry.face,
+                request_id=entry.request_id, job_id=entry.job_id, data=entry.data,
+                prev_hash=entry.prev_hash, hash=entry.hash,
+            ))
+        except IntegrityError as exc:
+            raise AuditError(
+                f"entry {entry.seq} already exists but the head says {entry.seq - 1}: the head was changed "
+                "outside opsconsole; run `opsconsole audit verify`"
+            ) from exc
+        conn.execute(update(audit_head_table).where(head.id == HEAD_ID).values(hash=entry.hash))
+        return entry
+
+    @staticmethod
+    def _create_head(conn: Connection) -> None:
+        """The first append (or one after the head row was lost): create the head, at the log's end."""
+        log = audit_table.c
+        last = conn.execute(select(log.seq, log.hash).order_by(log.seq.desc()).limit(1)).first()
+        seq, hash_ = (int(last.seq), str(last.hash)) if last is not None else (0, GENESIS_HASH)
+        try:
+            # A savepoint: on PostgreSQL two first appenders can both find no head; the loser's INSERT
+            # waits for the winner's commit, fails, and must not doom the caller's transaction.
+            with conn.begin_nested():
+                conn.execute(insert(audit_head_table).values(id=HEAD_ID, seq=seq + 1, hash=hash_))
+        except IntegrityError:
+            head = audit_head_table.c
+            if conn.execute(update(audit_head_table).where(head.id == HEAD_ID)
+                            .values(seq=head.seq + 1)).rowcount != 1:
+                raise AuditError("the audit head can be neither created nor updated") from None
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def entries(
+        self,
+        *,
+        since: datetime | None = None,
+        request_id: str | None = None,
+        kinds: Iterable[AuditKind | str] | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEntry]:
+        """Entries oldest first, optionally only those at or after ``since``, about ``request_id``, of
+        ``kinds``. With ``limit``, the *most recent* ``limit`` of them (still oldest first), as ``tail``.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        log = audit_table.c
+        statement = _READ
+        if since is not None:
+            statement = statement.where(log.at >= utc(since))
+        if request_id is not None:
+            statement = statement.where(log.request_id == request_id)
+        if kinds is not None:
+            statement = statement.where(log.kind.in_([str.__str__(k) for k in kinds]))
+        if limit is not None:
+            statement = statement.order_by(log.seq.desc()).limit(max(limit, 0))
+        else:
+            statement = statement.order_by(log.seq)
+        try:
+            with self.database.engine.connect() as conn:
+                found = [_read(row)[0] for row in conn.execute(statement).mappings()]
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from exc
+        return found[::-1] if limit is not None else found
+
+    def verify(self, *, batch: int = VERIFY_BATCH) -> AuditVerification:
+        """Recompute the chain from entry 1 to the head and report the first problem found.
+
+        Reads the head first and then the entries up to it in ``seq`` order, ``batch`` rows per query,
+        so appends running meanwhile neither disturb it nor are half-checked; then makes sure nothing
+        lies beyond the head. Memory stays bounded whatever the log's length.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        try:
+            with self.database.engine.connect() as conn:
+                return self._verify(conn, batch)
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _verify(self, conn: Connection, batch: int) -> AuditVerification:
+        head_row = conn.execute(
+            select(audit_head_table.c.seq, audit_head_table.c.hash).where(audit_head_table.c.id == HEAD_ID)
+        ).first()
+        head_exists = head_row is not None
+        head_seq, head_hash = (int(head_row.seq), str(head_row.hash)) if head_row else (0, GENESIS_HASH)
+        checker = ChainChecker()
+
+        def result(problem: ChainProblem | None) -> AuditVerification:
+            if problem is None:
+                return AuditVerification(True, checker.checked, head_seq, head_hash)
+            return AuditVerification(False, checker.checked, head_seq, head_hash, problem.first_bad_seq,
+                                     problem.text, problem.entry)
+
+        for entry, unreadable in self._stream(conn, None if not head_exists else head_seq, batch):
+            problem = checker.feed(entry, unreadable=unreadable)
+            if problem is not None:
+                return result(problem)
+        problem = checker.finish(head_seq, head_hash, head_exists=head_exists)
+        if head_exists and (problem is None or problem.head_mismatch):
+            problem = self._beyond_head(conn, head_seq) or problem
+        return result(problem)
+
+    @staticmethod
+    def _stream(conn: Connection, up_to: int | None, batch: int) -> Iterator[tuple[AuditEntry, str | None]]:
+        """Entries in seq order (up to ``up_to`` when given), ``batch`` at a time (keyset pagination)."""
+        log = audit_table.c
+        after = None
+        while True:
+            statement = _READ.order_by(log.seq).limit(batch)
+            if after is not None:
+                statement = statement.where(log.seq > after)
+            if up_to is not None:
+                statement = statement.where(log.seq <= up_to)
+            rows = conn.execute(statement).mappings().all()
+            for row in rows:
+                yield _read(row)
+            if len(rows) < batch:
+                return
+            after = rows[-1]["seq"]
+
+    @staticmethod
+    def _beyond_head(conn: Connection, head_seq: int) -> ChainProblem | None:
+        """An entry past the head that no append accounts for (added by hand, or a forged tail)."""
+        log, head = audit_table.c, audit_head_table.c
+        # Entries first, head second: an append's entry and head move commit together, so any entry
+        # seen here that a real append wrote has its head move visible to the second query.
+        beyond = conn.execute(select(func.max(log.seq)).where(log.seq > head_seq)).scalar()
+        if beyond is None:
+            return None
+        now = conn.execute(select(head.seq).where(head.id == HEAD_ID)).scalar()
+        if now is not None and int(beyond) <= int(now):
+            return None  # appended while we checked: legitimate, verified next time
+        limit = int(now) if now is not None else head_seq
+        first = conn.execute(_READ.where(log.seq > limit).order_by(log.seq).limit(1)).mappings().first()
+        entry = _read(first)[0] if first is not None else None
+        seq = entry.seq if entry is not None else int(beyond)
+        return ChainProblem(seq, f"entry {seq} lies beyond the head (which says {limit}): it was added "
+                                 "outside opsconsole, or the head was set back", entry)
+
+    def head(self) -> tuple[int, str]:
+        """The head's (seq, hash): (0, genesis hash) before the first append.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        head = audit_head_table.c
+        try:
+            with self.database.engine.connect() as conn:
+                row = conn.execute(select(head.seq, head.hash).where(head.id == HEAD_ID)).first()
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from exc
+        return (int(row.seq), str(row.hash)) if row is not None else (0, GENESIS_HASH)
+
+    def _unavailable(self, exc: SQLAlchemyError) -> StoreUnavailable:
+        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        detail = lines[0] if lines else type(exc).__name__
+        return StoreUnavailable(f"{redacted_url(self.database.url)}: {detail}")
