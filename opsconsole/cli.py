@@ -462,5 +462,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2 if error.user_error else 1)
 
 
-# The act and jobs commands live in their own module; importing it registers them on `app`.
-from opsconsole import cli_act  # noqa: E402, F401
+# The act, jobs, approvals and audit commands live in their own modules; importing them registers them.
+from opsconsole import (  # noqa: E402
+    cli_act,  # noqa: F401
+    cli_approvals,  # noqa: F401
+    cli_audit,  # noqa: F401
+)

@@ -1,9 +1,10 @@
 """``opsconsole act …`` and ``opsconsole jobs …``: change the fleet through playbooks, and follow the runs.
 
-Every change is planned by the core's action catalogue (validated, previewed in words), then run by
-the run engine as a playbook — ``--dry-run`` runs it in check mode with diffs, which changes nothing.
-Progress streams as the playbook runs. Every run is a job in the store, so ``jobs`` shows it later
-from any process.
+Every change is planned by the core's action catalogue (validated, previewed in words, its risk
+assessed), then handed to the approval pipeline: a low-risk change runs at once, a riskier one is filed
+as a request for approvers (``opsconsole approvals``). ``--dry-run`` runs the playbook in check mode with
+diffs, which changes nothing and needs no approval. Progress streams as the playbook runs. Every run is
+a job in the store, so ``jobs`` shows it later from any process.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from opsconsole.core.errors import UsageError
 from opsconsole.core.events import EventKind, JobEvent
 from opsconsole.core.inventory import load_inventory
 from opsconsole.core.model import Environment
+from opsconsole.core.rbac import Identity, Permission, Scope
+from opsconsole.core.requests import ChangeRequest
+from opsconsole.core.risk import RiskAssessment
 from opsconsole.core.service import OpsCore
 from opsconsole.core.store import Job, JobStatus
 
@@ -46,35 +50,107 @@ STATUS_STYLE = {
 }
 
 
-def _actor(ctx: typer.Context) -> str:
-    return _state(ctx).acting_as or getpass.getuser()
+def identity(ctx: typer.Context, core: OpsCore) -> Identity:
+    """Who is asking: the sandbox cast member named by ``--as``, else the OS user (rbac.yml decides)."""
+    acting_as = _state(ctx).acting_as
+    if acting_as:
+        return core.directory.cast_member(acting_as)
+    return core.directory.os_user(getpass.getuser())
+
+
+BreakGlass = Annotated[
+    str | None,
+    typer.Option("--break-glass", metavar="REASON",
+                 help="Admins only: run now, past missing approvals and change freezes (audited, reviewed)."),
+]
 
 
 def _act(
-    ctx: typer.Context, make_plan: Callable[[OpsCore], ActionPlan], dry_run: bool, as_json: bool
+    ctx: typer.Context,
+    make_plan: Callable[[OpsCore], ActionPlan],
+    dry_run: bool,
+    as_json: bool,
+    break_glass: str | None = None,
 ) -> None:
-    """Plan against a fresh snapshot, show the preview, run (or preview) with live progress."""
+    """Plan against a fresh snapshot, show the preview and the risk, then preview, run or file it."""
     with _core(_state(ctx)) as core:
         with _progress("Reading the fleet…"):
-            core.refresh()
+            view = core.refresh()
         plan = make_plan(core)
+        who = identity(ctx, core)
+        assessment = core.pipeline.assess(plan, view.snapshot)
         if not as_json:
-            mode = "preview (check mode, nothing changes)" if dry_run else "run"
-            out.print(f"[bold]{plan.action.value}[/] {mode} — playbook {plan.playbook}")
+            mode = "preview (check mode, nothing changes)" if dry_run else "request"
+            out.print(f"[bold]{plan.action.value}[/] {mode} — playbook {plan.playbook} — as {who.person}")
             for line in plan.summary:
                 out.print(f"  {line}")
+            _print_risk(assessment)
         unsubscribe = None if as_json else core.runner.bus.subscribe(_print_event)
+        job: Job | None
         try:
-            job = core.execute(plan, check=dry_run, actor=_actor(ctx), face="cli")
+            if dry_run:
+                job = core.preview(plan, actor=who.person, face="cli")
+                submission = None
+            else:
+                submission = core.pipeline.submit(plan, who, face="cli", snapshot=view.snapshot,
+                                                  break_glass_reason=break_glass)
+                job = submission.job
         finally:
             if unsubscribe is not None:
                 unsubscribe()
+        if submission is not None and job is None:
+            _filed(core, submission.request, as_json)
+            return
+    assert job is not None
     if as_json:
-        print(json.dumps(_job_document(job), indent=2))
+        document = _job_document(job)
+        if submission is not None:
+            document = {**_request_summary(submission.request), "job": document}
+        print(json.dumps(document, indent=2))
     else:
         _print_outcome(job)
     if job.status is not JobStatus.SUCCEEDED:
         raise typer.Exit(1)
+
+
+def _print_risk(assessment: RiskAssessment) -> None:
+    style = {"low": "green", "medium": "yellow", "high": "bold red"}.get(assessment.level.value, "")
+    needs = "runs without approval"
+    if assessment.approvals_needed:
+        needs = (f"needs {assessment.approvals_needed} approval(s) from approvers of "
+                 f"{assessment.approver_scope.describe()}")
+    out.print(f"  risk: [{style}]{assessment.level.value}[/] ({assessment.rule}) — {needs}")
+    for reason in assessment.reasons:
+        out.print(f"    · {reason}")
+    if assessment.freeze:
+        out.print(f"  [bold red]change freeze[/]: {assessment.freeze}")
+
+
+def _request_summary(request: ChangeRequest) -> dict[str, Any]:
+    return {
+        "request_id": request.id, "status": request.status.value, "risk": request.risk,
+        "needs": {"approvals": request.approvals_missing, "of": request.approvals_needed,
+                  "approver_scope": dict(request.approver_scope)},
+        "expires_at": request.expires_at.isoformat(),
+    }
+
+
+def _filed(core: OpsCore, request: ChangeRequest, as_json: bool) -> None:
+    eligible = [p for p in core.directory.eligible(Permission.APPROVE, _scope_of(request))
+                if p != request.requester]
+    if as_json:
+        print(json.dumps({**_request_summary(request), "eligible_approvers": eligible}, indent=2))
+        return
+    out.print(
+        f"[bold]filed[/] request [bold]{request.short_id}[/] ({request.id}): waiting for "
+        f"{request.approvals_missing} approval(s) from {', '.join(eligible)}; expires "
+        f"{request.expires_at:%H:%M:%S %Z}.\n  opsconsole approvals approve {request.short_id}"
+    )
+
+
+def _scope_of(request: ChangeRequest) -> Scope:
+    scope = request.approver_scope
+    return Scope.of(environments=scope.get("environments") or (), regions=scope.get("regions") or ())
 
 
 def _print_event(event: JobEvent) -> None:
@@ -141,6 +217,7 @@ def act_scale(
     environment: Annotated[str, typer.Option("--env", help="prod, staging or dev.")] = "prod",
     dry_run: DryRun = False,
     as_json: AsJson = False,
+    break_glass: BreakGlass = None,
 ) -> None:
     """Scale a workload's replicas or HPA bounds in one cluster or across a region."""
     try:
@@ -149,7 +226,7 @@ def act_scale(
         raise UsageError(f"--env {environment}: expected prod, staging or dev") from None
     _act(ctx, lambda core: plan_scale(core.fleet, core.snapshot, service=workload, region=region,
                                       replicas=replicas, hpa_min=hpa_min, hpa_max=hpa_max,
-                                      environment=env, cluster=cluster), dry_run, as_json)
+                                      environment=env, cluster=cluster), dry_run, as_json, break_glass)
 
 
 @act_app.command("failover")
@@ -159,10 +236,11 @@ def act_failover(
     to_region: Annotated[str, typer.Option("--to", help="The region that takes them.")],
     dry_run: DryRun = False,
     as_json: AsJson = False,
+    break_glass: BreakGlass = None,
 ) -> None:
     """Move a region's users to another region, promoting its database replica where needed."""
     _act(ctx, lambda core: plan_failover(core.fleet, core.snapshot, from_region=from_region,
-                                         to_region=to_region), dry_run, as_json)
+                                         to_region=to_region), dry_run, as_json, break_glass)
 
 
 @act_app.command("failback")
@@ -171,9 +249,11 @@ def act_failback(
     region: Annotated[str, typer.Argument(help="The region whose users come back.")],
     dry_run: DryRun = False,
     as_json: AsJson = False,
+    break_glass: BreakGlass = None,
 ) -> None:
     """Send a region's users back to it after a failover."""
-    _act(ctx, lambda core: plan_failback(core.fleet, core.snapshot, region=region), dry_run, as_json)
+    _act(ctx, lambda core: plan_failback(core.fleet, core.snapshot, region=region), dry_run, as_json,
+         break_glass)
 
 
 def _env_action(state: str) -> Callable[..., None]:
@@ -183,9 +263,10 @@ def _env_action(state: str) -> Callable[..., None]:
         region: Annotated[str | None, typer.Option("--region", "-r", help="Only this region.")] = None,
         dry_run: DryRun = False,
         as_json: AsJson = False,
+        break_glass: BreakGlass = None,
     ) -> None:
         _act(ctx, lambda core: plan_environment(core.fleet, core.snapshot, environment=environment,
-                                                state=state, region=region), dry_run, as_json)
+                                                state=state, region=region), dry_run, as_json, break_glass)
 
     command.__doc__ = ("Stop a non-prod environment in dependency order, remembering its sizes."
                        if state == "stopped" else "Start a stopped non-prod environment at its old sizes.")
@@ -200,10 +281,9 @@ env_app.command("start")(_env_action("started"))
 
 
 def _job_store(_ctx: typer.Context) -> Any:
-    from opsconsole.core.paths import opsconsole_home  # noqa: PLC0415
     from opsconsole.core.store import JobStore  # noqa: PLC0415
 
-    return JobStore(opsconsole_home())
+    return JobStore()  # OPSCONSOLE_DB_URL, else the home's SQLite file
 
 
 def _get_job(store: Any, job_id: str) -> Job:

@@ -130,7 +130,7 @@ def sandbox_core(
     home = home or opsconsole_home()
     store = world_store(fleet, home=home, clock=clock)
     if (reader or sandbox_reader()) == "sim":
-        with OpsCore(fleet, [SimSource(store)], deadline_s=deadline_s, clock=clock) as core:
+        with OpsCore(fleet, [SimSource(store)], deadline_s=deadline_s, clock=clock, sandbox=True) as core:
             yield core
         return
     # Each adapter's own time budget sits inside the engine's deadline, so a slow emulator is cut by
@@ -160,7 +160,7 @@ def sandbox_core(
                 time.sleep(DEFAULT_SYNC_S + 0.5)
 
         with OpsCore(fleet, sources, deadline_s=deadline_s, clock=clock, runner=make_runner(fleet, home, env),
-                     connection=connection, after_run=world_takes_it_in) as core:
+                     connection=connection, after_run=world_takes_it_in, sandbox=True) as core:
             yield core
 
 
@@ -171,9 +171,10 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 def make_runner(fleet: Fleet, home: Path, env: Mapping[str, str]) -> Runner:
     """The run engine, with its job store under ``home``; jobs a dead console left running are marked
     interrupted first (nothing is re-run)."""
+    # The team's database when OPSCONSOLE_DB_URL names one, else the home's SQLite file.
+    store = JobStore(os.environ.get("OPSCONSOLE_DB_URL") or home)
     runner = Runner(
-        JobStore(home), EventBus(), project_dir=PROJECT_DIR, inventory=fleet.source / "hosts.yml",
-        home=home, env=env,
+        store, EventBus(), project_dir=PROJECT_DIR, inventory=fleet.source / "hosts.yml", home=home, env=env,
     )
     runner.recover()
     return runner
@@ -262,5 +263,6 @@ def live_core(
         env.setdefault("AWS_PROFILE", accounts.aws_default_profile)
     home = opsconsole_home()
     with OpsCore(fleet, live_sources(fleet, timeout_s=deadline_s * 0.8), deadline_s=deadline_s,
-                 clock=clock, runner=make_runner(fleet, home, env), connection=connection) as core:
+                 clock=clock, runner=make_runner(fleet, home, env), connection=connection,
+                 sandbox=False) as core:
         yield core

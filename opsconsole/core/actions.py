@@ -285,13 +285,20 @@ def plan_failover(
     summary = [f"DNS api.{from_region}: {from_region} 100 → 0, {to_region} 0 → 100 (in steps 25 / 50 / 100, "
                f"health-checked between steps)"]
     targets = [f"region/{from_region}", f"region/{to_region}", f"dns/{from_region}"]
+    # The facts the decision rests on, as an approver saw them; figures that move every minute (the
+    # lag itself) are kept as the judgement they support (within the RPO or not), so that an approval
+    # is not voided by noise but is by a change that matters.
     observed: dict[str, Any] = {}
     if snapshot is not None:
-        for key in (f"dns/{from_region}", f"traffic/{to_region}", f"database/{to_region}"):
-            record = snapshot.get(key)
-            observed[key] = getattr(record, "weights", None) if key.startswith("dns/") else (
-                getattr(record, "health_check_ok", None) if key.startswith("traffic/")
-                else getattr(record, "replica_lag_s", None))
+        dns_now = snapshot.get(f"dns/{from_region}")
+        observed[f"dns/{from_region}"] = getattr(dns_now, "weights", None)
+        observed[f"traffic/{to_region}"] = {"healthy": _healthy(snapshot, to_region)[0]}
+        db_now = snapshot.get(f"database/{to_region}")
+        lag_now = db_now.replica_lag_s if isinstance(db_now, DatabaseState) else None
+        observed[f"database/{to_region}"] = {
+            "within_rpo": None if lag_now is None else lag_now <= fleet.targets.rpo_db_s,
+            "role": db_now.role.value if isinstance(db_now, DatabaseState) else None,
+        }
     if source.database.role is DbRole.WRITE_PRIMARY:
         lag = snapshot.get(f"database/{to_region}") if snapshot else None
         lag_s = lag.replica_lag_s if isinstance(lag, DatabaseState) else None
@@ -363,6 +370,48 @@ def plan_failback(fleet: Fleet, snapshot: Snapshot | None, *, region: str) -> Ac
     )
 
 
+# -- re-planning ------------------------------------------------------------------------------------------
+
+#: Observed figures that move on their own (the HPA moves replicas every minute): kept in a plan for the
+#: preview and the risk, left out of what an approval is bound to.
+VOLATILE_OBSERVATIONS = frozenset({"desired"})
+
+
+def pinned_observations(plan: ActionPlan) -> dict[str, Any]:
+    """The plan's observed state without the volatile figures: what an approval is bound to."""
+    pinned: dict[str, Any] = {}
+    for key, value in sorted(plan.observed.items()):
+        if isinstance(value, Mapping):
+            pinned[key] = {k: v for k, v in sorted(value.items()) if k not in VOLATILE_OBSERVATIONS}
+        else:
+            pinned[key] = value
+    return pinned
+
+
+def replan(fleet: Fleet, snapshot: Snapshot | None, action: str, params: Mapping[str, Any]) -> ActionPlan:
+    """The plan for a stored request's ``action`` and ``params``, made again on ``snapshot``.
+
+    Raises:
+        UsageError: the request no longer makes sense on this fleet (e.g. the target became unhealthy).
+    """
+    p = dict(params)
+    match ActionName(action):
+        case ActionName.SCALE:
+            return plan_scale(
+                fleet, snapshot, service=p["service"], region=p["region"], replicas=p.get("replicas"),
+                hpa_min=p.get("hpa_min"), hpa_max=p.get("hpa_max"),
+                environment=Environment(p.get("environment", "prod")), cluster=p.get("cluster"),
+            )
+        case ActionName.FAILOVER:
+            return plan_failover(fleet, snapshot, from_region=p["from_region"], to_region=p["to_region"])
+        case ActionName.FAILBACK:
+            return plan_failback(fleet, snapshot, region=p["region"])
+        case ActionName.ENV_STOP | ActionName.ENV_START:
+            return plan_environment(fleet, snapshot, environment=p["environment"], state=p["state"],
+                                    region=p.get("region"))
+    raise UsageError(f"unknown action {action!r}")  # pragma: no cover - ActionName() raised already
+
+
 # -- non-prod environments -----------------------------------------------------------------------------
 
 
@@ -415,8 +464,10 @@ __all__ = [
     "ActionName",
     "ActionPlan",
     "ActionSpec",
+    "pinned_observations",
     "plan_environment",
     "plan_failback",
     "plan_failover",
     "plan_scale",
+    "replan",
 ]

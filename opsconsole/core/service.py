@@ -2,8 +2,9 @@
 
 A face never assembles the core's parts itself; it asks the facade for a :class:`FleetView` — the
 snapshot, what changed since the last one, the findings and each region's health — and renders it;
-it asks the facade to *plan* a change (the action catalogue validates and previews it) and to
-*execute* the plan (the run engine runs its playbook, in check mode for a preview). Which sources feed
+it asks the facade to *plan* a change (the action catalogue validates and previews it), to *preview*
+it (the run engine runs its playbook in check mode, which changes nothing), and to *submit* it to the
+:attr:`OpsCore.pipeline` — the only way a change runs: risk, approvals, leases, audit. Which sources feed
 the core, and how playbooks reach the clouds, is decided once, outside the core, by
 :mod:`opsconsole.wiring`.
 """
@@ -12,15 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from opsconsole.core.actions import ActionPlan
-from opsconsole.core.clock import Clock
+from opsconsole.core.clock import Clock, SystemClock
+from opsconsole.core.db import Database
 from opsconsole.core.errors import OpsError
 from opsconsole.core.fleet import ChangeSet, FleetService, FleetSource, Snapshot
 from opsconsole.core.model import Fleet, Health
+from opsconsole.core.pipeline import Executor, Pipeline
 from opsconsole.core.policy import Finding, evaluate, region_health
+from opsconsole.core.rbac import Directory
+from opsconsole.core.risk import load_policy
 from opsconsole.core.runner import Runner
 from opsconsole.core.store import Job, JobStore
 
@@ -61,6 +67,10 @@ class OpsCore:
         connection: the connection variables for the playbooks.
         after_run: called after every run that was not a preview (the sandbox uses it to let the
             world take in what the playbook changed before the next refresh).
+        database: the shared database of requests, leases and audit (default: the runner's, else
+            ``OPSCONSOLE_DB_URL`` / the home's SQLite file), opened on first use of :attr:`pipeline`.
+        sandbox: whether this core runs on the sandbox (the sandbox cast then applies).
+        playbook_dir: where the playbooks are (default: the runner's).
     """
 
     def __init__(
@@ -73,12 +83,21 @@ class OpsCore:
         runner: Runner | None = None,
         connection: Connection | None = None,
         after_run: Callable[[Job], None] | None = None,
+        database: Database | None = None,
+        sandbox: bool = True,
+        playbook_dir: Path | None = None,
     ) -> None:
         self.fleet = fleet
+        self.clock: Clock = clock or SystemClock()
+        self.sandbox = sandbox
         self._fleet_service = FleetService(sources, deadline_s=deadline_s, clock=clock)
         self._runner = runner
         self._connection = connection or Connection()
         self._after_run = after_run
+        self._database = database
+        self._playbook_dir = playbook_dir
+        self._pipeline: Pipeline | None = None
+        self._directory: Directory | None = None
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -95,26 +114,73 @@ class OpsCore:
     def jobs(self) -> JobStore:
         return self.runner.store
 
+    @property
+    def directory(self) -> Directory:
+        """Who is who (``inventory/rbac.yml``), with the sandbox cast when on the sandbox."""
+        if self._directory is None:
+            self._directory = Directory.load(self.fleet.source, sandbox=self.sandbox, fleet=self.fleet)
+        return self._directory
+
+    @property
+    def database(self) -> Database:
+        if self._database is None:
+            self._database = self._runner.store.database if self._runner is not None else Database()
+        return self._database
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The change pipeline: the only way a change runs (see :mod:`opsconsole.core.pipeline`)."""
+        if self._pipeline is None:
+            executor = None
+            if self._runner is not None:
+                runner = self._runner
+                executor = Executor(
+                    start=lambda plan, check, actor, face: self._start(
+                        plan, check=check, actor=actor, face=face
+                    ),
+                    wait=runner.wait, cancel=runner.cancel, after_run=self._after_run,
+                )
+            self._pipeline = Pipeline(
+                fleet=self.fleet, database=self.database, directory=self.directory,
+                policy=load_policy(self.fleet.source, self.fleet), snapshot=lambda: self.refresh().snapshot,
+                executor=executor, playbook_dir=self._playbook_dir or self._default_playbook_dir(),
+                clock=self.clock, bus=self._runner.bus if self._runner is not None else None,
+            )
+            if self._runner is not None:
+                store = self._runner.store
+                self._pipeline.reconcile(lambda job_id: (job.status if (job := store.get(job_id)) else None))
+        return self._pipeline
+
+    def _default_playbook_dir(self) -> Path:
+        if self._runner is not None:
+            return self._runner.project_dir / "playbooks"
+        return self.fleet.source.parent / "playbooks"
+
+    def preview(self, plan: ActionPlan, *, actor: str, face: str, wait: bool = True) -> Job:
+        """Run ``plan``'s playbook in check mode with diffs: what it would change, changing nothing."""
+        job = self._start(plan, check=True, actor=actor, face=face)
+        return self.runner.wait(job.id) if wait else job
+
     def execute(
         self, plan: ActionPlan, *, check: bool, actor: str, face: str, wait: bool = True
     ) -> Job:
-        """Run ``plan``'s playbook (``check``: as a preview that changes nothing, with diffs).
+        """A check-mode preview (``check=True``). A change is never run from here: submit it to the
+        :attr:`pipeline`, which checks the risk, the approvals and the leases first.
 
-        With ``wait`` the call returns the finished job; otherwise the queued one, and progress
-        arrives on the run engine's event bus.
+        Raises:
+            OpsError: ``check`` is False.
         """
+        if not check:
+            raise OpsError("changes run only through the approval pipeline (OpsCore.pipeline.submit)",
+                           title="bypass refused")
+        return self.preview(plan, actor=actor, face=face, wait=wait)
+
+    def _start(self, plan: ActionPlan, *, check: bool, actor: str, face: str) -> Job:
         extravars = {**self._connection.extravars, **plan.extravars}
-        runner = self.runner
-        arguments: dict[str, Any] = {
-            "check": check, "diff": True, "actor": actor, "face": face,
-            "idle_timeout_s": plan.idle_timeout_s, "job_timeout_s": plan.job_timeout_s,
-        }
-        if not wait:
-            return runner.start(plan.action.value, plan.playbook, extravars, **arguments)
-        job = runner.run(plan.action.value, plan.playbook, extravars, **arguments)
-        if not check and self._after_run is not None:
-            self._after_run(job)
-        return job
+        return self.runner.start(
+            plan.action.value, plan.playbook, extravars, check=check, diff=True, actor=actor, face=face,
+            idle_timeout_s=plan.idle_timeout_s, job_timeout_s=plan.job_timeout_s,
+        )
 
     def refresh(self) -> FleetView:
         """Read every source (concurrently, within the deadline) and judge the result."""
@@ -129,9 +195,13 @@ class OpsCore:
         )
 
     def close(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.join(timeout=0)
         self._fleet_service.close()
         if self._runner is not None:
             self._runner.close()
+        elif self._database is not None:
+            self._database.close()
 
     def __enter__(self) -> Self:
         return self

@@ -154,7 +154,9 @@ def main():
             aws_retry=True,
             MetricDataQueries=[query],
             StartTime=now - datetime.timedelta(seconds=p["window"]),
-            EndTime=now,
+            # An end a period ahead: a data point stamped while this request travels (a publisher
+            # replacing its gauge of the current minute) is not missed; nothing exists past now anyway.
+            EndTime=now + datetime.timedelta(seconds=p["period"]),
             ScanBy="TimestampDescending",
         )
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:

@@ -1,9 +1,11 @@
-"""`opsconsole act` and `opsconsole jobs` as a user runs them, against a shared local cloud (sandbox up):
-a preview changes nothing, a run changes the fleet as the adapters then read it, every run is a job."""
+"""`opsconsole act`, `approvals`, `audit` and `jobs` as a user runs them, against a shared local cloud
+(sandbox up): a preview changes nothing; a low-risk change runs at once; a prod failover waits for two
+approvers, runs once, and the audit log proves it — and catches a hand edit; every run is a job."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -50,18 +52,21 @@ def test_preview_changes_nothing_and_is_a_job(home: Path) -> None:
 
 
 def test_a_run_changes_the_fleet_and_is_recorded(home: Path) -> None:
-    result = cli(home, "act", "scale", "search", "--region", "eu-west-1", "--cluster", "gke-euw1-prod",
-                 "--hpa-max", "70", "--json")
-    job = json.loads(result.stdout)
-    assert job["status"] == "succeeded" and job["stats"]["totals"]["changed"] >= 1 and not job["check_mode"]
+    result = cli(home, "--as", "alice", "act", "scale", "search", "--region", "eu-west-1", "--cluster",
+                 "gke-euw1-prod", "--hpa-max", "70", "--json")
+    document = json.loads(result.stdout)
+    assert document["risk"] == "low" and document["status"] == "succeeded", document
+    job = document["job"]
+    assert job["status"] == "succeeded" and job["actor"] == "alice" and not job["check_mode"]
+    assert job["stats"]["totals"]["changed"] >= 1
     assert hpa_max(home, "gke-euw1-prod", "search") == 70
     shown = json.loads(cli(home, "jobs", "show", job["id"][:10], "--json").stdout)
     assert shown["id"] == job["id"]
     logs = cli(home, "jobs", "logs", job["id"]).stdout
     assert "changed" in logs and "succeeded" in logs
     # The same run again changes nothing (idempotent playbook).
-    again = json.loads(cli(home, "act", "scale", "search", "--region", "eu-west-1", "--cluster",
-                           "gke-euw1-prod", "--hpa-max", "70", "--json").stdout)
+    again = json.loads(cli(home, "--as", "alice", "act", "scale", "search", "--region", "eu-west-1",
+                           "--cluster", "gke-euw1-prod", "--hpa-max", "70", "--json").stdout)["job"]
     assert again["status"] == "succeeded" and again["stats"]["totals"]["changed"] == 0
 
 
@@ -74,13 +79,25 @@ def test_a_run_changes_the_fleet_and_is_recorded(home: Path) -> None:
         (("act", "failover", "--from", "eu-west-1", "--to", "eu-west-1"), "itself"),
         (("act", "env", "stop", "prod"), "production cannot be stopped"),
         (("jobs", "show", "nope"), "no such job"),
+        # Who may: an unknown OS user is a viewer; --as names only the sandbox cast.
+        (("act", "scale", "search", "--region", "eu-west-1", "--hpa-max", "70"), "viewer"),
+        (("--as", "victor", "act", "scale", "search", "--region", "eu-west-1", "--hpa-max", "70"), "viewer"),
+        (("--as", "mallory", "act", "failback", "eu-west-1"), "not in the sandbox cast"),
+        (("--as", "bob", "act", "failover", "--from", "eu-west-1", "--to", "eu-central-1", "--break-glass",
+          "why not"), "only an admin"),
+        (("approvals", "show", "ffffffff"), "no such request"),
     ],
 )
 def test_bad_requests_exit_2_and_file_nothing(home: Path, args: tuple[str, ...], needle: str) -> None:
-    before = len(json.loads(cli(home, "jobs", "list", "--json", "-n", "1000").stdout))
+    def counts() -> tuple[int, int]:
+        jobs = json.loads(cli(home, "jobs", "list", "--json", "-n", "1000").stdout)
+        requests = json.loads(cli(home, "approvals", "list", "--all", "--json", "-n", "1000").stdout)
+        return len(jobs), len(requests)
+
+    before = counts()
     result = cli(home, *args, ok=False)
     assert result.returncode == 2 and needle in result.stderr
-    assert len(json.loads(cli(home, "jobs", "list", "--json", "-n", "1000").stdout)) == before
+    assert counts() == before
 
 
 def status(home: Path, region: str | None = None) -> dict:  # type: ignore[type-arg]
@@ -88,27 +105,64 @@ def status(home: Path, region: str | None = None) -> dict:  # type: ignore[type-
     return json.loads(cli(home, *args).stdout)
 
 
-def test_failover_and_failback_through_the_run_engine(home: Path) -> None:
-    preview = cli(home, "act", "failover", "--from", "eu-west-1", "--to", "eu-central-1", "--dry-run")
+def test_a_prod_failover_needs_two_approvers_runs_once_and_the_audit_proves_it(home: Path) -> None:
+    preview = cli(home, "--as", "alice", "act", "failover", "--from", "eu-west-1", "--to", "eu-central-1",
+                  "--dry-run")
     assert "promote pg-eu-central-1" in preview.stdout and "succeeded" in preview.stdout
+    assert "risk: high" in preview.stdout
     assert status(home, "eu-west-1")["regions"][0]["dns_weights"] == {"eu-west-1": 100}
-    job = json.loads(
-        cli(home, "act", "failover", "--from", "eu-west-1", "--to", "eu-central-1", "--json").stdout
-    )
-    assert job["status"] == "succeeded" and job["timings"], job
-    assert {t["step"] for t in job["timings"]} >= {"pre_checks", "promote_database"}
-    after = status(home)
-    regions = {r["id"]: r for r in after["regions"]}
+    filed = json.loads(cli(home, "--as", "alice", "act", "failover", "--from", "eu-west-1", "--to",
+                           "eu-central-1", "--json").stdout)
+    assert (filed["status"], filed["risk"], filed["needs"]["approvals"]) == ("requested", "high", 2), filed
+    assert set(filed["eligible_approvers"]) == {"bob", "carol", "erin"}
+    rid = filed["request_id"]
+    listed = cli(home, "approvals", "list").stdout
+    assert rid[:8] in listed and "failover" in listed
+    # alice may not approve her own request; victor may not approve at all.
+    own = cli(home, "--as", "alice", "approvals", "approve", rid[:8], ok=False)
+    assert own.returncode == 2 and "someone else must approve" in own.stderr
+    viewer = cli(home, "--as", "victor", "approvals", "approve", rid[:8], ok=False)
+    assert viewer.returncode == 2 and "viewer" in viewer.stderr
+    assert status(home, "eu-west-1")["regions"][0]["dns_weights"] == {"eu-west-1": 100}
+    bob = json.loads(cli(home, "--as", "bob", "approvals", "approve", rid, "--json").stdout)
+    assert (bob["status"], bob["needs"]["approvals"], bob["approvers"]) == ("requested", 1, ["bob"])
+    carol = cli(home, "--as", "carol", "approvals", "approve", rid[:8], timeout=300)
+    assert "approved by carol" in carol.stdout and "succeeded" in carol.stdout, carol.stdout
+    shown = json.loads(cli(home, "approvals", "show", rid, "--json").stdout)
+    assert shown["status"] == "succeeded" and shown["approvers"] == ["bob", "carol"]
+    regions = {r["id"]: r for r in status(home)["regions"]}
     assert regions["eu-west-1"]["dns_weights"] == {"eu-central-1": 100}
     assert regions["eu-central-1"]["db_role"] == "write_primary"
-    back = json.loads(cli(home, "act", "failback", "eu-west-1", "--json").stdout)
-    assert back["status"] == "succeeded"
+    runs = [j for j in json.loads(cli(home, "jobs", "list", "--json", "-n", "1000").stdout)
+            if j["action"] == "failover" and not j["check_mode"]]
+    assert [j["id"] for j in runs] == [shown["job_id"]]
+    assert {t["step"] for t in runs[0]["timings"]} >= {"pre_checks", "promote_database"}
+    again = cli(home, "--as", "erin", "approvals", "approve", rid[:8], ok=False)
+    assert again.returncode == 2 and "succeeded" in again.stderr
+    # The record: every step, in a chain that verifies.
+    kinds = [e["kind"] for e in json.loads(cli(home, "audit", "log", "--request", rid, "--json").stdout)]
+    assert kinds[0] == "request_filed" and kinds.count("vote_refused") == 3  # alice, victor, erin too late
+    assert kinds.count("vote_approve") == 2
+    assert "approved" in kinds and kinds[-1] == "run_finished", kinds
+    assert "intact" in cli(home, "audit", "verify").stdout
+    # Failback by an admin breaking glass: runs at once, flagged for review.
+    back = json.loads(cli(home, "--as", "erin", "act", "failback", "eu-west-1", "--break-glass",
+                          "drill over: send EMEA home", "--json").stdout)
+    assert back["job"]["status"] == "succeeded" and back["status"] == "succeeded"
     assert status(home, "eu-west-1")["regions"][0]["dns_weights"] == {"eu-west-1": 100}
+    # A hand edit of the audit table is caught, naming the entry.
+    with sqlite3.connect(home / "opsconsole.db") as db:
+        seq = db.execute(
+            "SELECT seq FROM audit_log WHERE kind = 'vote_approve' ORDER BY seq LIMIT 1").fetchone()[0]
+        db.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = ?", (seq,))
+    broken = cli(home, "audit", "verify", ok=False)
+    assert broken.returncode == 1 and f"entry {seq}" in broken.stdout + broken.stderr
 
 
 def test_environment_stop_start_and_cancel(home: Path) -> None:
     # A stop cancelled mid-run: the job says so and no ansible process is left.
-    process = subprocess.Popen([OPSCONSOLE, "act", "env", "stop", "staging"], env=environment(home),
+    process = subprocess.Popen([OPSCONSOLE, "--as", "alice", "act", "env", "stop", "staging"],
+                               env=environment(home),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     job_id = None
     deadline = time.monotonic() + 120
@@ -128,13 +182,13 @@ def test_environment_stop_start_and_cancel(home: Path) -> None:
     assert leftovers.strip() == ""
     # The whole stop, then start at the old sizes (a cancelled stop may have held a tier at 0: start
     # first, so that "before" is the environment at its remembered sizes).
-    cli(home, "act", "env", "start", "staging", ok=False)
+    cli(home, "--as", "alice", "act", "env", "start", "staging", ok=False)
     before = staging_replicas(home)
-    stop = json.loads(cli(home, "act", "env", "stop", "staging", "--json").stdout)
-    assert stop["status"] == "succeeded"
+    stop = json.loads(cli(home, "--as", "alice", "act", "env", "stop", "staging", "--json").stdout)
+    assert stop["job"]["status"] == "succeeded" and stop["risk"] == "low"
     assert set(staging_replicas(home).values()) == {0}
-    start = json.loads(cli(home, "act", "env", "start", "staging", "--json").stdout)
-    assert start["status"] == "succeeded"
+    start = json.loads(cli(home, "--as", "alice", "act", "env", "start", "staging", "--json").stdout)
+    assert start["job"]["status"] == "succeeded"
     assert staging_replicas(home) == before
 
 

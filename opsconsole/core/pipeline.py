@@ -1,0 +1,702 @@
+"""The change pipeline: plan → risk → approval when needed → lease → run → audit, for every face.
+
+A face (terminal, Slack, CLI, scheduler) never runs a playbook that changes the fleet itself; it hands
+the pipeline an :class:`~opsconsole.core.actions.ActionPlan` and the :class:`~opsconsole.core.rbac.Identity`
+asking, and the pipeline decides:
+
+1. **who** — the identity must be allowed to request a change in the plan's scope (a viewer is not);
+2. **how risky** — the risk policy (``inventory/policy.yml``) gives a level and the approvals it needs;
+   a change freeze refuses medium and high requests unless glass is broken;
+3. **whether it can be approved at all** — enough eligible approvers besides the requester, or it is
+   refused now rather than left pending for ever; and no run holds its targets, no open request
+   claims them;
+4. **what an approval means** — the request is bound to a hash of the action, its parameters, the
+   playbook's content, the inventory's content and the targets' observed state (see
+   :func:`plan_binding`); at execution the plan is made again on a fresh snapshot, and if the hash
+   differs nothing runs: the request returns for approval, showing what drifted;
+5. **one run** — a lease on the targets, then the ``approved → running`` compare-and-set: of any number
+   of processes trying to start it, exactly one runs it;
+6. **the record** — every step lands in the hash-chained audit log, in the same transaction as the
+   state it records.
+
+Low-risk requests run at once (still leased and audited); break glass (admins only, with a reason)
+runs at once too, flagged in the audit with a review due in 24 h.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from opsconsole.core.actions import ActionName, ActionPlan, pinned_observations, replan
+from opsconsole.core.approvals import (
+    Approve,
+    Cancel,
+    Drift,
+    Expire,
+    Finish,
+    Outcome,
+    Reject,
+    RequestStatus,
+    Start,
+)
+from opsconsole.core.audit import AuditKind, AuditLog
+from opsconsole.core.clock import Clock, SystemClock
+from opsconsole.core.db import Database
+from opsconsole.core.errors import OpsError, UsageError
+from opsconsole.core.events import EventBus
+from opsconsole.core.fleet import Snapshot
+from opsconsole.core.locks import Lease, LeaseConflict, LeaseLost, LeaseMode, Leases
+from opsconsole.core.model import Fleet
+from opsconsole.core.rbac import Directory, Identity, Permission, Scope
+from opsconsole.core.requests import ChangeRequest, NewRequest, RequestRefused, RequestStore
+from opsconsole.core.risk import Risk, RiskAssessment, RiskPolicy, assess, plan_scope
+from opsconsole.core.store import Job, JobStatus
+
+#: How long after a break-glass run its review falls due.
+BREAK_GLASS_REVIEW = timedelta(hours=24)
+
+JOB_OUTCOME = {
+    JobStatus.SUCCEEDED: Outcome.SUCCEEDED,
+    JobStatus.INTERRUPTED: Outcome.INTERRUPTED,
+}
+
+
+@dataclass(frozen=True)
+class RequestChanged:
+    """Published on the event bus whenever a request moves, so that faces update in place."""
+
+    request: ChangeRequest
+    kind: str
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What filing a plan gave: the request, its risk, and the job when it ran at once."""
+
+    request: ChangeRequest
+    assessment: RiskAssessment
+    job: Job | None = None
+
+    @property
+    def ran(self) -> bool:
+        return self.job is not None
+
+
+class Executor:
+    """How the pipeline runs a playbook (the core's runner, with the connection variables)."""
+
+    def __init__(
+        self,
+        start: Callable[[ActionPlan, bool, str, str], Job],
+        wait: Callable[[str], Job],
+        cancel: Callable[[str], bool],
+        after_run: Callable[[Job], None] | None = None,
+    ) -> None:
+        self.start = start
+        self.wait = wait
+        self.cancel = cancel
+        self.after_run = after_run
+
+
+def _digest_tree(paths: Sequence[Path]) -> str:
+    """A content hash over files (sorted by path, relative names included)."""
+    h = hashlib.sha256()
+    for root in paths:
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            if "__pycache__" in path.parts or path.suffix in (".pyc", ".retry"):
+                continue
+            rel = path.relative_to(root.parent).as_posix()
+            h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def plan_binding(plan: ActionPlan, *, inventory_dir: Path, playbook_dir: Path) -> tuple[str, dict[str, Any]]:
+    """The hash an approval is bound to, and its inputs (kept to show what drifted).
+
+    The playbook's content is the playbook and everything it can include (``tasks/``, ``library/``,
+    ``roles/``, ``ansible.cfg``); the inventory's is every file of the inventory directory.
+    """
+    playbook_parts = [playbook_dir / plan.playbook] + [
+        playbook_dir / name
+        for name in ("tasks", "library", "roles", "ansible.cfg")
+        if (playbook_dir / name).exists()
+    ]
+    inputs = {
+        "action": plan.action.value,
+        "params": json.loads(_canonical(dict(plan.params))),
+        "playbook": _digest_tree(playbook_parts),
+        "inventory": _digest_tree([inventory_dir]),
+        "observed": json.loads(_canonical(pinned_observations(plan))),
+    }
+    return hashlib.sha256(_canonical(inputs).encode()).hexdigest(), inputs
+
+
+def describe_drift(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """What differs between two sets of hash inputs, in words."""
+    lines: list[str] = []
+    if before.get("params") != after.get("params"):
+        lines.append(f"parameters: {before.get('params')} → {after.get('params')}")
+    if before.get("playbook") != after.get("playbook"):
+        lines.append("the playbook (or a file it includes) changed since the approval")
+    if before.get("inventory") != after.get("inventory"):
+        lines.append("the inventory changed since the approval")
+    was, now = before.get("observed") or {}, after.get("observed") or {}
+    for key in sorted(set(was) | set(now)):
+        if was.get(key) != now.get(key):
+            lines.append(f"{key}: {_canonical(was.get(key))} → {_canonical(now.get(key))}")
+    return lines or ["the plan's hash changed"]
+
+
+def lease_targets(plan: ActionPlan) -> dict[str, LeaseMode]:
+    """The plan's targets with the mode each is held in (see :func:`lease_modes`)."""
+    return lease_modes(plan.action.value, plan.targets)
+
+
+def lease_modes(action: str, targets: Sequence[str]) -> dict[str, LeaseMode]:
+    """An action's targets with the mode each is held in.
+
+    A scale holds its region and clusters shared (two scales of different workloads in one region run
+    side by side) and its workloads exclusive; a failover or failback holds its regions exclusive (no
+    scale runs in a region whose traffic is moving); an environment stop / start holds its clusters
+    exclusive (no scale of a staging workload while staging is being stopped).
+    """
+    scale = action == ActionName.SCALE.value
+    modes: dict[str, LeaseMode] = {}
+    for target in targets:
+        modes[target] = LeaseMode.SHARED if scale and target.startswith("region/") else LeaseMode.EXCLUSIVE
+        if scale and target.startswith("workload/"):
+            modes.setdefault(f"cluster/{target.split('/')[1]}", LeaseMode.SHARED)
+    return modes
+
+
+def _overlaps(mine: Mapping[str, LeaseMode], theirs: Mapping[str, LeaseMode]) -> list[str]:
+    return sorted(t for t in mine.keys() & theirs.keys() if LeaseMode.EXCLUSIVE in (mine[t], theirs[t]))
+
+
+class Pipeline:
+    """The one way a change request becomes a run. Thread-safe; shared by every face of a process.
+
+    Args:
+        fleet: the inventory.
+        database: the shared database (requests, votes, leases, audit).
+        directory: who is who (``inventory/rbac.yml``).
+        policy: the risk policy (``inventory/policy.yml``).
+        snapshot: a fresh snapshot of the fleet (the pipeline re-plans on it before running).
+        executor: how playbooks run.
+        playbook_dir: where the playbooks are (their content is part of what an approval binds).
+        bus: where :class:`RequestChanged` events are published.
+    """
+
+    def __init__(
+        self,
+        *,
+        fleet: Fleet,
+        database: Database,
+        directory: Directory,
+        policy: RiskPolicy,
+        snapshot: Callable[[], Snapshot | None],
+        executor: Executor | None,
+        playbook_dir: Path,
+        clock: Clock | None = None,
+        bus: EventBus | None = None,
+        lease_ttl_s: float = 90.0,
+    ) -> None:
+        self.fleet = fleet
+        self.database = database
+        self.directory = directory
+        self.policy = policy
+        self.clock: Clock = clock or SystemClock()
+        self.audit = AuditLog(database, clock=self.clock)
+        self.requests = RequestStore(database, self.audit)
+        self.leases = Leases(database, clock=self.clock, ttl_s=lease_ttl_s)
+        self.bus = bus or EventBus()
+        self._snapshot = snapshot
+        self._executor = executor
+        self._playbook_dir = playbook_dir
+        self._threads: list[threading.Thread] = []
+
+    # -- filing ----------------------------------------------------------------------------------------
+
+    def binding(self, plan: ActionPlan) -> tuple[str, dict[str, Any]]:
+        return plan_binding(plan, inventory_dir=self.fleet.source, playbook_dir=self._playbook_dir)
+
+    def assess(self, plan: ActionPlan, snapshot: Snapshot | None = None) -> RiskAssessment:
+        """The risk of ``plan`` now (for a preview before filing)."""
+        return assess(
+            self.policy,
+            plan,
+            self.fleet,
+            snapshot if snapshot is not None else self._snapshot(),
+            self.clock.now(),
+        )
+
+    def submit(
+        self,
+        plan: ActionPlan,
+        who: Identity,
+        *,
+        face: str,
+        snapshot: Snapshot | None = None,
+        break_glass_reason: str | None = None,
+        preview: Mapping[str, Any] | None = None,
+        wait: bool = True,
+    ) -> Submission:
+        """File ``plan`` for ``who``: run it now if it needs no approval, else queue it for approvers.
+
+        Raises:
+            RequestRefused: not allowed (role, freeze, nobody to approve, targets busy, break glass by a
+                non-admin or without a reason) — recorded in the audit.
+            StoreUnavailable: the database cannot be reached: nothing is filed, nothing runs.
+        """
+        now = self.clock.now()
+        scope = plan_scope(plan, self.fleet)
+        assessment = self.assess(plan, snapshot)
+        what = f"{plan.action.value} {_params_text(plan.params)}"
+        glass = break_glass_reason is not None
+        if not who.may(Permission.REQUEST, scope):
+            self._refuse(
+                who,
+                face,
+                plan,
+                f"{who.person} is a {who.role_for(scope).value} in "
+                f"{scope.describe()}: requesting changes needs an operator role there",
+            )
+        if glass:
+            if not (break_glass_reason or "").strip():
+                self._refuse(who, face, plan, "breaking glass needs a reason")
+            if not who.may(Permission.BREAK_GLASS, scope):
+                self._refuse(
+                    who,
+                    face,
+                    plan,
+                    f"only an admin may break glass; {who.person} is a "
+                    f"{who.role_for(scope).value} in {scope.describe()}",
+                )
+        elif assessment.freeze is not None and assessment.level is not Risk.LOW:
+            self._refuse(
+                who,
+                face,
+                plan,
+                f"change freeze in force: {assessment.freeze}; a {assessment.level.value}-"
+                "risk request needs an admin to break glass",
+            )
+        self._check_free(who, face, plan)
+        needed = 0 if glass else assessment.approvals_needed
+        if needed:
+            eligible = [
+                p
+                for p in self.directory.eligible(Permission.APPROVE, assessment.approver_scope)
+                if p != who.person
+            ]
+            if len(eligible) < needed:
+                self._refuse(
+                    who,
+                    face,
+                    plan,
+                    f"{what} needs {needed} approval(s) from approvers of "
+                    f"{assessment.approver_scope.describe()}, "
+                    f"but only {len(eligible)} person(s) besides {who.person} may approve"
+                    + (f" ({', '.join(eligible)})" if eligible else ""),
+                )
+        plan_hash, inputs = self.binding(plan)
+        status = RequestStatus.REQUESTED if needed else RequestStatus.APPROVED
+        request = self.requests.create(
+            NewRequest(
+                action=plan.action.value,
+                params=plan.params,
+                playbook=plan.playbook,
+                extravars=plan.extravars,
+                targets=plan.targets,
+                summary=plan.summary,
+                observed=plan.observed,
+                plan_hash=plan_hash,
+                hash_inputs=inputs,
+                risk=assessment.level.value,
+                risk_reasons=assessment.reasons,
+                approvals_needed=needed,
+                approver_scope={
+                    "environments": sorted(assessment.approver_scope.environments),
+                    "regions": sorted(assessment.approver_scope.regions),
+                },
+                requester=who.person,
+                face=face,
+                created_at=now,
+                expires_at=now + timedelta(seconds=assessment.ttl_s),
+                status=status,
+                break_glass=glass,
+                review_due_at=now + BREAK_GLASS_REVIEW if glass else None,
+                preview=dict(preview or {}),
+            ),
+            audit_kind=AuditKind.BREAK_GLASS if glass else AuditKind.REQUEST_FILED,
+            audit_data={
+                "principal": who.principal,
+                "rule": assessment.rule,
+                **({"reason": break_glass_reason} if glass else {}),
+            },
+        )
+        self._publish(request, AuditKind.REQUEST_FILED)
+        if needed:
+            return Submission(request, assessment)
+        job = self.execute(request.id, who, face=face, wait=wait, plan=plan)
+        return Submission(self.requests.get(request.id), assessment, job)
+
+    def _refuse(self, who: Identity, face: str, plan: ActionPlan, reason: str) -> None:
+        self.audit.append(
+            AuditKind.REQUEST_REFUSED,
+            actor=who.person,
+            face=face,
+            data={
+                "action": plan.action.value,
+                "params": dict(plan.params),
+                "reason": reason,
+                "principal": who.principal,
+            },
+        )
+        raise RequestRefused(reason)
+
+    def _check_free(self, who: Identity, face: str, plan: ActionPlan) -> None:
+        """Refuse a request whose targets a run holds or another open request claims."""
+        mine = lease_targets(plan)
+        busy = self.leases.conflicts(mine)
+        if busy:
+            holder = busy[0]
+            self._refuse(
+                who,
+                face,
+                plan,
+                f"{holder.target} is held by {holder.holder} ({holder.purpose}) since "
+                f"{holder.acquired_at:%H:%M:%S %Z}",
+            )
+        for other in self.requests.list(
+            statuses=[RequestStatus.REQUESTED, RequestStatus.APPROVED], limit=500
+        ):
+            other_plan_targets = lease_modes(other.action, other.targets)
+            clash = _overlaps(mine, other_plan_targets)
+            if clash:
+                self._refuse(
+                    who,
+                    face,
+                    plan,
+                    f"{clash[0]} is claimed by open request {other.short_id} "
+                    f"({other.action} by {other.requester}, {other.status.value}); "
+                    "wait for it or have it cancelled",
+                )
+
+    # -- deciding --------------------------------------------------------------------------------------
+
+    def approve(self, request_id: str, who: Identity, *, face: str) -> ChangeRequest:
+        """``who`` approves; their role is checked now, against the request's approver scope."""
+        self.expire_due()
+
+        def event(req: ChangeRequest) -> Approve:
+            scope = _scope(req.approver_scope)
+            return Approve(
+                who.person,
+                who.role_for(scope).value,
+                who.may(Permission.APPROVE, scope),
+                self.clock.now(),
+                face,
+            )
+
+        after = self.requests.transition(
+            request_id,
+            event,
+            actor=who.person,
+            face=face,
+            audit_kind=AuditKind.VOTE_APPROVE,
+            audit_data=lambda _b, a: {
+                "approvers": list(a.approvers),
+                "missing": a.approvals_missing,
+                "principal": who.principal,
+            },
+            updates=lambda _b, a: (
+                {"decided_at": self.clock.now()} if a.status is RequestStatus.APPROVED else {}
+            ),
+        )
+        if after.status is RequestStatus.APPROVED:
+            self.audit.append(
+                AuditKind.APPROVED,
+                actor=who.person,
+                face=face,
+                request_id=after.id,
+                data={"approvers": list(after.approvers)},
+            )
+        self._publish(after, AuditKind.VOTE_APPROVE)
+        return after
+
+    def reject(self, request_id: str, who: Identity, *, face: str, reason: str) -> ChangeRequest:
+        self.expire_due()
+
+        def event(req: ChangeRequest) -> Reject:
+            scope = _scope(req.approver_scope)
+            return Reject(
+                who.person,
+                who.role_for(scope).value,
+                who.may(Permission.APPROVE, scope),
+                reason,
+                self.clock.now(),
+                face,
+            )
+
+        after = self.requests.transition(
+            request_id,
+            event,
+            actor=who.person,
+            face=face,
+            audit_kind=AuditKind.VOTE_REJECT,
+            audit_data=lambda _b, _a: {"reason": reason, "principal": who.principal},
+            updates=lambda _b, _a: {"decided_at": self.clock.now(), "reason": reason},
+        )
+        self._publish(after, AuditKind.REJECTED)
+        return after
+
+    def cancel(
+        self, request_id: str, who: Identity, *, face: str, reason: str | None = None
+    ) -> ChangeRequest:
+        after = self.requests.transition(
+            request_id,
+            lambda _req: Cancel(who.person, self.clock.now()),
+            actor=who.person,
+            face=face,
+            audit_kind=AuditKind.CANCELLED,
+            audit_data=lambda _b, _a: {"reason": reason},
+            updates=lambda _b, _a: {"decided_at": self.clock.now(), "reason": reason},
+        )
+        self._publish(after, AuditKind.CANCELLED)
+        return after
+
+    def expire_due(self) -> list[ChangeRequest]:
+        """Expire every open request past its expiry (the outcome is recorded); return them."""
+        now = self.clock.now()
+        expired: list[ChangeRequest] = []
+        for req in self.requests.list(statuses=[RequestStatus.REQUESTED, RequestStatus.APPROVED], limit=1000):
+            if req.expires_at > now:
+                continue
+            try:
+                after = self.requests.transition(
+                    req.id,
+                    lambda _req: Expire(now),
+                    actor="opsconsole",
+                    face="system",
+                    audit_kind=AuditKind.EXPIRED,
+                    refused_kind=None,
+                    audit_data=lambda b, _a: {"approvers": list(b.approvers), "missing": b.approvals_missing},
+                    updates=lambda _b, _a: {"decided_at": now},
+                )
+            except RequestRefused:
+                continue  # someone decided it meanwhile
+            expired.append(after)
+            self._publish(after, AuditKind.EXPIRED)
+        return expired
+
+    # -- running ---------------------------------------------------------------------------------------
+
+    def execute(
+        self, request_id: str, who: Identity, *, face: str, wait: bool = True, plan: ActionPlan | None = None
+    ) -> Job:
+        """Run an approved request: re-plan, compare hashes, take the lease, start exactly once.
+
+        ``plan`` is the plan just made by :meth:`submit` (no re-planning needed for a request filed and
+        run in the same breath).
+
+        Raises:
+            RequestRefused: not approved, expired, drifted (the request returns for approval), targets
+                busy, or already started elsewhere.
+            StoreUnavailable: nothing runs.
+        """
+        if self._executor is None:
+            raise OpsError("this console was started read-only: it cannot run playbooks")
+        self.expire_due()
+        request = self.requests.get(request_id)
+        if request.status is not RequestStatus.APPROVED:
+            self.requests.transition(
+                request.id,
+                lambda _r: Start(self.clock.now()),
+                actor=who.person,
+                face=face,
+                audit_kind=AuditKind.RUN_STARTED,
+                refused_kind=None,
+            )
+        if plan is None:
+            try:
+                plan = replan(self.fleet, self._snapshot(), request.action, request.params)
+            except UsageError as exc:
+                self.audit.append(
+                    AuditKind.DRIFT_DETECTED,
+                    actor=who.person,
+                    face=face,
+                    request_id=request.id,
+                    data={"reason": exc.message},
+                )
+                raise RequestRefused(f"request {request.short_id} cannot run now: {exc.message}") from exc
+        new_hash, inputs = self.binding(plan)
+        if new_hash != request.plan_hash:
+            lines = describe_drift(request.hash_inputs, inputs)
+            after = self.requests.transition(
+                request.id,
+                lambda _r: Drift(new_hash, self.clock.now()),
+                actor=who.person,
+                face=face,
+                audit_kind=AuditKind.DRIFT_DETECTED,
+                refused_kind=None,
+                audit_data=lambda _b, _a: {"drift": lines},
+                updates=lambda _b, _a: {
+                    "drift": {"lines": lines, "at": self.clock.now().isoformat()},
+                    "hash_inputs": inputs,
+                    "summary": list(plan.summary),
+                    "observed": dict(plan.observed),
+                    "extravars": dict(plan.extravars),
+                },
+            )
+            self._publish(after, AuditKind.DRIFT_DETECTED)
+            raise RequestRefused(
+                f"request {request.short_id} changed since it was approved; nothing ran and it needs "
+                "approval "
+                "again:\n  " + "\n  ".join(lines)
+            )
+        try:
+            lease = self.leases.acquire(
+                lease_targets(plan),
+                holder=request.requester,
+                purpose=f"{request.action} {_params_text(request.params)}",
+                request_id=request.id,
+            )
+        except LeaseConflict as exc:
+            self.audit.append(
+                AuditKind.LEASE_REFUSED,
+                actor=who.person,
+                face=face,
+                request_id=request.id,
+                data={"reason": exc.message},
+            )
+            raise RequestRefused(exc.message) from exc
+        try:
+            started = self.requests.transition(
+                request.id,
+                lambda _r: Start(self.clock.now()),
+                actor=who.person,
+                face=face,
+                audit_kind=AuditKind.RUN_STARTED,
+                refused_kind=None,
+                audit_data=lambda _b, _a: {"executor": who.person},
+            )
+            job = self._executor.start(plan, False, request.requester, face)
+            self.requests.update(started.id, job_id=job.id)
+        except BaseException:
+            with suppress(OpsError):  # the lease lapses by itself if the store is what failed
+                self.leases.release(lease)
+            raise
+        self.audit.append(
+            AuditKind.RUN_STARTED,
+            actor=who.person,
+            face=face,
+            request_id=request.id,
+            job_id=job.id,
+            data={"playbook": plan.playbook, "targets": list(plan.targets)},
+        )
+        self._publish(self.requests.get(request.id), AuditKind.RUN_STARTED)
+        if wait:
+            return self._follow(request.id, job, lease, who, face)
+        thread = threading.Thread(
+            target=self._follow,
+            args=(request.id, job, lease, who, face),
+            name=f"request-{request.short_id}",
+            daemon=True,
+        )
+        self._threads.append(thread)
+        thread.start()
+        return job
+
+    def _follow(self, request_id: str, job: Job, lease: Lease, who: Identity, face: str) -> Job:
+        """Wait for the run, keeping the lease alive; record the outcome; release the lease."""
+        executor = self._executor
+        assert executor is not None
+
+        def lost(error: LeaseLost) -> None:
+            # The targets are no longer the run's alone (store unreachable past the lease's life, or
+            # expired and taken): stop the run rather than let it race another.
+            executor.cancel(job.id)
+            with suppress(OpsError):  # the store may be what is gone; the run is stopped either way
+                self.audit.append(
+                    AuditKind.LEASE_REFUSED, actor="opsconsole", face="system", request_id=request_id,
+                    job_id=job.id, data={"reason": f"lease lost mid-run: {error.message}; run cancelled"},
+                )
+
+        with self.leases.kept(lease, on_lost=lost):
+            finished = executor.wait(job.id)
+        if executor.after_run is not None:
+            executor.after_run(finished)
+        outcome = JOB_OUTCOME.get(finished.status, Outcome.FAILED)
+        totals = (finished.stats or {}).get("totals", {})
+        after = self.requests.transition(
+            request_id,
+            lambda _r: Finish(outcome, self.clock.now()),
+            actor=who.person,
+            face=face,
+            audit_kind=AuditKind.RUN_FINISHED,
+            refused_kind=None,
+            audit_data=lambda _b, _a: {
+                "job_status": finished.status.value,
+                "rc": finished.rc,
+                "changed": totals.get("changed"),
+                "failed": totals.get("failed"),
+                "error": finished.error,
+            },
+        )
+        self._publish(after, AuditKind.RUN_FINISHED)
+        return finished
+
+    def reconcile(self, job_status: Callable[[str], JobStatus | None]) -> list[ChangeRequest]:
+        """Requests left ``running`` by a console that died: mirror their jobs' outcome (nothing re-runs)."""
+        done: list[ChangeRequest] = []
+        for req in self.requests.list(statuses=[RequestStatus.RUNNING], limit=500):
+            status = job_status(req.job_id) if req.job_id else None
+            if status is not None and not status.terminal:
+                continue
+            outcome = JOB_OUTCOME.get(status, Outcome.FAILED) if status else Outcome.INTERRUPTED
+            try:
+                after = self.requests.transition(
+                    req.id,
+                    lambda _r, o=outcome: Finish(o, self.clock.now()),  # type: ignore[misc]
+                    actor="opsconsole",
+                    face="system",
+                    audit_kind=AuditKind.RUN_FINISHED,
+                    refused_kind=None,
+                    audit_data=lambda _b, _a, s=status: {
+                        "job_status": s.value if s else None,  # type: ignore[misc]
+                        "recovered": True,
+                    },
+                )
+            except RequestRefused:
+                continue
+            done.append(after)
+        return done
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for background runs (``wait=False``) to be recorded."""
+        for thread in list(self._threads):
+            thread.join(timeout)
+
+    def _publish(self, request: ChangeRequest, kind: str) -> None:
+        self.bus.publish(RequestChanged(request, kind))
+
+
+def _scope(data: Mapping[str, Any]) -> Scope:
+    return Scope.of(environments=data.get("environments") or (), regions=data.get("regions") or ())
+
+
+def _params_text(params: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items() if v is not None)
