@@ -25,6 +25,7 @@ from opsconsole.core.fleet import ChangeSet, FleetService, FleetSource, Snapshot
 from opsconsole.core.model import Fleet, Health
 from opsconsole.core.pipeline import Executor, Pipeline
 from opsconsole.core.policy import Finding, evaluate, region_health
+from opsconsole.core.preview import preview_document
 from opsconsole.core.rbac import Directory
 from opsconsole.core.risk import load_policy
 from opsconsole.core.runner import Runner
@@ -160,6 +161,10 @@ class OpsCore:
         """Run ``plan``'s playbook in check mode with diffs: what it would change, changing nothing."""
         job = self._start(plan, check=True, actor=actor, face=face)
         return self.runner.wait(job.id) if wait else job
+
+    def preview_document(self, job: Job) -> dict[str, Any]:
+        """A finished preview job as the document faces show and requests keep (see core/preview.py)."""
+        return preview_document(job, self.jobs.events(job.id))
 
     def execute(
         self, plan: ActionPlan, *, check: bool, actor: str, face: str, wait: bool = True
