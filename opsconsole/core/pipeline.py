@@ -261,6 +261,7 @@ class Pipeline:
                 non-admin or without a reason) — recorded in the audit.
             StoreUnavailable: the database cannot be reached: nothing is filed, nothing runs.
         """
+        self.expire_due()  # an expired request no longer claims its targets
         now = self.clock.now()
         scope = plan_scope(plan, self.fleet)
         assessment = self.assess(plan, snapshot)
@@ -350,7 +351,14 @@ class Pipeline:
         self._publish(request, AuditKind.REQUEST_FILED)
         if needed:
             return Submission(request, assessment)
-        job = self.execute(request.id, who, face=face, wait=wait, plan=plan)
+        try:
+            job = self.execute(request.id, who, face=face, wait=wait, plan=plan)
+        except RequestRefused as refused:
+            # Filed to run at once but it could not start (a run took its targets an instant ago): it
+            # must not stay open and claim them; the requester sees why and may file it again.
+            with suppress(RequestRefused):
+                self.cancel(request.id, who, face=face, reason=f"could not start: {refused.message}")
+            raise
         return Submission(self.requests.get(request.id), assessment, job)
 
     def _refuse(self, who: Identity, face: str, plan: ActionPlan, reason: str) -> None:

@@ -481,3 +481,23 @@ def test_store_unreachable_nothing_runs(rig: Rig, db_url: str) -> None:
     with pytest.raises(StoreUnavailable):
         rig.pipeline.execute(request_id, rig.who("carol"), face="cli")
     assert rig.started == []
+
+
+def test_a_run_at_once_that_cannot_start_is_cancelled_not_left_open(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig.playbook[0] = "slow.yml"
+    replicas = _replicas(rig, "checkout", "eu-west-1") + 1
+    scale = plan_scale(rig.fleet, rig.snapshot[0], service="checkout", region="eu-west-1", replicas=replicas)
+    first = rig.pipeline.submit(scale, rig.who("alice"), face="slack", wait=False)
+    assert first.job is not None
+    try:
+        # The race the filing check cannot close: another run takes the targets between check and start.
+        monkeypatch.setattr(rig.pipeline, "_check_free", lambda *_args: None)
+        with pytest.raises(RequestRefused, match="held by alice"):
+            rig.pipeline.submit(scale, rig.who("erin"), face="cli")
+        second = next(r for r in rig.pipeline.requests.list() if r.requester == "erin")
+        assert second.status is RequestStatus.CANCELLED and "could not start" in (second.reason or "")
+    finally:
+        rig.runner.cancel(first.job.id)
+        rig.pipeline.join(30)
