@@ -1,0 +1,232 @@
+"""``opsconsole schedule …``: non-prod schedules from the terminal.
+
+``eval`` answers "would this spec be up then?" without touching anything (for writing schedules.yml);
+``show`` and ``preview`` read the schedules and the scheduler's memory in the shared database; ``override``
+files a keep-awake / skip-tonight / force-down as the person running it (rbac.yml decides whether they
+may); ``run`` runs the scheduler in the foreground — with several instances on one database, one leads.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from opsconsole.cli import _core, _state, app, out
+from opsconsole.cli_act import identity
+from opsconsole.core.errors import UsageError
+from opsconsole.core.inventory import load_inventory
+from opsconsole.core.scheduler import (
+    DOWN,
+    UP,
+    EnvironmentStatus,
+    OverrideKind,
+    Scheduler,
+    evaluate,
+    timeline,
+)
+from opsconsole.core.service import OpsCore
+
+schedule_app = typer.Typer(help="Non-prod schedules: eval, show, preview, override, run.",
+                           no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+
+STATE_STYLE = {UP: "green", DOWN: "dim", None: "yellow"}
+#: The chart: one cell per 4 hours, six a day, so that 14 days fit a 120-column terminal.
+CELL_MIN = 240
+CELLS_PER_DAY = 1440 // CELL_MIN
+KIND_NAMES = {"keep-awake": OverrideKind.KEEP_AWAKE, "skip-tonight": OverrideKind.SKIP_TONIGHT,
+              "force-down": OverrideKind.FORCE_DOWN}
+
+
+def _instant(text: str, option: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r}: expected an ISO-8601 time such as 2026-11-27T07:30:00+01:00"
+        ) from None
+
+
+@contextmanager
+def _scheduler(ctx: typer.Context) -> Iterator[Scheduler]:
+    """A scheduler over a core that reads no fleet source: schedules and memory are all ``show`` needs."""
+    state = _state(ctx)
+    with OpsCore(load_inventory(state.inventory), [], sandbox=not state.live) as core:
+        yield Scheduler(core)
+
+
+@schedule_app.command("eval")
+def schedule_eval(
+    spec: Annotated[
+        str, typer.Argument(help='A kube-downscaler spec, e.g. "Mon-Fri 07:30-20:30 Europe/Berlin".')
+    ],
+    at: Annotated[list[str], typer.Option("--at", help="An ISO-8601 instant (repeatable).")],
+    tz: Annotated[
+        str | None, typer.Option("--tz", help="Zone for naive --at values and zone-less parts.")
+    ] = None,
+) -> None:
+    """Print, per --at and in order, one line: up or down."""
+    instants = [_instant(text, "--at") for text in at]
+    for instant in instants:
+        out.print(UP if evaluate(spec, instant, tz=tz) else DOWN)
+
+
+def _when(at: datetime | None, zone: str) -> str:
+    if at is None:
+        return "—"
+    from opsconsole.core.timespec import zone as zone_info  # noqa: PLC0415
+
+    return at.astimezone(zone_info(zone)).strftime("%a %d %b %H:%M %Z")
+
+
+def _document(status: EnvironmentStatus) -> dict[str, object]:
+    return {
+        "environment": status.environment, "region": status.region, "desired": status.desired,
+        "scheduled": status.scheduled, "applied": status.applied,
+        "next_transitions": [{"at": t.at.isoformat(), "state": t.state} for t in status.next_transitions],
+        "overrides": [{"id": o.id, "kind": o.kind.value, "until": o.until.isoformat(), "by": o.created_by,
+                       "region": o.region} for o in status.overrides],
+        "holds": list(status.holds),
+        "warning_at": status.warning_at.isoformat() if status.warning_at else None,
+        "clusters": list(status.clusters),
+    }
+
+
+@schedule_app.command("show")
+def schedule_show(
+    ctx: typer.Context,
+    environment: Annotated[str | None, typer.Argument(help="staging or dev (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Each environment and region: its state now and its next transitions (in the region's time)."""
+    with _scheduler(ctx) as scheduler:
+        if environment is not None and environment not in scheduler.schedules.environments:
+            known = ", ".join(scheduler.schedules.environments) or "none"
+            raise UsageError(f"{environment}: no schedule for it; scheduled environments: {known}")
+        statuses = [s for s in scheduler.status() if environment in (None, s.environment)]
+        zones = {u.key: u.timezone for u in scheduler.schedules.units}
+    if as_json:
+        print(json.dumps([_document(s) for s in statuses], indent=2))
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("env", "region", "now", "schedule", "applied", "next", "then", "overrides / holds"):
+        table.add_column(column)
+    for s in statuses:
+        zone = zones[f"{s.environment}:{s.region}"]
+        nxt = s.next_transitions
+        notes = [f"{o.kind.value} until {_when(o.until, zone)} by {o.created_by}" for o in s.overrides]
+        notes += [f"[red]hold[/]: {h}" for h in s.holds]
+        table.add_row(
+            s.environment, s.region or "*",
+            Text(s.desired, style=STATE_STYLE[s.desired]), s.scheduled,
+            Text(s.applied or "unknown", style=STATE_STYLE.get(s.applied, "")),
+            f"{nxt[0].state} {_when(nxt[0].at, zone)}" if nxt else "—",
+            f"{nxt[1].state} {_when(nxt[1].at, zone)}" if len(nxt) > 1 else "—",
+            "\n".join(notes) or "",
+        )
+    out.print(table)
+
+
+@schedule_app.command("preview")
+def schedule_preview(
+    ctx: typer.Context,
+    days: Annotated[int, typer.Option("--days", min=1, max=60, help="How many days ahead.")] = 14,
+) -> None:
+    """A timeline per environment and region (█ up, · down; one cell per 4 hours, in UTC), the hours
+    down and the saving, estimated from schedules.yml's instance prices × each cluster's nominal nodes."""
+    with _scheduler(ctx) as scheduler:
+        now = scheduler.clock.now()
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        overrides = scheduler.overrides(now)
+        minutes = days * 1440
+        table = Table(box=None, header_style="bold", title=f"{days} days from {start:%a %d %b} 00:00 UTC")
+        table.add_column("env", no_wrap=True, min_width=7)
+        table.add_column("region", no_wrap=True, min_width=14)
+        day_heads = " ".join(f"{(start + timedelta(days=d)):%a%d}".ljust(CELLS_PER_DAY) for d in range(days))
+        table.add_column(day_heads, no_wrap=True)
+        table.add_column("down h", justify="right")
+        table.add_column("$/h up", justify="right")
+        table.add_column("saving $", justify="right")
+        total_down = total_saving = 0.0
+        for unit in scheduler.schedules.units:
+            line = timeline(unit, start, minutes, overrides)
+            cells = []
+            for i in range(0, minutes, CELL_MIN):
+                block = line[i:i + CELL_MIN]
+                cells.append("█" if sum(block) * 2 >= len(block) else "·")
+            chart = " ".join("".join(cells[d * CELLS_PER_DAY:(d + 1) * CELLS_PER_DAY]) for d in range(days))
+            down_h = (minutes - sum(line)) / 60
+            saving = down_h * unit.hourly_cost
+            total_down += down_h
+            total_saving += saving
+            table.add_row(unit.environment, unit.region, Text(chart, style="green"), f"{down_h:.0f}",
+                          f"{unit.hourly_cost:.2f}", f"{saving:,.0f}")
+        table.add_row("", "", "total", f"{total_down:.0f}", "", f"{total_saving:,.0f}", style="bold")
+    out.print(table)
+    out.print("[dim]Saving: hours down × (nominal nodes × on-demand price per hour) from schedules.yml; "
+              "spot discounts and storage left out.[/]")
+
+
+@schedule_app.command("override")
+def schedule_override(
+    ctx: typer.Context,
+    environment: Annotated[str, typer.Argument(help="staging or dev.")],
+    kind: Annotated[str, typer.Argument(help="keep-awake, skip-tonight or force-down.")],
+    until: Annotated[str | None, typer.Option("--until", help="ISO-8601 end (defaults per kind).")] = None,
+    region: Annotated[str | None, typer.Option("--region", "-r", help="Only this region.")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in the audit).")] = None,
+) -> None:
+    """Keep an environment up, skip tonight's shutdown, or force it down — until a time; audited."""
+    if kind not in KIND_NAMES:
+        raise UsageError(f"{kind}: expected one of {', '.join(KIND_NAMES)}")
+    until_at = _instant(until, "--until") if until is not None else None
+    if until_at is not None and (until_at.tzinfo is None or until_at.utcoffset() is None):
+        until_at = until_at.replace(tzinfo=UTC)
+    with _scheduler(ctx) as scheduler:
+        who = identity(ctx, scheduler.core)
+        made = scheduler.override(environment, KIND_NAMES[kind], who=who, face="cli", until=until_at,
+                                  region=region, reason=reason)
+    where = f" in {made.region}" if made.region else ""
+    out.print(f"[green]{made.kind.value}[/] {made.environment}{where} until {made.until:%Y-%m-%d %H:%M} UTC "
+              f"(override {made.id[:8]}, by {made.created_by})")
+
+
+@schedule_app.command("run")
+def schedule_run(
+    ctx: typer.Context,
+    tick_s: Annotated[float, typer.Option("--tick", min=1.0, help="Seconds between passes.")] = 30.0,
+) -> None:
+    """Run the scheduler in the foreground (Ctrl-C stops); with several instances, one leads."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with _core(_state(ctx)) as core:
+        scheduler = Scheduler(core, tick_s=tick_s)
+        count = len(scheduler.schedules.units)
+        out.print(f"Scheduler {scheduler.instance_id}: {count} schedules; Ctrl-C stops.")
+        try:
+            while not stop.is_set():
+                report = scheduler.tick()
+                stamp = f"{report.at:%H:%M:%S}"
+                for line in report.filed:
+                    out.print(f"{stamp} filed {line}")
+                for key in report.warnings:
+                    out.print(f"{stamp} warning {key}")
+                for line in (*report.held, *report.errors):
+                    out.print(f"{stamp} [yellow]{line}[/]")
+                for override_id in report.expired:
+                    out.print(f"{stamp} override {override_id[:8]} expired")
+                stop.wait(tick_s)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            scheduler.stop()
+    out.print("Scheduler stopped.")
