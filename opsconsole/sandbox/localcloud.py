@@ -184,7 +184,11 @@ def running_or_ephemeral(
         return
     cloud = LocalCloud(store, emulators())
     try:
-        yield cloud.start(), cloud
+        endpoints = cloud.start()
+        # Synced on its clock as `sandbox up` does: a playbook that waits for what it changed to settle
+        # (env_schedule.yml's readiness between tiers) sees it only after a sync publishes it.
+        cloud.start_driver()
+        yield endpoints, cloud
         cloud.sync()  # what clients changed during the block reaches the world before it goes
     finally:
         cloud.stop()
