@@ -1,0 +1,129 @@
+"""The command palette (ctrl+p): every screen, every region, and every action in plain words.
+
+Typed sentences are parsed by :func:`opsconsole.tui.data.parse_command`: "scale checkout in eu-west-1 to
+12" and "failover eu-west-1 to eu-central-1" open the action's form filled in (so the preview and the risk
+are always seen before a submit); "approve ID" / "reject ID reason" decide a request; "as bob" acts as a
+member of the sandbox cast. In read-only mode the actions are not offered and are refused.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from opsconsole.tui.data import Intent, parse_command
+
+if TYPE_CHECKING:
+    from opsconsole.tui.app import OpsConsoleApp
+
+SCREENS = (
+    ("overview", "Fleet overview"),
+    ("findings", "Findings"),
+    ("approvals", "Approvals queue"),
+    ("jobs", "Jobs"),
+    ("schedules", "Schedules"),
+    ("audit", "Audit log"),
+)
+WRITE_INTENTS = {"scale", "failover", "failback", "env", "approve", "reject"}
+
+
+def run_intent(app: OpsConsoleApp, intent: Intent) -> None:
+    """Carry out a parsed command on ``app``."""
+    params: dict[str, Any] = dict(intent.params)
+    if intent.action in WRITE_INTENTS and not app.may_write(intent.action):
+        return
+    if intent.action == "region":
+        app.open_region(params["region"])
+    elif intent.action == "as":
+        app.act_as(params["person"])
+    elif intent.action in ("approve", "reject"):
+        _decide(app, intent.action, params)
+    else:
+        if intent.action == "scale":
+            params.setdefault("environment", "prod")
+        app.open_action(intent.action, params)
+
+
+def _decide(app: OpsConsoleApp, action: str, params: dict[str, Any]) -> None:
+    who = app.who
+    if who is None:
+        return
+    request_id = params["request"]
+
+    def decide(core: Any) -> Any:
+        if action == "approve":
+            return core.pipeline.approve(request_id, who, face="tui")
+        return core.pipeline.reject(request_id, who, face="tui", reason=params["reason"])
+
+    def decided(request: Any) -> None:
+        app.notify(f"request {request.short_id} is {request.status.value}")
+        app.action_refresh()
+
+    app.call_core(decide, decided)
+
+
+class FleetCommands(Provider):
+    @property
+    def console(self) -> OpsConsoleApp:
+        return cast("OpsConsoleApp", self.app)
+
+    def _static(self) -> list[tuple[str, Any, str]]:
+        app = self.console
+        items: list[tuple[str, Any, str]] = [
+            (f"Go to {title}", partial(app.action_go, name), f"screen {name}") for name, title in SCREENS
+        ]
+        if app.view is not None:
+            for region in app.view.fleet.regions.values():
+                items.append(
+                    (f"Region {region.id} ({region.name})", partial(app.open_region, region.id), "drill down")
+                )
+        items.append(("Refresh now", app.action_refresh, "read every source"))
+        if not app.read_only:
+            items += [
+                (
+                    "Scale a workload…",
+                    partial(app.open_action, "scale", {"environment": "prod"}),
+                    "or type: scale checkout in eu-west-1 to 12",
+                ),
+                (
+                    "Fail a region over…",
+                    partial(app.open_action, "failover", {}),
+                    "or type: failover eu-west-1 to eu-central-1",
+                ),
+                (
+                    "Fail a region back…",
+                    partial(app.open_action, "failback", {}),
+                    "or type: failback eu-west-1",
+                ),
+                (
+                    "Stop / start an environment…",
+                    partial(app.open_action, "env", {"state": "stopped"}),
+                    "or type: stop staging in eu-west-1",
+                ),
+            ]
+        return items
+
+    async def discover(self) -> Hits:
+        for text, command, help_text in self._static():
+            yield DiscoveryHit(text, command, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        intent = parse_command(query)
+        app = self.console
+        if intent is not None and not (app.read_only and intent.action in WRITE_INTENTS):
+            yield Hit(
+                1.0,
+                f"Do: {query.strip()}",
+                partial(run_intent, app, intent),
+                text=query.strip(),
+                help="opens the form with the preview and the risk"
+                if intent.action in ("scale", "failover", "failback", "env")
+                else None,
+            )
+        matcher = self.matcher(query)
+        for text, command, help_text in self._static():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), command, text=text, help=help_text)

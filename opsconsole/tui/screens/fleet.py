@@ -1,0 +1,327 @@
+"""Reading the fleet: the overview (global figures, a card per region, freshness badges), a region's
+drill-down (workloads, nodes, databases, caches, traffic, an hour's chart, the cross-layer path) and the
+findings. Actions start from here: ``s`` scale the selected workload, ``f`` fail the region over,
+``e`` stop / start a non-prod environment, Enter on a finding opens its suggested action."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Vertical
+from textual.widgets import Label, Sparkline, Static, TabbedContent, TabPane
+
+from opsconsole.core.model import Environment, Health, WorkloadState
+from opsconsole.core.report import region_summaries, totals
+from opsconsole.tui import data
+from opsconsole.tui.screens.base import ConsoleScreen
+from opsconsole.tui.widgets.cards import RegionCard, sources_text, totals_text
+from opsconsole.tui.widgets.table import FleetTable
+
+_HEALTH_RANK = {Health.DOWN: 3, Health.DEGRADED: 2, Health.UNKNOWN: 1, Health.OK: 0}
+
+
+class OverviewScreen(ConsoleScreen):
+    screen_name = "overview"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "drill", "Open region"),
+        Binding("w", "worst", "Worst region"),
+        Binding("f", "failover", "Failover"),
+        Binding("e", "environment", "Env stop/start"),
+        Binding("right,l", "move(1)", "Next", show=False),
+        Binding("left,h", "move(-1)", "Previous", show=False),
+        Binding("down,j", "move(5)", "Down", show=False),
+        Binding("up,k", "move(-5)", "Up", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        yield Static("connecting to the fleet…", id="totals")
+        yield Static("", id="sources")
+        yield Grid(id="cards")
+        yield from self.compose_footer()
+
+    @property
+    def cards(self) -> list[RegionCard]:
+        return list(self.query(RegionCard))
+
+    def show_data(self) -> None:
+        view = self.console.view
+        if view is None:
+            return
+        summaries = region_summaries(view)
+        grid = self.query_one("#cards", Grid)
+        if not self.cards:
+            grid.mount_all([RegionCard(s.id) for s in summaries])
+            self.call_after_refresh(self.show_data)
+            if self.focused is None or not isinstance(self.focused, RegionCard):
+                self.call_after_refresh(lambda: self.cards and self.cards[0].focus())
+            return
+        worst = self.worst_region(summaries)
+        self.query_one("#totals", Static).update(totals_text(totals(view), worst))
+        self.query_one("#sources", Static).update(sources_text(view.snapshot.sources))
+        target = view.fleet.targets.api_p95_ms
+        by_id = {card.region_id: card for card in self.cards}
+        for summary in summaries:
+            card = by_id.get(summary.id)
+            if card is not None:
+                card.show(summary, target, self.console.history.p95(summary.id))
+
+    @staticmethod
+    def worst_region(summaries: list[Any]) -> str | None:
+        def badness(s: Any) -> tuple[int, int, float]:
+            severity = s.worst_severity.rank if s.worst_severity else 0
+            return (_HEALTH_RANK[s.health], severity, s.p95_ms or 0.0)
+
+        worst = max(summaries, key=badness, default=None)
+        if worst is None or badness(worst)[:2] == (0, 0):
+            return None
+        return str(worst.id)
+
+    def focused_region(self) -> str | None:
+        return self.focused.region_id if isinstance(self.focused, RegionCard) else None
+
+    def action_move(self, step: int) -> None:
+        cards = self.cards
+        if not cards:
+            return
+        index = cards.index(self.focused) if isinstance(self.focused, RegionCard) else 0
+        columns = 5 if self.has_class("-wide") else 2
+        step = columns if step == 5 else -columns if step == -5 else step
+        cards[max(0, min(len(cards) - 1, index + step))].focus()
+
+    def action_worst(self) -> None:
+        view = self.console.view
+        if view is None:
+            return
+        worst = self.worst_region(region_summaries(view))
+        if worst is None:
+            self.notify("every region is healthy", timeout=2)
+            return
+        self.query_one(f"#card-{worst}", RegionCard).focus()
+
+    def action_drill(self) -> None:
+        region = self.focused_region()
+        if region:
+            self.console.open_region(region)
+
+    def action_failover(self) -> None:
+        region = self.focused_region()
+        view = self.console.view
+        if region and view:
+            self.console.open_action(
+                "failover", {"region": region, "to": view.fleet.regions[region].failover_partner}
+            )
+
+    def action_environment(self) -> None:
+        self.console.open_action(
+            "env", {"environment": "staging", "state": "stopped", "region": self.focused_region() or ""}
+        )
+
+
+class RegionScreen(ConsoleScreen):
+    screen_name = "region"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "scale", "Scale"),
+        Binding("f", "failover", "Failover"),
+        Binding("e", "environment", "Env stop/start"),
+    ]
+
+    def __init__(self, region: str) -> None:
+        super().__init__()
+        self.region_id = region
+        self._shown_once = False
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        yield Static("", id="region-title")
+        with TabbedContent(id="tabs"):
+            with TabPane("Workloads", id="tab-workloads"):
+                yield FleetTable(data.WORKLOAD_COLUMNS, id="workloads")
+                yield Static("", id="path")
+            with TabPane("Nodes", id="tab-nodes"):
+                yield FleetTable(data.NODE_COLUMNS, id="nodes")
+            with TabPane("Databases", id="tab-databases"):
+                yield FleetTable(data.DATABASE_COLUMNS, id="databases")
+            with TabPane("Caches", id="tab-caches"):
+                yield FleetTable(data.CACHE_COLUMNS, id="caches")
+            with TabPane("Traffic", id="tab-traffic"):
+                yield FleetTable(data.TRAFFIC_COLUMNS, id="traffic")
+            with TabPane("Chart", id="tab-chart"), Vertical(id="chart"):
+                yield Label("p95 latency, last hour", id="p95-label")
+                yield Sparkline([], id="p95-chart")
+                yield Label("requests / s, last hour", id="rps-label")
+                yield Sparkline([], id="rps-chart")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#workloads", FleetTable).focus()
+
+    def show_data(self) -> None:
+        view = self.console.view
+        if view is None:
+            return
+        region = view.fleet.regions[self.region_id]
+        summary = next(s for s in region_summaries(view) if s.id == self.region_id)
+        self.query_one("#region-title", Static).update(
+            f"{region.id} · {region.name} · tier {region.tier} · {summary.health.value.upper()} · "
+            f"partner {region.failover_partner} · {summary.findings} findings"
+        )
+        workloads = self.query_one("#workloads", FleetTable)
+        changes = view.changes
+        if self._shown_once and not changes.removed and not changes.added:
+            keys = {self._workload_key(k) for k in changes.changed}
+            workloads.show(data.workload_rows(view, self.region_id, (k for k in keys if k)), partial=True)
+        else:
+            workloads.show(data.workload_rows(view, self.region_id))
+        self._shown_once = True
+        self.query_one("#nodes", FleetTable).show(data.node_rows(view, self.region_id))
+        self.query_one("#databases", FleetTable).show(data.database_rows(view, self.region_id))
+        self.query_one("#caches", FleetTable).show(data.cache_rows(view, self.region_id))
+        self.query_one("#traffic", FleetTable).show(data.traffic_rows(view, self.region_id))
+        history = self.console.history
+        p95, rps = history.p95(self.region_id), history.rps(self.region_id)
+        self.query_one("#p95-chart", Sparkline).data = p95 or [0.0]
+        self.query_one("#rps-chart", Sparkline).data = rps or [0.0]
+        if p95:
+            self.query_one("#p95-label", Label).update(
+                f"p95 latency, last hour: now {p95[-1]:.0f} ms, min {min(p95):.0f}, max {max(p95):.0f} "
+                f"(target {view.fleet.targets.api_p95_ms:.0f})"
+            )
+            self.query_one("#rps-label", Label).update(
+                f"requests / s, last hour: now {rps[-1]:,.0f}, min {min(rps):,.0f}, max {max(rps):,.0f}"
+            )
+        self._show_path()
+
+    @staticmethod
+    def _workload_key(key: str) -> str | None:
+        if key.startswith("workload/"):
+            return key
+        if key.startswith("metrics/"):
+            return "workload/" + key.removeprefix("metrics/")
+        return None
+
+    def _show_path(self) -> None:
+        view = self.console.view
+        key = self.query_one("#workloads", FleetTable).selected_key
+        if view is not None and key is not None:
+            self.query_one("#path", Static).update(data.cross_layer_path(view, key))
+
+    def on_data_table_row_highlighted(self, _event: FleetTable.RowHighlighted) -> None:
+        self._show_path()
+
+    def after_filter(self) -> None:
+        self._show_path()
+
+    def selected_workload(self) -> WorkloadState | None:
+        view = self.console.view
+        key = self.query_one("#workloads", FleetTable).selected_key
+        record = view.snapshot.get(key) if view is not None and key else None
+        return record if isinstance(record, WorkloadState) else None
+
+    def action_scale(self) -> None:
+        w = self.selected_workload()
+        if w is None:
+            self.notify("select a workload first (Workloads tab)", severity="warning")
+            return
+        self.console.open_action(
+            "scale",
+            {
+                "service": w.service,
+                "region": w.region,
+                "cluster": w.cluster,
+                "replicas": w.desired,
+                "environment": w.environment.value,
+            },
+        )
+
+    def action_failover(self) -> None:
+        view = self.console.view
+        if view is not None:
+            partner = view.fleet.regions[self.region_id].failover_partner
+            self.console.open_action("failover", {"region": self.region_id, "to": partner})
+
+    def action_environment(self) -> None:
+        w = self.selected_workload()
+        env = w.environment.value if w is not None and w.environment is not Environment.PROD else "staging"
+        self.console.open_action("env", {"environment": env, "state": "stopped", "region": self.region_id})
+
+
+class FindingsScreen(ConsoleScreen):
+    screen_name = "findings"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "suggested", "Suggested action"),
+        Binding("r", "region", "Open region"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        yield Static("", id="findings-title")
+        yield FleetTable(data.FINDING_COLUMNS, id="findings")
+        yield Static("", id="evidence")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#findings", FleetTable).focus()
+
+    def show_data(self) -> None:
+        view = self.console.view
+        if view is None:
+            return
+        self.query_one("#findings-title", Static).update(
+            f"{len(view.findings)} findings, worst first — Enter opens the suggested action"
+        )
+        self.query_one("#findings", FleetTable).show(data.finding_rows(view.findings))
+        self._show_evidence()
+
+    def selected(self) -> Any:
+        view = self.console.view
+        key = self.query_one("#findings", FleetTable).selected_key
+        return next((f for f in view.findings if f.id == key), None) if view and key else None
+
+    def _show_evidence(self) -> None:
+        finding = self.selected()
+        if finding is not None:
+            evidence = ", ".join(f"{k}={v}" for k, v in finding.evidence.items())
+            self.query_one("#evidence", Static).update(
+                f"{finding.title}\nmeasured {finding.measured} vs target {finding.target}\n{evidence}"
+            )
+
+    def on_data_table_row_highlighted(self, _event: FleetTable.RowHighlighted) -> None:
+        self._show_evidence()
+
+    def on_data_table_row_selected(self, _event: FleetTable.RowSelected) -> None:
+        self.action_suggested()
+
+    def action_region(self) -> None:
+        finding = self.selected()
+        if finding is not None and finding.region:
+            self.console.open_region(finding.region)
+
+    def action_suggested(self) -> None:
+        finding = self.selected()
+        if finding is None:
+            return
+        action = finding.suggested_action
+        if action is None:
+            self.notify("no suggested action for this finding", timeout=3)
+            return
+        params = dict(action.params)
+        view = self.console.view
+        if action.action == "scale" and view is not None:
+            cluster = view.fleet.clusters.get(str(params.get("cluster")))
+            if cluster is not None:
+                params.setdefault("region", cluster.region)
+                params.setdefault("environment", cluster.environment.value)
+            self.console.open_action("scale", params)
+        elif action.action in ("failover", "failback"):
+            self.console.open_action(action.action, params)
+        else:
+            self.notify(
+                f"{action.summary} (run it with `opsconsole act {action.action.replace('_', ' ')}`)",
+                title="suggested action",
+                timeout=8,
+            )

@@ -1,0 +1,84 @@
+"""The "Done when" flow on the local cloud, keyboard first: find a region, drill down, scale a workload
+with a check-mode preview (a real run of scale.yml in check mode), file it, approve it as a second
+person, watch the job stream to its end, and see the new replica count in the table."""
+
+from __future__ import annotations
+
+import pytest
+
+from opsconsole.core.approvals import RequestStatus
+from opsconsole.core.model import WorkloadState
+from opsconsole.core.store import JobStatus
+from opsconsole.tui.app import OpsConsoleApp
+from opsconsole.tui.screens.change import ActionScreen, ApprovalsScreen, JobsScreen
+from opsconsole.tui.screens.dialogs import ConfirmScreen
+from opsconsole.tui.screens.fleet import RegionScreen
+from opsconsole.tui.widgets.table import FleetTable
+from opsconsole.wiring import sandbox_core
+
+from .helpers import refreshed, screen_text, until
+
+pytestmark = pytest.mark.slow
+KEY = "workload/eks-euw1-prod/checkout"
+
+
+async def test_scale_with_preview_approved_by_someone_else_runs_and_shows() -> None:
+    app = OpsConsoleApp(lambda: sandbox_core(reader="cloud"), acting_as="alice", refresh_s=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await refreshed(pilot, app, timeout=90)
+        await pilot.press("right", "right", "right", "right", "enter")  # eu-west-1
+        await until(pilot, lambda: isinstance(app.screen, RegionScreen))
+        region = app.screen
+        table = region.query_one("#workloads", FleetTable)
+        await until(pilot, lambda: table.row_count > 0)
+        await pilot.press("slash", *"checkout", "enter")
+        while table.selected_key != KEY:
+            await pilot.press("down")
+        assert app.view is not None
+        before = app.view.snapshot.get(KEY)
+        assert isinstance(before, WorkloadState)
+        target = max(before.hpa_min, before.desired * 6 // 10)  # a > 30 % prod scale-down: one approval
+
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, ActionScreen))
+        form = app.screen
+        assert isinstance(form, ActionScreen)
+        form.query_one("#f-replicas").value = str(target)  # type: ignore[attr-defined]
+        await until(pilot, lambda: form.assessment is not None and form.assessment.approvals_needed == 1)
+        await pilot.press("ctrl+t")  # check mode: a real run of scale.yml that changes nothing
+        await until(pilot, lambda: form.preview_status is JobStatus.SUCCEEDED, timeout=120)
+        assert "changed" in screen_text(app)
+
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("tab", "enter")  # off the default Cancel, onto Submit
+        await until(pilot, lambda: isinstance(app.screen, ApprovalsScreen), timeout=30)
+        request = form.submission.request if form.submission else None
+        assert request is not None and request.status is RequestStatus.REQUESTED
+
+        app.act_as("bob")  # the sandbox cast: a second person, an approver
+        await refreshed(pilot, app, timeout=60)
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("tab", "enter")
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen), timeout=60)
+        jobs = app.screen
+        assert isinstance(jobs, JobsScreen)
+
+        async def finished() -> bool:
+            await refreshed(pilot, app, timeout=60)
+            job = next((j for j in app.jobs if j.id == jobs.log_job), None)
+            return job is not None and job.status.terminal
+
+        for _ in range(120):
+            if await finished():
+                break
+            await pilot.pause(1)
+        job = next(j for j in app.jobs if j.id == jobs.log_job)
+        assert job.status is JobStatus.SUCCEEDED, job.error
+        assert "Scale the deployment" in screen_text(app)  # the live log streamed the tasks
+
+        await pilot.press("escape", "escape")  # back to the region
+        await until(pilot, lambda: isinstance(app.screen, RegionScreen))
+        await refreshed(pilot, app, timeout=60)
+        await until(pilot, lambda: table.cell_text(KEY, "ready").endswith(f"/{target}"), timeout=30)
