@@ -49,7 +49,9 @@ def _staging(core: OpsCore) -> dict[str, int]:
     return {w.service: w.desired for w in snapshot.of_type(WorkloadState) if w.cluster == CLUSTER}
 
 
-def test_staging_sleeps_at_night_and_wakes_at_its_old_sizes(rig: tuple[OpsCore, FakeClock, Scheduler]) -> None:
+def test_staging_sleeps_at_night_and_wakes_at_its_old_sizes(
+    rig: tuple[OpsCore, FakeClock, Scheduler],
+) -> None:
     core, clock, scheduler = rig
     before = _staging(core)
     assert before and all(n > 0 for n in before.values())
