@@ -550,6 +550,13 @@ class Pipeline:
                     data={"reason": exc.message},
                 )
                 raise RequestRefused(f"request {request.short_id} cannot run now: {exc.message}") from exc
+        scope = plan_scope(plan, self.fleet)
+        if not who.may(Permission.REQUEST, scope):
+            reason = (f"{who.person} is a {who.role_for(scope).value} in {scope.describe()}: starting a run "
+                      "needs an operator role there")
+            self.audit.append(AuditKind.REQUEST_REFUSED, actor=who.person, face=face, request_id=request.id,
+                              data={"reason": reason, "principal": who.principal})
+            raise RequestRefused(reason)
         new_hash, inputs = self.binding(plan)
         if new_hash != request.plan_hash:
             lines = describe_drift(request.hash_inputs, inputs)

@@ -501,3 +501,13 @@ def test_a_run_at_once_that_cannot_start_is_cancelled_not_left_open(
     finally:
         rig.runner.cancel(first.job.id)
         rig.pipeline.join(30)
+
+
+def test_only_an_operator_may_start_an_approved_run(rig: Rig) -> None:
+    request_id = _approved_failover(rig)
+    with pytest.raises(RequestRefused, match="viewer"):
+        rig.pipeline.execute(request_id, rig.who("victor"), face="cli")
+    assert rig.started == [] and rig.pipeline.requests.get(request_id).status is RequestStatus.APPROVED
+    assert rig.audit_kinds(request_id)[-1] == AuditKind.REQUEST_REFUSED
+    job = rig.pipeline.execute(request_id, rig.who("alice"), face="cli")  # the operator who filed it
+    assert job.status is JobStatus.SUCCEEDED
