@@ -122,8 +122,11 @@ def root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="The console shows everything and changes nothing.")
+    ] = False,
 ) -> None:
-    """Open the console on the sandbox (for now: print the fleet status)."""
+    """Open the console (the Textual TUI in a terminal; piped, print the fleet status)."""
     if live and acting_as is not None:
         raise UsageError("--as acts as a member of the sandbox cast; it cannot be combined with --live")
     if live and ctx.invoked_subcommand == "sandbox":
@@ -135,6 +138,11 @@ def root(
             raise UsageError(f"--as {acting_as}: not in the sandbox cast; expected one of: {names}")
     ctx.obj = _State(inventory, acting_as, live)
     if ctx.invoked_subcommand is None:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            from opsconsole.tui import run  # noqa: PLC0415 - Textual loads only when the console opens
+
+            run(inventory, acting_as=acting_as, live=live, read_only=read_only)
+            return
         _print_status(_refresh(ctx.obj), region=None)
 
 
@@ -467,4 +475,6 @@ from opsconsole import (  # noqa: E402
     cli_act,  # noqa: F401
     cli_approvals,  # noqa: F401
     cli_audit,  # noqa: F401
+    cli_bot,  # noqa: F401
+    cli_schedule,  # noqa: F401
 )

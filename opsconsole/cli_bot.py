@@ -1,0 +1,62 @@
+"""``opsconsole bot``: the Slack bot, on the same core, queue and audit as the terminal.
+
+Socket Mode when ``SLACK_APP_TOKEN`` is set; otherwise HTTP on ``--host`` / ``--port`` (path
+``/slack/events``), verified with ``SLACK_SIGNING_SECRET``. ``SLACK_BOT_TOKEN`` always; ``SLACK_API_URL``
+points the Web API elsewhere (a local Slack API server). ``/healthz`` and ``/metrics`` are served on the
+HTTP server in both modes. A missing or malformed setting is one message and exit code 2. See
+:mod:`bot` for how it is built.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from opsconsole.cli import _core, _state, app, out
+
+log = logging.getLogger(__name__)
+
+
+@app.command("bot")
+def bot(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Interface for the HTTP server.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")] = 3000,
+) -> None:
+    """Run the Slack bot (/ops, approval buttons, live progress, notices)."""
+    from bot.app import build  # noqa: PLC0415 — slack-bolt loads only for this command
+    from bot.server import EVENTS_PATH, BotServer, wsgi_app  # noqa: PLC0415
+    from bot.settings import BotSettings  # noqa: PLC0415
+
+    settings = BotSettings.from_environment()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with _core(_state(ctx)) as core:
+        slack_app, runtime = build(settings, core)
+        health = {"ok": True, "mode": "socket" if settings.socket_mode else "http", "sandbox": core.sandbox}
+        server = BotServer(host, port, wsgi_app(None if settings.socket_mode else slack_app, lambda: health))
+        server.start()
+        runtime.start()
+        socket_handler = None
+        try:
+            if settings.socket_mode:
+                from slack_bolt.adapter.socket_mode import SocketModeHandler  # noqa: PLC0415
+
+                socket_handler = SocketModeHandler(slack_app, settings.app_token)
+                socket_handler.connect()  # type: ignore[no-untyped-call]  # bolt's adapter is untyped
+                out.print(f"opsconsole bot: Socket Mode; health on http://{host}:{server.port}/healthz")
+            else:
+                out.print(f"opsconsole bot: listening on http://{host}:{server.port}{EVENTS_PATH}")
+            while not stop.wait(1.0):
+                pass
+        finally:
+            if socket_handler is not None:
+                socket_handler.close()  # type: ignore[no-untyped-call]  # bolt's adapter is untyped
+            server.stop()
+            runtime.stop()
+            out.print("opsconsole bot stopped.")
