@@ -21,7 +21,6 @@ from typing import Any, ClassVar, TypeVar
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 
 from opsconsole.core.errors import OpsError
 from opsconsole.core.fleet import SourceStatus
@@ -346,6 +345,3 @@ class OpsConsoleApp(App[None]):
         self.acting_as = person
         self.update_title()
         self.notify(f"now acting as {person}", title="identity")
-
-    def push_if_new(self, screen: Screen[Any]) -> None:
-        self.push_screen(screen)

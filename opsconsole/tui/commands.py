@@ -1,6 +1,6 @@
 """The command palette (ctrl+p): every screen, every region, and every action in plain words.
 
-Typed sentences are parsed by :func:`opsconsole.tui.data.parse_command`: "scale checkout in eu-west-1 to
+Typed sentences are parsed by :func:`parse_command`: "scale checkout in eu-west-1 to
 12" and "failover eu-west-1 to eu-central-1" open the action's form filled in (so the preview and the risk
 are always seen before a submit); "approve ID" / "reject ID reason" decide a request; "as bob" acts as a
 member of the sandbox cast. In read-only mode the actions are not offered and are refused.
@@ -8,15 +8,61 @@ member of the sandbox cast. In read-only mode the actions are not offered and ar
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from opsconsole.tui.data import Intent, parse_command
-
 if TYPE_CHECKING:
     from opsconsole.tui.app import OpsConsoleApp
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What a typed command asks for: an action and its (partial) parameters, before any validation."""
+
+    action: str  # scale | failover | failback | env | approve | reject | region | as
+    params: Mapping[str, Any]
+
+
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "scale",
+        re.compile(
+            r"^scale\s+(?P<service>[\w-]+)\s+in\s+(?P<region>[\w-]+)(?:\s+(?:cluster\s+)?(?P<cluster>[\w-]+-prod|"
+            r"[\w-]+-(?:staging|dev)))?\s+to\s+(?P<replicas>\d+)$"
+        ),
+    ),
+    ("failover", re.compile(r"^fail\s*over\s+(?P<region>[\w-]+)\s+to\s+(?P<to>[\w-]+)$")),
+    ("failback", re.compile(r"^fail\s*back\s+(?P<region>[\w-]+)$")),
+    (
+        "env",
+        re.compile(r"^(?P<state>stop|start)\s+(?P<environment>staging|dev)(?:\s+in\s+(?P<region>[\w-]+))?$"),
+    ),
+    ("approve", re.compile(r"^approve\s+(?P<request>[\w-]+)$")),
+    ("reject", re.compile(r"^reject\s+(?P<request>[\w-]+)\s+(?P<reason>.+)$")),
+    ("region", re.compile(r"^(?:region|show|open)\s+(?P<region>[\w-]+)$")),
+    ("as", re.compile(r"^(?:act\s+)?as\s+(?P<person>[\w-]+)$")),
+)
+
+
+def parse_command(text: str) -> Intent | None:
+    """``"scale checkout in eu-west-1 to 12"`` → ``Intent("scale", {...})``; ``None`` if it is not one."""
+    words = " ".join(text.strip().lower().split())
+    for action, pattern in _PATTERNS:
+        match = pattern.match(words)
+        if match:
+            params = {k: v for k, v in match.groupdict().items() if v is not None}
+            if "replicas" in params:
+                params["replicas"] = int(params["replicas"])
+            if action == "env":
+                params["state"] = "stopped" if params["state"] == "stop" else "started"
+            return Intent(action, params)
+    return None
+
 
 SCREENS = (
     ("overview", "Fleet overview"),

@@ -1,4 +1,4 @@
-"""What the console shows, as plain data: table rows, region history, and the palette's little language.
+"""What the console shows, as plain data: table rows and region history.
 
 The screens only lay these out. Keeping the computing here (pure functions of a :class:`FleetView`) lets
 the tests and the benchmark check what a table will show without a terminal, and lets the tables redraw
@@ -7,9 +7,8 @@ only the cells whose text changed (see :class:`opsconsole.tui.widgets.table.Flee
 
 from __future__ import annotations
 
-import re
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -309,50 +308,3 @@ class RegionHistory:
 
     def rps(self, region: str) -> list[float]:
         return [r for _, _, r in self.points.get(region, ())]
-
-
-# -- the command palette's little language --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Intent:
-    """What a typed command asks for: an action and its (partial) parameters, before any validation."""
-
-    action: str  # scale | failover | failback | env | approve | reject | region | as
-    params: Mapping[str, Any]
-
-
-_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    (
-        "scale",
-        re.compile(
-            r"^scale\s+(?P<service>[\w-]+)\s+in\s+(?P<region>[\w-]+)(?:\s+(?:cluster\s+)?(?P<cluster>[\w-]+-prod|"
-            r"[\w-]+-(?:staging|dev)))?\s+to\s+(?P<replicas>\d+)$"
-        ),
-    ),
-    ("failover", re.compile(r"^fail\s*over\s+(?P<region>[\w-]+)\s+to\s+(?P<to>[\w-]+)$")),
-    ("failback", re.compile(r"^fail\s*back\s+(?P<region>[\w-]+)$")),
-    (
-        "env",
-        re.compile(r"^(?P<state>stop|start)\s+(?P<environment>staging|dev)(?:\s+in\s+(?P<region>[\w-]+))?$"),
-    ),
-    ("approve", re.compile(r"^approve\s+(?P<request>[\w-]+)$")),
-    ("reject", re.compile(r"^reject\s+(?P<request>[\w-]+)\s+(?P<reason>.+)$")),
-    ("region", re.compile(r"^(?:region|show|open)\s+(?P<region>[\w-]+)$")),
-    ("as", re.compile(r"^(?:act\s+)?as\s+(?P<person>[\w-]+)$")),
-)
-
-
-def parse_command(text: str) -> Intent | None:
-    """``"scale checkout in eu-west-1 to 12"`` → ``Intent("scale", {...})``; ``None`` if it is not one."""
-    words = " ".join(text.strip().lower().split())
-    for action, pattern in _PATTERNS:
-        match = pattern.match(words)
-        if match:
-            params = {k: v for k, v in match.groupdict().items() if v is not None}
-            if "replicas" in params:
-                params["replicas"] = int(params["replicas"])
-            if action == "env":
-                params["state"] = "stopped" if params["state"] == "stop" else "started"
-            return Intent(action, params)
-    return None

@@ -15,7 +15,7 @@ from opsconsole.core.model import FleetRecord
 from opsconsole.core.service import OpsCore
 from opsconsole.testing import FakeClock, healthy_records, replace_record
 from opsconsole.tui.app import OpsConsoleApp
-from opsconsole.tui.data import parse_command
+from opsconsole.tui.commands import parse_command
 from opsconsole.tui.screens.change import ActionScreen, ApprovalsScreen, JobsScreen
 from opsconsole.tui.screens.dialogs import ConfirmScreen, HelpScreen
 from opsconsole.tui.screens.fleet import FindingsScreen, OverviewScreen, RegionScreen

@@ -3,16 +3,16 @@ every decision with the result of verifying the chain."""
 
 from __future__ import annotations
 
-import importlib
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
-import yaml
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
-from opsconsole.core.model import ClusterState, Environment
+from opsconsole.core.scheduler import DOWN, EnvironmentStatus, Override, OverrideKind, Scheduler
 from opsconsole.core.service import OpsCore
 from opsconsole.tui.screens.base import ConsoleScreen
 from opsconsole.tui.screens.dialogs import ConfirmScreen
@@ -29,16 +29,59 @@ SCHEDULE_COLUMNS = (
 )
 
 
-def _scheduler(core: OpsCore) -> Any | None:
-    """The scheduler of the Scheduling issue, when it is there (imported lazily: it may not be yet)."""
-    try:
-        module = importlib.import_module("opsconsole.core.scheduler")
-    except ImportError:
-        return None
-    return module.Scheduler(core)
+@dataclass(frozen=True)
+class ScheduleView:
+    """One read of the scheduler: its status per (environment, region), at ``now`` (the core's clock)."""
+
+    now: datetime
+    statuses: tuple[EnvironmentStatus, ...]
+
+
+def schedule_rows(statuses: tuple[EnvironmentStatus, ...]) -> dict[str, tuple[Any, ...]]:
+    rows: dict[str, tuple[Any, ...]] = {}
+    for s in statuses:
+        nxt = ", ".join(f"{t.state} {t.at:%a %H:%M}" for t in s.next_transitions[:2])
+        extra = ", ".join(
+            [f"{o.kind.value} until {o.until:%a %H:%M} ({o.created_by})" for o in s.overrides] + list(s.holds)
+        )
+        state = Text(
+            str(s.applied or "not applied yet"), style="yellow" if s.applied != s.desired else "green"
+        )
+        rows[f"{s.environment}/{s.region or '*'}"] = (
+            s.environment,
+            s.region or "all",
+            state,
+            s.desired,
+            nxt,
+            extra,
+            ", ".join(s.clusters),
+        )
+    return rows
+
+
+def shutdown_warnings(view: ScheduleView) -> list[str]:
+    """The shutdowns whose warning lead has begun (the scheduler's ``warning_at`` is past), soonest first."""
+    out: list[tuple[datetime, str]] = []
+    for s in view.statuses:
+        down = next((t.at for t in s.next_transitions if t.state == DOWN), None)
+        if s.warning_at is None or down is None or not s.warning_at <= view.now < down:
+            continue
+        minutes = (down - view.now).total_seconds() / 60
+        out.append(
+            (
+                down,
+                f"{s.environment} in {s.region or 'every region'} shuts down at "
+                f"{down:%H:%M} UTC (in {minutes:.0f} min)",
+            )
+        )
+    return [text for _, text in sorted(out)]
 
 
 class SchedulesScreen(ConsoleScreen):
+    """Non-prod environments as the scheduler sees them; ``k`` / ``t`` / ``d`` set an override on the
+    selected row through :meth:`Scheduler.override` (which checks the role and audits), and a banner
+    names every shutdown whose warning lead has begun (the warning Slack gets too)."""
+
     screen_name = "schedules"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("k", "override('KEEP_AWAKE')", "Keep awake"),
@@ -46,75 +89,46 @@ class SchedulesScreen(ConsoleScreen):
         Binding("d", "override('FORCE_DOWN')", "Force down"),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._scheduler: Scheduler | None = None
+        self.schedule: ScheduleView | None = None
+
+    def scheduler(self, core: OpsCore) -> Scheduler:
+        """One scheduler per screen (it reads ``schedules.yml`` once); made on a worker thread."""
+        if self._scheduler is None or self._scheduler.core is not core:
+            self._scheduler = Scheduler(core)
+        return self._scheduler
+
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
-        yield Static("", id="schedules-title")
+        yield Static("non-prod schedules", id="schedules-title")
+        yield Static("", id="schedule-warning")
         yield FleetTable(SCHEDULE_COLUMNS, id="schedules")
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
         super().on_mount()
+        self.query_one("#schedule-warning", Static).display = False
         self.query_one("#schedules", FleetTable).focus()
 
     def show_data(self) -> None:
-        self.console.call_core(self._read, self._show)
-
-    def _read(self, core: OpsCore) -> tuple[bool, dict[str, tuple[Any, ...]]]:
-        scheduler = _scheduler(core)
-        rows: dict[str, tuple[Any, ...]] = {}
-        if scheduler is not None:
-            for s in scheduler.status():
-                key = f"{s.environment}/{s.region or '*'}"
-                nxt = ", ".join(f"{t.state} {t.at:%a %H:%M}" for t in s.next_transitions[:2])
-                extra = ", ".join(
-                    [f"{o.kind.value} until {o.until:%a %H:%M} ({o.created_by})" for o in s.overrides]
-                    + [str(h) for h in s.holds]
-                )
-                state = Text(
-                    str(s.applied or "not applied yet"), style="yellow" if s.applied != s.desired else "green"
-                )
-                rows[key] = (
-                    str(s.environment),
-                    s.region or "all",
-                    state,
-                    str(s.desired),
-                    nxt,
-                    extra,
-                    ", ".join(s.clusters),
-                )
-            return True, rows
-        path = core.fleet.source / "schedules.yml"
-        try:
-            config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            config = {}
-        windows = config.get("environments", {}) if isinstance(config, dict) else {}
-        snap = core.snapshot
-        for cluster in sorted(core.fleet.clusters.values(), key=lambda c: (c.environment.value, c.name)):
-            if cluster.environment is Environment.PROD:
-                continue
-            record = snap.get(f"cluster/{cluster.name}") if snap else None
-            nodes = f"{record.nodes} nodes" if isinstance(record, ClusterState) else "no data"
-            window = windows.get(cluster.environment.value) or {}
-            rows[cluster.name] = (
-                cluster.environment.value,
-                cluster.region,
-                nodes,
-                str(window.get("uptime", "always up")),
-                "—",
-                "—",
-                cluster.name,
-            )
-        return False, rows
-
-    def _show(self, result: tuple[bool, dict[str, tuple[Any, ...]]]) -> None:
-        live, rows = result
-        self.query_one("#schedules-title", Static).update(
-            "non-prod schedules (scheduler)"
-            if live
-            else "non-prod environments — static view of inventory/schedules.yml (no scheduler installed)"
+        self.console.call_core(
+            lambda core: ScheduleView(core.clock.now(), tuple(self.scheduler(core).status())), self._show
         )
-        self.query_one("#schedules", FleetTable).show(rows)
+
+    def _show(self, view: ScheduleView) -> None:
+        self.schedule = view
+        warnings = shutdown_warnings(view)
+        banner = self.query_one("#schedule-warning", Static)
+        banner.display = bool(warnings)
+        banner.update(
+            Text("\n").join(
+                Text(f" ⚠ {w} — k keep awake, t skip tonight ", style="bold black on yellow")
+                for w in warnings
+            )
+        )
+        self.query_one("#schedules", FleetTable).show(schedule_rows(view.statuses))
 
     def action_override(self, kind: str) -> None:
         if not self.console.may_write("override"):
@@ -124,31 +138,26 @@ class SchedulesScreen(ConsoleScreen):
         if key is None or who is None:
             return
         environment, _, region = key.partition("/")
+        override_kind = OverrideKind[kind]
 
-        def apply(core: OpsCore) -> Any:
-            scheduler = _scheduler(core)
-            if scheduler is None:
-                raise RuntimeError(
-                    "overrides need the scheduler (opsconsole.core.scheduler), not installed yet"
-                )
-            module = importlib.import_module("opsconsole.core.scheduler")
-            return scheduler.override(
-                environment,
-                getattr(module.OverrideKind, kind),
-                who=who,
-                face="tui",
-                region=None if region in ("", "*") else region,
+        def apply(core: OpsCore) -> Override:
+            return self.scheduler(core).override(
+                environment, override_kind, who=who, face="tui", region=None if region == "*" else region
             )
 
-        def applied(_result: Any) -> None:
-            self.notify(f"{kind.lower()} set on {key}")
+        def applied(override: Override) -> None:
+            self.notify(
+                f"{override.kind.value} on {key} until {override.until:%a %H:%M} UTC", title="override"
+            )
             self.show_data()
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self.console.call_core(apply, applied)
 
-        self.app.push_screen(ConfirmScreen(f"{kind.replace('_', ' ').lower()} for {key}?", "Apply"), answered)
+        self.app.push_screen(
+            ConfirmScreen(f"{override_kind.value.replace('_', ' ')} for {key}?", "Apply"), answered
+        )
 
 
 AUDIT_COLUMNS = (

@@ -92,7 +92,6 @@ class RegionCard(Vertical, can_focus=True):
         super().__init__(id=f"card-{region}", classes="card")
         self.region_id = region
         self.border_title = region
-        self.tier = 0
 
     def compose(self) -> ComposeResult:
         yield Static(classes="card-body")

@@ -5,6 +5,13 @@ that changed costs next to nothing. :meth:`FleetTable.show` therefore diffs the 
 the rows it shows (cell by cell), adds and removes rows whose keys came or went, and calls
 ``update_cell`` only for cells whose text differs. It also owns the ``/`` filter (a case-insensitive
 substring over the row's text) and sorting by a column (``o`` cycles the column, ``O`` reverses).
+
+Moving the cursor must not re-render rows. Textual's DataTable keys its row cache on the cursor's and the
+hover's coordinates, so a cursor move that scrolls the table (``down`` at the last visible row, page
+down) re-rendered every visible row: 60–160 ms a key with 5,000 rows. A row the cursor is not on
+looks the same wherever the cursor is, so :class:`FleetTable` hands the cache a fixed "elsewhere"
+coordinate for those rows: after a scroll only the rows that came into view and the two rows the cursor
+left and reached are rendered (``bench/bench_tui.py`` measures it).
 """
 
 from __future__ import annotations
@@ -12,16 +19,25 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, RowKey
 
 from opsconsole.tui.data import Cell, Row
 
 
 def _plain(cell: Cell) -> str:
     return cell.plain if isinstance(cell, Text) else cell
+
+
+def _renderable(cell: Cell) -> Text:
+    # A str cell would be parsed as console markup on every first render (slower, and a "[" in a name
+    # would be taken for a tag): the table's cells are plain text.
+    return cell if isinstance(cell, Text) else Text(cell)
 
 
 def _sort_value(cell: Cell) -> tuple[int, float, str]:
@@ -31,6 +47,10 @@ def _sort_value(cell: Cell) -> tuple[int, float, str]:
         return (0, float(number), text)
     except ValueError:
         return (1, 0.0, text)
+
+
+#: Where the cursor "is" for a row it is not on (any row index no row has; the header is -1).
+_ELSEWHERE = Coordinate(-2, -2)
 
 
 class FleetTable(DataTable[Cell]):
@@ -56,6 +76,24 @@ class FleetTable(DataTable[Cell]):
 
     def on_mount(self) -> None:
         self._ensure_columns()
+
+    def _render_line_in_row(
+        self,
+        row_key: RowKey,
+        line_no: int,
+        base_style: Style,
+        cursor_location: Coordinate,
+        hover_location: Coordinate,
+    ) -> tuple[list[list[Segment]], list[list[Segment]]]:
+        # The cursor is always a row cursor here: a row it is not on renders as if it were elsewhere,
+        # which keeps that row's cache entry valid across cursor moves (see the module docstring).
+        row = self._row_locations.get(row_key)
+        row = -1 if row is None else row
+        if cursor_location.row != row:
+            cursor_location = _ELSEWHERE
+        if hover_location.row != row:
+            hover_location = _ELSEWHERE
+        return super()._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)
 
     def _ensure_columns(self) -> None:
         # A screen may hand rows over before this widget's own Mount event (tabs mount lazily).
@@ -94,14 +132,14 @@ class FleetTable(DataTable[Cell]):
         for key, row in visible.items():
             before = self._shown.get(key)
             if before is None:
-                self.add_row(*row, key=key)
+                self.add_row(*map(_renderable, row), key=key)
                 updates += len(row)
                 resort = True
             elif before != row:
                 for index, (old, new) in enumerate(zip(before, row, strict=True)):
                     if old != new:
                         try:
-                            self.update_cell(key, keys[index], new)
+                            self.update_cell(key, keys[index], _renderable(new))
                         except CellDoesNotExist:  # pragma: no cover - removed meanwhile
                             continue
                         updates += 1
