@@ -265,3 +265,13 @@ def test_tui_imports_no_bot_and_no_cloud_sdk() -> None:
         for line in text.splitlines():
             if line.lstrip().startswith(("import ", "from ")):
                 assert not any(f in line for f in forbidden), f"{path}: {line}"
+
+
+def test_the_card_sparkline_is_scaled_to_the_target_not_to_its_own_range() -> None:
+    from opsconsole.tui.widgets.cards import spark_text
+
+    flat = spark_text([124.0, 125.0, 124.0, 125.0], 200.0)
+    assert len(set(flat.plain)) == 1, flat.plain  # 1 ms of noise is not a cliff
+    climb = spark_text([20.0, 100.0, 190.0, 260.0], 200.0)
+    assert climb.plain == "▂▅██"
+    assert [span.style for span in climb.spans][-2:] == ["yellow", "red"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from opsconsole.core.fleet import SourceHealth
 from opsconsole.core.model import Health
@@ -50,7 +50,7 @@ def sources_text(sources: tuple[SourceHealth, ...]) -> Text:
 
 
 def card_text(s: RegionSummary, target_p95: float) -> Text:
-    """Five short lines (a card is 20 columns wide at 120×40)."""
+    """Six short lines (a card is 20 columns wide at 120×40)."""
     mix = " ".join(f"{'az' if c == 'azure' else c}{v * 100:.0f}" for c, v in s.cloud_mix.items())
     p95_bad = s.p95_ms is not None and s.p95_ms > target_p95
     lag_bad = s.replica_lag_s is not None and s.replica_lag_s > 300
@@ -76,13 +76,30 @@ def card_text(s: RegionSummary, target_p95: float) -> Text:
             ),
             Text.assemble(
                 ("pods ", "dim"),
-                f"{s.pods_ready}/{s.pods_desired} ",
-                ("n ", "dim"),
-                f"{s.nodes}/{s.nodes_max}",
+                (f"{s.pods_ready}/{s.pods_desired}", "" if s.pods_ready >= s.pods_desired else "bold yellow"),
             ),
+            Text.assemble(("nodes ", "dim"), f"{s.nodes}/{s.nodes_max}"),
             findings,
         ]
     )
+
+
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def spark_text(values: list[float], target: float) -> Text:
+    """A sparkline scaled from 0 to the target (full height = at target), red above it.
+
+    Scaled to the target, not to the values' own range: a p95 moving between 124 and 125 ms stays a flat
+    low line instead of jumping from the bottom to the top, and a climb towards the target reads as one.
+    """
+    out = Text()
+    for value in values:
+        share = max(0.0, min(1.0, value / target)) if target > 0 else 0.0
+        block = SPARK_BLOCKS[min(len(SPARK_BLOCKS) - 1, int(share * (len(SPARK_BLOCKS) - 1) + 0.5))]
+        style = "red" if value > target else ("yellow" if value > 0.9 * target else "green")
+        out.append(block, style=style)
+    return out
 
 
 class RegionCard(Vertical, can_focus=True):
@@ -95,7 +112,7 @@ class RegionCard(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Static(classes="card-body")
-        yield Sparkline([], classes="card-spark")
+        yield Static(classes="card-spark")
 
     def show(self, summary: RegionSummary, target_p95: float, p95_history: list[float]) -> None:
         for health in Health:
@@ -103,4 +120,5 @@ class RegionCard(Vertical, can_focus=True):
         self.border_title = f"{summary.id} T{summary.tier}"
         self.border_subtitle = summary.health.value.upper()
         self.query_one(".card-body", Static).update(card_text(summary, target_p95))
-        self.query_one(".card-spark", Sparkline).data = p95_history[-60:] or [0.0]
+        width = max(1, self.content_region.width - 1) if self.content_region.width else 18
+        self.query_one(".card-spark", Static).update(spark_text(p95_history[-width:], target_p95))
