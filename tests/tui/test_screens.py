@@ -20,6 +20,7 @@ from opsconsole.tui.screens.change import ActionScreen, ApprovalsScreen, JobsScr
 from opsconsole.tui.screens.dialogs import ConfirmScreen, HelpScreen
 from opsconsole.tui.screens.fleet import FindingsScreen, OverviewScreen, RegionScreen
 from opsconsole.tui.screens.records import AuditScreen, SchedulesScreen
+from opsconsole.tui.widgets.cards import spark_text
 from opsconsole.tui.widgets.table import FleetTable
 
 from .helpers import REPO, refreshed, screen_text, sim_app, until
@@ -268,8 +269,6 @@ def test_tui_imports_no_bot_and_no_cloud_sdk() -> None:
 
 
 def test_the_card_sparkline_is_scaled_to_the_target_not_to_its_own_range() -> None:
-    from opsconsole.tui.widgets.cards import spark_text
-
     flat = spark_text([124.0, 125.0, 124.0, 125.0], 200.0)
     assert len(set(flat.plain)) == 1, flat.plain  # 1 ms of noise is not a cliff
     climb = spark_text([20.0, 100.0, 190.0, 260.0], 200.0)
