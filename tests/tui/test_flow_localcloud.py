@@ -44,7 +44,11 @@ async def test_scale_with_preview_approved_by_someone_else_runs_and_shows() -> N
         form = app.screen
         assert isinstance(form, ActionScreen)
         form.query_one("#f-replicas").value = str(target)  # type: ignore[attr-defined]
-        await until(pilot, lambda: form.assessment is not None and form.assessment.approvals_needed == 1)
+        # One approval, or two when the region's live state raises the risk (the world follows the wall
+        # clock's time of day, so either may happen).
+        await until(pilot, lambda: form.assessment is not None and form.assessment.approvals_needed >= 1)
+        assert form.assessment is not None
+        approvers = ["bob", "carol"][: form.assessment.approvals_needed]
         await pilot.press("ctrl+t")  # check mode: a real run of scale.yml that changes nothing
         await until(pilot, lambda: form.preview_status is JobStatus.SUCCEEDED, timeout=120)
         assert "changed" in screen_text(app)
@@ -56,11 +60,14 @@ async def test_scale_with_preview_approved_by_someone_else_runs_and_shows() -> N
         request = form.submission.request if form.submission else None
         assert request is not None and request.status is RequestStatus.REQUESTED
 
-        app.act_as("bob")  # the sandbox cast: a second person, an approver
-        await refreshed(pilot, app, timeout=60)
-        await pilot.press("a")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("tab", "enter")
+        for approver in approvers:  # the sandbox cast: other people, approvers
+            app.act_as(approver)
+            await refreshed(pilot, app, timeout=60)
+            await pilot.press("a")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("tab", "enter")
+            if approver != approvers[-1]:
+                await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         await until(pilot, lambda: isinstance(app.screen, JobsScreen), timeout=60)
         jobs = app.screen
         assert isinstance(jobs, JobsScreen)
