@@ -40,7 +40,7 @@ from opsconsole.core.errors import OpsError
 from opsconsole.core.events import JobEvent
 from opsconsole.core.notices import Outbox
 from opsconsole.core.pipeline import RequestChanged
-from opsconsole.core.rbac import Identity, Permission, Scope
+from opsconsole.core.rbac import Identity, Permission
 from opsconsole.core.requests import ChangeRequest, RequestNotFound
 from opsconsole.core.scheduler import Scheduler
 from opsconsole.core.service import FleetView, OpsCore
@@ -54,11 +54,6 @@ VIEW_MAX_AGE_S = 3.0
 
 def subject_of(request_id: str) -> str:
     return f"request:{request_id}"
-
-
-def scope_of(request: ChangeRequest) -> Scope:
-    scope = request.approver_scope
-    return Scope.of(environments=scope.get("environments") or (), regions=scope.get("regions") or ())
 
 
 def regions_of(request: ChangeRequest) -> list[str]:
@@ -169,16 +164,11 @@ class BotRuntime:
         return self._scheduler
 
     def may_approve(self, request: ChangeRequest) -> list[str]:
-        voted = {v.person for v in request.votes if v.plan_hash == request.plan_hash}
-        return [
-            p
-            for p in self.core.directory.eligible(Permission.APPROVE, scope_of(request))
-            if p != request.requester and p not in voted
-        ]
+        return self.core.pipeline.may_still_vote(request)
 
     def may_run(self, request: ChangeRequest) -> list[str]:
         """Who may start an approved request from Slack: operators and above in its scope."""
-        return list(self.core.directory.eligible(Permission.REQUEST, scope_of(request)))
+        return list(self.core.directory.eligible(Permission.REQUEST, request.scope))
 
     def approvals_channel(self, request: ChangeRequest) -> str:
         return self.channels.approvals.for_regions(self.core.fleet, regions_of(request))
@@ -304,6 +294,6 @@ class BotRuntime:
             for r in requests
             if r.status is RequestStatus.REQUESTED
             and r.requester != who.person
-            and who.may(Permission.APPROVE, scope_of(r))
+            and who.may(Permission.APPROVE, r.scope)
             and who.person not in r.approvers
         ]

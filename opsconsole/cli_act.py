@@ -24,7 +24,7 @@ from opsconsole.core.errors import UsageError
 from opsconsole.core.events import EventKind, JobEvent
 from opsconsole.core.inventory import load_inventory
 from opsconsole.core.model import Environment
-from opsconsole.core.rbac import Identity, Permission, Scope
+from opsconsole.core.rbac import Identity
 from opsconsole.core.requests import ChangeRequest
 from opsconsole.core.risk import RiskAssessment
 from opsconsole.core.service import OpsCore
@@ -136,8 +136,7 @@ def _request_summary(request: ChangeRequest) -> dict[str, Any]:
 
 
 def _filed(core: OpsCore, request: ChangeRequest, as_json: bool) -> None:
-    eligible = [p for p in core.directory.eligible(Permission.APPROVE, _scope_of(request))
-                if p != request.requester]
+    eligible = core.pipeline.may_still_vote(request)
     if as_json:
         print(json.dumps({**_request_summary(request), "eligible_approvers": eligible}, indent=2))
         return
@@ -146,11 +145,6 @@ def _filed(core: OpsCore, request: ChangeRequest, as_json: bool) -> None:
         f"{request.approvals_missing} approval(s) from {', '.join(eligible)}; expires "
         f"{request.expires_at:%H:%M:%S %Z}.\n  opsconsole approvals approve {request.short_id}"
     )
-
-
-def _scope_of(request: ChangeRequest) -> Scope:
-    scope = request.approver_scope
-    return Scope.of(environments=scope.get("environments") or (), regions=scope.get("regions") or ())
 
 
 def _print_event(event: JobEvent) -> None:

@@ -17,10 +17,9 @@ from typing import Annotated, Any
 import typer
 
 from opsconsole.cli import _core, _progress, _state, app, out
-from opsconsole.cli_act import _print_event, _print_outcome, _request_summary, _scope_of, identity
+from opsconsole.cli_act import _print_event, _print_outcome, _request_summary, identity
 from opsconsole.core.approvals import Decision, RequestStatus
 from opsconsole.core.inventory import load_inventory
-from opsconsole.core.rbac import Permission
 from opsconsole.core.requests import ChangeRequest
 from opsconsole.core.service import OpsCore
 from opsconsole.core.store import JobStatus
@@ -54,15 +53,6 @@ def _queue_core(ctx: typer.Context) -> Iterator[OpsCore]:
         yield core
 
 
-def _who_may_vote(core: OpsCore, request: ChangeRequest) -> list[str]:
-    voted = {v.person for v in request.votes if v.plan_hash == request.plan_hash}
-    return [
-        p
-        for p in core.directory.eligible(Permission.APPROVE, _scope_of(request))
-        if p != request.requester and p not in voted
-    ]
-
-
 def _document(core: OpsCore, request: ChangeRequest) -> dict[str, Any]:
     return {
         **_request_summary(request),
@@ -75,7 +65,7 @@ def _document(core: OpsCore, request: ChangeRequest) -> dict[str, Any]:
         "face": request.face,
         "created_at": request.created_at.isoformat(),
         "approvers": list(request.approvers),
-        "may_still_vote": _who_may_vote(core, request),
+        "may_still_vote": core.pipeline.may_still_vote(request),
         "votes": [
             {
                 "person": v.person,

@@ -20,7 +20,7 @@ from typing import Any
 from slack_bolt import Ack, App
 
 from bot import blocks, metrics, schedule
-from bot.runtime import BotRuntime, scope_of, subject_of
+from bot.runtime import BotRuntime, subject_of
 from opsconsole.core.approvals import RequestStatus
 from opsconsole.core.audit import AuditKind
 from opsconsole.core.errors import OpsError
@@ -142,7 +142,7 @@ def on_run(rt: BotRuntime, body: Mapping[str, Any]) -> None:
         rt.ephemeral(channel, user, blocks.refusal(error.message))
         return
     who = rt.identity(body)
-    scope = scope_of(request)
+    scope = request.scope
     if not who.may(Permission.REQUEST, scope):
         reason = (
             f"{who.person} is a {who.role_for(scope).value} for {scope.describe()}: "
@@ -174,13 +174,13 @@ def on_reject_click(rt: BotRuntime, body: Mapping[str, Any]) -> None:
         rt.ephemeral(channel, user, blocks.refusal(error.message))
         return
     who = rt.identity(body)
-    if not who.may(Permission.APPROVE, scope_of(request)):
+    if not who.may(Permission.APPROVE, request.scope):
         rt.ephemeral(
             channel,
             user,
             blocks.refusal(
-                f"{who.person} is a {who.role_for(scope_of(request)).value} for "
-                f"{scope_of(request).describe()}: "
+                f"{who.person} is a {who.role_for(request.scope).value} for "
+                f"{request.scope.describe()}: "
                 "only approvers may reject this request"
             ),
         )

@@ -59,7 +59,6 @@ from opsconsole.core.db import (
     StoreUnavailable,
     audit_head_table,
     audit_table,
-    redacted_url,
     utc,
 )
 from opsconsole.core.errors import OpsError
@@ -682,6 +681,4 @@ class AuditLog:
         return (int(row.seq), str(row.hash)) if row is not None else (0, GENESIS_HASH)
 
     def _unavailable(self, exc: SQLAlchemyError) -> StoreUnavailable:
-        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        detail = lines[0] if lines else type(exc).__name__
-        return StoreUnavailable(f"{redacted_url(self.database.url)}: {detail}")
+        return self.database.unavailable(exc)

@@ -43,6 +43,7 @@ from sqlalchemy import (
     event,
     inspect,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from opsconsole.core import migrations
@@ -389,8 +390,6 @@ def db_value(value: Any) -> Any:
 
 def redacted_url(url: str) -> str:
     """``url`` without its password, for messages."""
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
-
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -418,10 +417,20 @@ class Database:
             ensure_schema(self.engine)
         except SQLAlchemyError as exc:
             self.engine.dispose()
-            raise StoreUnavailable(f"{redacted_url(self.url)}: {_first_line(exc)}") from exc
+            raise self.unavailable(exc) from exc
         except OpsError:
             self.engine.dispose()
             raise
+
+    def unavailable(self, exc: BaseException, doing: str | None = None) -> StoreUnavailable:
+        """The error to raise for a driver or SQLAlchemy failure: this database (password removed), the
+        driver's first line, and what was being done. Every store translates its errors through here."""
+        detail = _first_line(exc)
+        password = make_url(self.url).password
+        if password:
+            detail = detail.replace(str(password), "***")
+        suffix = f" (could not {doing})" if doing else ""
+        return StoreUnavailable(f"{redacted_url(self.url)}: {detail}{suffix}")
 
     @property
     def sqlite(self) -> bool:

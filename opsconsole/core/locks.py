@@ -47,7 +47,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, delete, insert, select, update
-from sqlalchemy.engine import RowMapping, make_url
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from opsconsole.core.clock import Clock, SystemClock, monotonic
@@ -57,7 +57,6 @@ from opsconsole.core.db import (
     db_value,
     lease_guard_table,
     leases_table,
-    redacted_url,
     utc,
 )
 from opsconsole.core.errors import OpsError
@@ -556,12 +555,7 @@ class Leases:
             raise self._unavailable(exc, doing) from exc
 
     def _unavailable(self, exc: SQLAlchemyError, doing: str) -> StoreUnavailable:
-        text = str(getattr(exc, "orig", None) or exc).strip()
-        detail = text.splitlines()[0] if text else type(exc).__name__
-        password = make_url(self.database.url).password
-        if password:
-            detail = detail.replace(str(password), "***")
-        return StoreUnavailable(f"{redacted_url(self.database.url)}: {detail} (could not {doing})")
+        return self.database.unavailable(exc, doing)
 
 
 class _Heartbeat:

@@ -35,7 +35,6 @@ from opsconsole.core.db import (
     dedupe_keys_table,
     message_refs_table,
     notices_table,
-    redacted_url,
     utc,
     write_transaction,
 )
@@ -101,10 +100,7 @@ class Outbox:
         self.clock: Clock = clock or SystemClock()
 
     def _unavailable(self, exc: SQLAlchemyError) -> StoreUnavailable:
-        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        return StoreUnavailable(
-            f"{redacted_url(self.database.url)}: {lines[0] if lines else type(exc).__name__}"
-        )
+        return self.database.unavailable(exc)
 
     # -- notices ------------------------------------------------------------------------------------
 

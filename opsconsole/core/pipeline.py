@@ -55,7 +55,7 @@ from opsconsole.core.events import EventBus
 from opsconsole.core.fleet import Snapshot
 from opsconsole.core.locks import Lease, LeaseConflict, LeaseLost, LeaseMode, Leases
 from opsconsole.core.model import Fleet
-from opsconsole.core.rbac import Directory, Identity, Permission, Scope
+from opsconsole.core.rbac import Directory, Identity, Permission
 from opsconsole.core.requests import ChangeRequest, NewRequest, RequestRefused, RequestStore
 from opsconsole.core.risk import Risk, RiskAssessment, RiskPolicy, assess, plan_scope
 from opsconsole.core.store import Job, JobStatus
@@ -410,7 +410,7 @@ class Pipeline:
         self.expire_due()
 
         def event(req: ChangeRequest) -> Approve:
-            scope = _scope(req.approver_scope)
+            scope = req.scope
             return Approve(
                 who.person,
                 who.role_for(scope).value,
@@ -449,7 +449,7 @@ class Pipeline:
         self.expire_due()
 
         def event(req: ChangeRequest) -> Reject:
-            scope = _scope(req.approver_scope)
+            scope = req.scope
             return Reject(
                 who.person,
                 who.role_for(scope).value,
@@ -485,6 +485,15 @@ class Pipeline:
         )
         self._publish(after, AuditKind.CANCELLED)
         return after
+
+    def may_still_vote(self, request: ChangeRequest) -> list[str]:
+        """People whose role lets them vote on ``request`` now and who have not voted on its plan."""
+        voted = {v.person for v in request.votes if v.plan_hash == request.plan_hash}
+        return [
+            p
+            for p in self.directory.eligible(Permission.APPROVE, request.scope)
+            if p != request.requester and p not in voted
+        ]
 
     def expire_due(self) -> list[ChangeRequest]:
         """Expire every open request past its expiry (the outcome is recorded); return them."""
@@ -708,9 +717,6 @@ class Pipeline:
     def _publish(self, request: ChangeRequest, kind: str) -> None:
         self.bus.publish(RequestChanged(request, kind))
 
-
-def _scope(data: Mapping[str, Any]) -> Scope:
-    return Scope.of(environments=data.get("environments") or (), regions=data.get("regions") or ())
 
 
 def _params_text(params: Mapping[str, Any]) -> str:

@@ -34,13 +34,13 @@ from opsconsole.core.audit import AuditKind, AuditLog
 from opsconsole.core.db import (
     Database,
     StoreUnavailable,
-    redacted_url,
     requests_table,
     utc,
     votes_table,
     write_transaction,
 )
 from opsconsole.core.errors import OpsError, UsageError
+from opsconsole.core.rbac import Scope
 
 #: How often a transition is re-decided when another process moved the request first.
 CAS_ATTEMPTS = 20
@@ -108,6 +108,12 @@ class ChangeRequest:
     @property
     def approvers(self) -> tuple[str, ...]:
         return self.state.approvers
+
+    @property
+    def scope(self) -> Scope:
+        """The environments and regions whose approvers may vote on it."""
+        return Scope.of(environments=self.approver_scope.get("environments") or (),
+                        regions=self.approver_scope.get("regions") or ())
 
     @property
     def approvals_missing(self) -> int:
@@ -202,10 +208,7 @@ class RequestStore:
         self.audit = audit
 
     def _unavailable(self, exc: SQLAlchemyError) -> StoreUnavailable:
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        return StoreUnavailable(
-            f"{redacted_url(self.database.url)}: {detail[0] if detail else type(exc).__name__}"
-        )
+        return self.database.unavailable(exc)
 
     # -- reading -------------------------------------------------------------------------------------
 

@@ -60,7 +60,6 @@ from opsconsole.core.clock import Clock
 from opsconsole.core.db import (
     StoreUnavailable,
     leaders_table,
-    redacted_url,
     schedule_overrides_table,
     schedule_state_table,
     utc,
@@ -556,8 +555,7 @@ class Scheduler:
         return self.core.database.engine
 
     def _unavailable(self, exc: SQLAlchemyError) -> StoreUnavailable:
-        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        return StoreUnavailable(f"{redacted_url(self.core.database.url)}: {lines[0] if lines else exc}")
+        return self.core.database.unavailable(exc)
 
     # -- reading -------------------------------------------------------------------------------------
 

@@ -19,10 +19,8 @@ from opsconsole.core.errors import UsageError
 from opsconsole.core.events import EventKind, JobEvent
 from opsconsole.core.model import Environment
 from opsconsole.core.pipeline import RequestChanged, Submission
-from opsconsole.core.rbac import Permission, Scope
 from opsconsole.core.requests import ChangeRequest
 from opsconsole.core.risk import RiskAssessment
-from opsconsole.core.service import OpsCore
 from opsconsole.core.store import Job, JobStatus
 from opsconsole.tui.screens.base import ConsoleScreen
 from opsconsole.tui.screens.dialogs import ConfirmScreen, PromptScreen
@@ -305,16 +303,6 @@ STATUS_STYLE = {
 }
 
 
-def who_may_still_vote(core: OpsCore, request: ChangeRequest) -> list[str]:
-    scope = request.approver_scope
-    voted = {v.person for v in request.votes if v.plan_hash == request.plan_hash}
-    eligible = core.directory.eligible(
-        Permission.APPROVE,
-        Scope.of(environments=scope.get("environments") or (), regions=scope.get("regions") or ()),
-    )
-    return [p for p in eligible if p != request.requester and p not in voted]
-
-
 def _until(moment: datetime, now: datetime) -> str:
     seconds = (moment - now).total_seconds()
     if seconds <= 0:
@@ -384,7 +372,7 @@ class ApprovalsScreen(ConsoleScreen):
             f"{v.person} {v.decision.value}" + (f" ({v.reason})" if v.reason else "") + f" via {v.face}"
             for v in r.votes
         ]
-        may = who_may_still_vote(core, r) if r.status.open else []
+        may = core.pipeline.may_still_vote(r) if r.status.open else []
         lines = [
             f"{r.short_id} {r.action} — {r.status.value} — risk {r.risk} — by {r.requester} via {r.face}",
             *[f"  {line}" for line in r.summary],
