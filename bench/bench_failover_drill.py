@@ -42,8 +42,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from opsconsole.core.actions import ActionPlan, plan_failback, plan_failover  # noqa: E402
-from opsconsole.core.model import (  # noqa: E402
+from opsconsole.core.change.actions import ActionPlan, plan_failback, plan_failover  # noqa: E402
+from opsconsole.core.facade import FleetView, OpsCore  # noqa: E402
+from opsconsole.core.fleet.model import (  # noqa: E402
     Criticality,
     DatabaseState,
     DbRole,
@@ -51,8 +52,7 @@ from opsconsole.core.model import (  # noqa: E402
     Health,
     RegionTraffic,
 )
-from opsconsole.core.service import FleetView, OpsCore  # noqa: E402
-from opsconsole.core.store import Job, JobStatus  # noqa: E402
+from opsconsole.core.runs.jobs import Job, JobStatus  # noqa: E402
 
 FROM_REGION = "eu-west-1"
 TO_REGION = "eu-central-1"

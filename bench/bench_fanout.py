@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from opsconsole.core.fleet import FleetService, SourceReading, SourceStatus  # noqa: E402, RUF100
-from opsconsole.core.model import CacheState, RegionTraffic  # noqa: E402, RUF100
+from opsconsole.core.fleet.engine import FleetService, SourceReading, SourceStatus  # noqa: E402, RUF100
+from opsconsole.core.fleet.model import CacheState, RegionTraffic  # noqa: E402, RUF100
 
 N_SOURCES = 30
 DELAY_S = 0.2

@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from opsconsole.core.clock import SystemClock  # noqa: E402
-from opsconsole.core.inventory import load_inventory  # noqa: E402
-from opsconsole.core.model import Fleet  # noqa: E402
-from opsconsole.core.service import OpsCore  # noqa: E402
+from opsconsole.core.facade import OpsCore  # noqa: E402
+from opsconsole.core.fleet.inventory import load_inventory  # noqa: E402
+from opsconsole.core.fleet.model import Fleet  # noqa: E402
 from opsconsole.providers.sim import SimSource  # noqa: E402
 from opsconsole.sandbox.emulator import Endpoints  # noqa: E402
 from opsconsole.sandbox.localcloud import LocalCloud, read_running  # noqa: E402

@@ -31,13 +31,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from opsconsole.core.actions import plan_failover  # noqa: E402
 from opsconsole.core.audit import AuditKind, AuditLog  # noqa: E402
-from opsconsole.core.db import Database  # noqa: E402
-from opsconsole.core.inventory import load_inventory  # noqa: E402
-from opsconsole.core.pipeline import Pipeline  # noqa: E402
-from opsconsole.core.rbac import Directory  # noqa: E402
-from opsconsole.core.risk import load_policy  # noqa: E402
+from opsconsole.core.change.actions import plan_failover  # noqa: E402
+from opsconsole.core.change.pipeline import Pipeline  # noqa: E402
+from opsconsole.core.change.rbac import Directory  # noqa: E402
+from opsconsole.core.change.risk import load_policy  # noqa: E402
+from opsconsole.core.fleet.inventory import load_inventory  # noqa: E402
+from opsconsole.core.store.db import Database  # noqa: E402
 from opsconsole.devpg import ThrowawayPostgres  # noqa: E402
 from opsconsole.testing import FakeClock, healthy_records, snapshot_of  # noqa: E402
 

@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from opsconsole.core.events import EventBus, EventCapture  # noqa: E402
-from opsconsole.core.runner import Runner  # noqa: E402
-from opsconsole.core.store import JobStatus, JobStore  # noqa: E402
+from opsconsole.core.runs.events import EventBus, EventCapture  # noqa: E402
+from opsconsole.core.runs.jobs import JobStatus, JobStore  # noqa: E402
+from opsconsole.core.runs.runner import Runner  # noqa: E402
 
 GOAL_OVERHEAD_S = 0.25
 REPEATS = 7  # alternating pairs; a shared 2-core box is noisy, the median needs a few

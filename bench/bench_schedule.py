@@ -2,7 +2,7 @@
 
 The schedules are a mix of what schedules.yml allows: kube-downscaler uptimes (some with a downtime and
 public holidays) and Instance Scheduler periods (nth / last weekdays, month days), in the ten zones of the
-seed's regions. Each gets a 20,160-minute timeline (:func:`opsconsole.core.scheduler.timeline`), which
+seed's regions. Each gets a 20,160-minute timeline (:func:`opsconsole.core.schedule.engine.timeline`), which
 evaluates a schedule only where it can change. Baselines, in the same process:
 
 * ``bare_zoneinfo_s``: converting every one of the 20.16 M minutes to its local zone and doing nothing else
@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from opsconsole.core.scheduler import UnitSchedule, timeline  # noqa: E402
-from opsconsole.core.timespec import parse_period, parse_spec, period_schedule  # noqa: E402
+from opsconsole.core.schedule.engine import UnitSchedule, timeline  # noqa: E402
+from opsconsole.core.schedule.timespec import parse_period, parse_spec, period_schedule  # noqa: E402
 
 GOAL_S = 2.0
 SCHEDULES = 1000

@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.synthetic import synthetic_fleet  # noqa: E402
-from opsconsole.core.fleet import FleetService, SourceReading  # noqa: E402
-from opsconsole.core.inventory import load_inventory  # noqa: E402
-from opsconsole.core.model import Fleet, FleetRecord, WorkloadState  # noqa: E402
-from opsconsole.core.policy import evaluate, region_health  # noqa: E402
+from opsconsole.core.fleet.engine import FleetService, SourceReading  # noqa: E402
+from opsconsole.core.fleet.findings import evaluate, region_health  # noqa: E402
+from opsconsole.core.fleet.inventory import load_inventory  # noqa: E402
+from opsconsole.core.fleet.model import Fleet, FleetRecord, WorkloadState  # noqa: E402
 from opsconsole.testing import healthy_records  # noqa: E402
 
 GOAL_S = 1.0

@@ -46,8 +46,8 @@ from textual.app import App, ComposeResult  # noqa: E402
 from textual.screen import Screen  # noqa: E402
 
 from bench.synthetic import synthetic_fleet  # noqa: E402
-from opsconsole.core.inventory import load_inventory  # noqa: E402
-from opsconsole.core.model import WorkloadState  # noqa: E402
+from opsconsole.core.fleet.inventory import load_inventory  # noqa: E402
+from opsconsole.core.fleet.model import WorkloadState  # noqa: E402
 from opsconsole.testing import healthy_records  # noqa: E402
 from opsconsole.tui.data import WORKLOAD_COLUMNS, Row, workload_row  # noqa: E402
 from opsconsole.tui.widgets.table import FleetTable  # noqa: E402

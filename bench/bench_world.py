@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.synthetic import synthetic_fleet  # noqa: E402
-from opsconsole.core.inventory import load_inventory  # noqa: E402
-from opsconsole.core.model import Fleet, WorkloadState  # noqa: E402
+from opsconsole.core.fleet.inventory import load_inventory  # noqa: E402
+from opsconsole.core.fleet.model import Fleet, WorkloadState  # noqa: E402
 from opsconsole.sandbox.state import WorldStore  # noqa: E402
 from opsconsole.sandbox.world import TICK_S, World  # noqa: E402
 from opsconsole.testing import FakeClock  # noqa: E402

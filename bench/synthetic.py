@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from opsconsole.core.model import (
+from opsconsole.core.fleet.model import (
     Cloud,
     ClusterSpec,
     DatabaseSpec,

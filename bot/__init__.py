@@ -1,6 +1,6 @@
 """The Slack face of opsconsole, on slack-bolt.
 
-The bot is a face like the terminal: it asks the core (:class:`~opsconsole.core.service.OpsCore`) for the
+The bot is a face like the terminal: it asks the core (:class:`~opsconsole.core.facade.OpsCore`) for the
 fleet's status and hands every change to the core's approval pipeline, so that a request filed in Slack
 can be approved in the terminal and the other way round. Layout:
 

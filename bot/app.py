@@ -21,7 +21,7 @@ from slack_sdk.errors import SlackApiError
 from bot.listeners import register_all
 from bot.runtime import BotRuntime
 from bot.settings import BotConfigError, BotSettings
-from opsconsole.core.service import OpsCore
+from opsconsole.core.facade import OpsCore
 
 #: Bolt's threads only run listeners up to their ack (the work goes to the runtime's pool), so a few dozen
 #: serve bursts of clicks and commands without queueing an ack behind slow work.

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from opsconsole.core.approvals import Decision, RequestStatus
 from opsconsole.core.audit import AuditEntry
-from opsconsole.core.report import RegionSummary, Totals
-from opsconsole.core.requests import ChangeRequest
-from opsconsole.core.store import Job
+from opsconsole.core.change.approvals import Decision, RequestStatus
+from opsconsole.core.change.requests import ChangeRequest
+from opsconsole.core.fleet.report import RegionSummary, Totals
+from opsconsole.core.runs.jobs import Job
 
 Message = dict[str, Any]
 Block = dict[str, Any]

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from opsconsole.core.errors import UsageError
-from opsconsole.core.model import Fleet
+from opsconsole.core.fleet.model import Fleet
 
 SLACK_FILE = "slack.yml"
 _CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")

@@ -1,4 +1,4 @@
-"""Who sent a Slack payload, as the core's :class:`~opsconsole.core.rbac.Identity`.
+"""Who sent a Slack payload, as the core's :class:`~opsconsole.core.change.rbac.Identity`.
 
 Roles are checked at the moment of the click, with the user Slack names in *this* payload: never with
 an id remembered from an earlier message, and never with the requester's. A user rbac.yml does not know
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from opsconsole.core.rbac import Directory, Identity
+from opsconsole.core.change.rbac import Directory, Identity
 
 
 def slack_ids(body: Mapping[str, Any]) -> tuple[str, str]:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from bot import blocks
 from bot.blocks import Message
-from opsconsole.core.model import Severity
-from opsconsole.core.notices import Notice
-from opsconsole.core.report import finding_document
+from opsconsole.core.fleet.model import Severity
+from opsconsole.core.fleet.report import finding_document
+from opsconsole.core.store.outbox import Notice
 
 if TYPE_CHECKING:
     from bot.runtime import BotRuntime

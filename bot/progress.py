@@ -4,7 +4,7 @@ Why a module of its own: a playbook run emits dozens of task events in seconds, 
 ``chat.update`` per second per workspace for Tier 3 and the people reading the message need one readable
 line, not a flicker. So:
 
-* :class:`ProgressTracker` folds the runner's :class:`~opsconsole.core.events.JobEvent` stream into one
+* :class:`ProgressTracker` folds the runner's :class:`~opsconsole.core.runs.events.JobEvent` stream into one
   :class:`~bot.blocks.RunProgress` per job (current task, changed and failed counts) — in the publisher's
   thread, cheaply;
 * :class:`MessageUpdater` marks the request's message dirty and a single thread renders it *when it is
@@ -34,8 +34,8 @@ from slack_sdk.errors import SlackApiError
 from bot.blocks import Message, RunProgress
 from bot.slackcalls import SlackCalls
 from opsconsole.core.errors import OpsError
-from opsconsole.core.events import EventKind, JobEvent
-from opsconsole.core.notices import Outbox
+from opsconsole.core.runs.events import EventKind, JobEvent
+from opsconsole.core.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

@@ -35,16 +35,16 @@ from bot.identity import identity_of
 from bot.progress import MessageUpdater, ProgressTracker, post_once
 from bot.settings import BotSettings
 from bot.slackcalls import SlackCalls
-from opsconsole.core.approvals import RequestStatus
+from opsconsole.core.change.approvals import RequestStatus
+from opsconsole.core.change.pipeline import RequestChanged
+from opsconsole.core.change.rbac import Identity, Permission
+from opsconsole.core.change.requests import ChangeRequest, RequestNotFound
 from opsconsole.core.errors import OpsError
-from opsconsole.core.events import JobEvent
-from opsconsole.core.notices import Outbox
-from opsconsole.core.pipeline import RequestChanged
-from opsconsole.core.rbac import Identity, Permission
-from opsconsole.core.requests import ChangeRequest, RequestNotFound
-from opsconsole.core.scheduler import Scheduler
-from opsconsole.core.service import FleetView, OpsCore
-from opsconsole.core.store import Job, JobStore
+from opsconsole.core.facade import FleetView, OpsCore
+from opsconsole.core.runs.events import JobEvent
+from opsconsole.core.runs.jobs import Job, JobStore
+from opsconsole.core.schedule.engine import Scheduler
+from opsconsole.core.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

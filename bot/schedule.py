@@ -1,5 +1,5 @@
 """The bot's side of the non-prod schedules: ``/ops env <name> status``, ``/ops keep-awake`` and the
-[Keep awake 2h] / [Skip tonight] buttons of a shutdown warning, on :mod:`opsconsole.core.scheduler`.
+[Keep awake 2h] / [Skip tonight] buttons of a shutdown warning, on :mod:`opsconsole.core.schedule.engine`.
 
 The bot never runs the scheduling engine (the leader among the ``opsconsole schedule run`` / console
 instances does): it reads :meth:`Scheduler.status` and sets overrides through :meth:`Scheduler.override`,
@@ -12,9 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from opsconsole.core.change.rbac import Identity
 from opsconsole.core.errors import UsageError
-from opsconsole.core.rbac import Identity
-from opsconsole.core.scheduler import EnvironmentStatus, Override, OverrideKind, Scheduler
+from opsconsole.core.schedule.engine import EnvironmentStatus, Override, OverrideKind, Scheduler
 
 FACE = "slack"
 

@@ -19,16 +19,22 @@ import typer
 from rich.text import Text
 
 from opsconsole.cli import _core, _progress, _state, app, err, out
-from opsconsole.core.actions import ActionPlan, plan_environment, plan_failback, plan_failover, plan_scale
+from opsconsole.core.change.actions import (
+    ActionPlan,
+    plan_environment,
+    plan_failback,
+    plan_failover,
+    plan_scale,
+)
+from opsconsole.core.change.rbac import Identity
+from opsconsole.core.change.requests import ChangeRequest
+from opsconsole.core.change.risk import RiskAssessment
 from opsconsole.core.errors import UsageError
-from opsconsole.core.events import EventKind, JobEvent
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.model import Environment
-from opsconsole.core.rbac import Identity
-from opsconsole.core.requests import ChangeRequest
-from opsconsole.core.risk import RiskAssessment
-from opsconsole.core.service import OpsCore
-from opsconsole.core.store import Job, JobStatus
+from opsconsole.core.facade import OpsCore
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.model import Environment
+from opsconsole.core.runs.events import EventKind, JobEvent
+from opsconsole.core.runs.jobs import Job, JobStatus
 
 act_app = typer.Typer(help="Change the fleet through its playbooks (preview with --dry-run).",
                       no_args_is_help=True)
@@ -275,7 +281,7 @@ env_app.command("start")(_env_action("started"))
 
 
 def _job_store(_ctx: typer.Context) -> Any:
-    from opsconsole.core.store import JobStore  # noqa: PLC0415
+    from opsconsole.core.runs.jobs import JobStore  # noqa: PLC0415
 
     return JobStore()  # OPSCONSOLE_DB_URL, else the home's SQLite file
 
@@ -353,9 +359,9 @@ def jobs_cancel(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Cancel a running job (asks first; no ansible process is left behind)."""
-    from opsconsole.core.events import EventBus  # noqa: PLC0415
     from opsconsole.core.paths import opsconsole_home  # noqa: PLC0415
-    from opsconsole.core.runner import Runner  # noqa: PLC0415
+    from opsconsole.core.runs.events import EventBus  # noqa: PLC0415
+    from opsconsole.core.runs.runner import Runner  # noqa: PLC0415
     from opsconsole.wiring import PROJECT_DIR  # noqa: PLC0415
 
     store = _job_store(ctx)

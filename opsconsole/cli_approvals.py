@@ -18,11 +18,11 @@ import typer
 
 from opsconsole.cli import _core, _progress, _state, app, out
 from opsconsole.cli_act import _print_event, _print_outcome, _request_summary, identity
-from opsconsole.core.approvals import Decision, RequestStatus
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.requests import ChangeRequest
-from opsconsole.core.service import OpsCore
-from opsconsole.core.store import JobStatus
+from opsconsole.core.change.approvals import Decision, RequestStatus
+from opsconsole.core.change.requests import ChangeRequest
+from opsconsole.core.facade import OpsCore
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.runs.jobs import JobStatus
 
 approvals_app = typer.Typer(
     help="The approval queue: list, show, approve, reject, cancel, run.", no_args_is_help=True

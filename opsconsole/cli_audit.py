@@ -23,8 +23,8 @@ from rich.table import Table
 from opsconsole.cli import app, err, out
 from opsconsole.core.audit import AuditEntry, AuditKind, AuditLog, AuditVerification
 from opsconsole.core.clock import SystemClock
-from opsconsole.core.db import Database
 from opsconsole.core.errors import UsageError
+from opsconsole.core.store.db import Database
 
 audit_app = typer.Typer(help="The audit log: verify its hash chain, read its entries.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")

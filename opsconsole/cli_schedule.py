@@ -23,8 +23,9 @@ from rich.text import Text
 from opsconsole.cli import _core, _state, app, out
 from opsconsole.cli_act import identity
 from opsconsole.core.errors import UsageError
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.scheduler import (
+from opsconsole.core.facade import OpsCore
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.schedule.engine import (
     DOWN,
     UP,
     EnvironmentStatus,
@@ -33,7 +34,6 @@ from opsconsole.core.scheduler import (
     evaluate,
     timeline,
 )
-from opsconsole.core.service import OpsCore
 
 schedule_app = typer.Typer(help="Non-prod schedules: eval, show, preview, override, run.",
                            no_args_is_help=True)
@@ -83,7 +83,7 @@ def schedule_eval(
 def _when(at: datetime | None, zone: str) -> str:
     if at is None:
         return "—"
-    from opsconsole.core.timespec import zone as zone_info  # noqa: PLC0415
+    from opsconsole.core.schedule.timespec import zone as zone_info  # noqa: PLC0415
 
     return at.astimezone(zone_info(zone)).strftime("%a %d %b %H:%M %Z")
 

@@ -10,7 +10,7 @@ makes a test read as the one tweak it is about::
     snap = replace_record(snap, "traffic/us-east-1", p95_ms=450.0)
     assert evaluate(fleet, snap)[0].kind is FindingKind.LATENCY_P95
 
-:func:`healthy_records` is built so that :func:`opsconsole.core.policy.evaluate` finds *nothing* on it
+:func:`healthy_records` is built so that :func:`opsconsole.core.fleet.findings.evaluate` finds *nothing* on it
 (a unit test holds it to that): p95 well under target, replica lag about 1 s, replicas mid-range, nodes
 inside their bounds, provider and cost mixes on plan, every region's DNS pointing at itself.
 
@@ -25,8 +25,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, overload
 
-from opsconsole.core.fleet import Snapshot, SourceHealth, SourceStatus
-from opsconsole.core.model import (
+from opsconsole.core.fleet.engine import Snapshot, SourceHealth, SourceStatus
+from opsconsole.core.fleet.model import (
     CacheState,
     ClusterSpec,
     ClusterState,

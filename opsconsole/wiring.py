@@ -22,14 +22,14 @@ from pathlib import Path
 
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import OpsError, SourceError, UsageError
-from opsconsole.core.events import EventBus
-from opsconsole.core.fleet import FleetSource, SourceReading
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.model import Fleet
+from opsconsole.core.facade import Connection, OpsCore
+from opsconsole.core.fleet.engine import FleetSource, SourceReading
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.model import Fleet
 from opsconsole.core.paths import opsconsole_home
-from opsconsole.core.runner import Runner
-from opsconsole.core.service import Connection, OpsCore
-from opsconsole.core.store import Job, JobStore
+from opsconsole.core.runs.events import EventBus
+from opsconsole.core.runs.jobs import Job, JobStore
+from opsconsole.core.runs.runner import Runner
 from opsconsole.providers.sim import SimSource
 from opsconsole.sandbox.emulator import Emulator, Endpoints
 from opsconsole.sandbox.localcloud import DEFAULT_SYNC_S, running_or_ephemeral

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.model import Fleet
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.model import Fleet
 from opsconsole.devpg import ThrowawayPostgres
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,12 +21,12 @@ from slack_bolt import Ack, App
 
 from bot import blocks, metrics, schedule
 from bot.runtime import BotRuntime, subject_of
-from opsconsole.core.approvals import RequestStatus
 from opsconsole.core.audit import AuditKind
+from opsconsole.core.change.approvals import RequestStatus
+from opsconsole.core.change.rbac import Identity, Permission
+from opsconsole.core.change.requests import RequestRefused
 from opsconsole.core.errors import OpsError
-from opsconsole.core.rbac import Identity, Permission
-from opsconsole.core.requests import RequestRefused
-from opsconsole.core.scheduler import DEFAULT_KEEP_AWAKE, OverrideKind
+from opsconsole.core.schedule.engine import DEFAULT_KEEP_AWAKE, OverrideKind
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,21 @@ from slack_bolt import Ack, App, Respond
 from bot import blocks, metrics, schedule
 from bot.parse import USAGE, Command, CommandError, parse, parse_until
 from bot.runtime import BotRuntime
-from opsconsole.core.actions import ActionPlan, plan_environment, plan_failback, plan_failover, plan_scale
-from opsconsole.core.approvals import RequestStatus
+from opsconsole.core.change.actions import (
+    ActionPlan,
+    plan_environment,
+    plan_failback,
+    plan_failover,
+    plan_scale,
+)
+from opsconsole.core.change.approvals import RequestStatus
+from opsconsole.core.change.rbac import Identity, Permission, Scope
+from opsconsole.core.change.requests import RequestRefused
 from opsconsole.core.errors import OpsError, UsageError
-from opsconsole.core.model import Environment
-from opsconsole.core.rbac import Identity, Permission, Scope
-from opsconsole.core.report import finding_document, region_summaries, totals
-from opsconsole.core.requests import RequestRefused
-from opsconsole.core.scheduler import OverrideKind
-from opsconsole.core.store import Job
+from opsconsole.core.fleet.model import Environment
+from opsconsole.core.fleet.report import finding_document, region_summaries, totals
+from opsconsole.core.runs.jobs import Job
+from opsconsole.core.schedule.engine import OverrideKind
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from slack_bolt import Ack, App
 
 from bot import blocks, metrics
 from bot.runtime import BotRuntime
-from opsconsole.core.approvals import RequestStatus
-from opsconsole.core.report import region_summaries, totals
+from opsconsole.core.change.approvals import RequestStatus
+from opsconsole.core.fleet.report import region_summaries, totals
 
 
 def first_event(rt: BotRuntime, body: Mapping[str, Any]) -> bool:

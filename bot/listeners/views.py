@@ -15,7 +15,7 @@ from slack_bolt import Ack, App
 
 from bot import blocks, metrics
 from bot.runtime import BotRuntime, subject_of
-from opsconsole.core.requests import RequestRefused
+from opsconsole.core.change.requests import RequestRefused
 
 
 def reason_of(body: Mapping[str, Any]) -> str:

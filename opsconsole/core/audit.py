@@ -54,14 +54,14 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from opsconsole.core.clock import Clock, SystemClock
-from opsconsole.core.db import (
+from opsconsole.core.errors import OpsError
+from opsconsole.core.store.db import (
     Database,
     StoreUnavailable,
     audit_head_table,
     audit_table,
     utc,
 )
-from opsconsole.core.errors import OpsError
 
 #: The ``prev_hash`` of entry 1.
 GENESIS_HASH = "0" * 64

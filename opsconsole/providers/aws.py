@@ -4,23 +4,25 @@ Why this module exists: every region's front door is an AWS ALB, its users are r
 AWS-hosted databases, caches and EKS node groups live in RDS, ElastiCache and Auto Scaling. This adapter
 reads them and returns domain records only (no boto3 object leaves the module):
 
-* :class:`~opsconsole.core.model.RegionTraffic` for every region: ``AWS/ApplicationELB TargetResponseTime``
+* :class:`~opsconsole.core.fleet.model.RegionTraffic` for every region:
+  ``AWS/ApplicationELB TargetResponseTime``
   (seconds → ms) ``p95`` / ``p99`` / ``Average`` from the newest 1-minute bucket of the last 5 minutes;
   ``RequestCount`` / ``HTTPCode_Target_5XX_Count`` sums over 5 min (error rate, rps = requests / 300) and
   1 h (error_rate_1h); ``Voltage/Platform ActiveUsers`` (dimension ``Region``); Route53 health check status
   from ``AWS/Route53 HealthCheckStatus`` in us-east-1 (how AWS exposes it to CloudWatch);
-* :class:`~opsconsole.core.model.DnsRecordSet` for every region: the weighted records
+* :class:`~opsconsole.core.fleet.model.DnsRecordSet` for every region: the weighted records
   ``api.<region>.<zone>`` (SetIdentifier = target region → Weight; zero weights dropped); ``routing`` is
   the inventory's policy for the region (Route53 holds weighted records for all of them);
-* :class:`~opsconsole.core.model.DatabaseState` for regions whose database is on AWS: RDS ``pg-<region>``
+* :class:`~opsconsole.core.fleet.model.DatabaseState` for regions whose database is on AWS:
+  RDS ``pg-<region>``
   (role and source from ``ReadReplicaSourceDBInstanceIdentifier``, local read replicas ``pg-<region>-rN``,
   ``available`` = status ``available``, storage from AllocatedStorage GiB / 1024), ``AWS/RDS ReplicaLag``,
   query p95 from the application's ``Voltage/Platform DbQueryLatency`` (ms, ``p95``; RDS has no query
   latency metric of its own) and ``Voltage/Platform DbTransactionsPerSecond``;
-* :class:`~opsconsole.core.model.CacheState` for every region: ElastiCache ``redis-<region>`` (member
+* :class:`~opsconsole.core.fleet.model.CacheState` for every region: ElastiCache ``redis-<region>`` (member
   clusters; healthy = all when the group is ``available``, else 0) and ``AWS/ElastiCache CacheHitRate`` of
   its primary ``redis-<region>-001`` (percent → ratio);
-* :class:`~opsconsole.core.model.NodeGroupState` for every EKS cluster: Auto Scaling group
+* :class:`~opsconsole.core.fleet.model.NodeGroupState` for every EKS cluster: Auto Scaling group
   ``<cluster>-ng`` (desired / min / max / InService instances; spot vs on-demand from its
   MixedInstancesPolicy: on-demand base, then OnDemandPercentageAboveBaseCapacity of the rest).
 
@@ -67,8 +69,8 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 from opsconsole.core.errors import SourceError
-from opsconsole.core.fleet import SourceReading
-from opsconsole.core.model import (
+from opsconsole.core.fleet.engine import SourceReading
+from opsconsole.core.fleet.model import (
     CacheState,
     Cloud,
     ClusterKind,
@@ -129,7 +131,8 @@ class _RetryWatch(threading.local):
 
 
 class AwsSource:
-    """A :class:`~opsconsole.core.fleet.FleetSource` over the fleet's AWS accounts (see module docstring).
+    """A :class:`~opsconsole.core.fleet.engine.FleetSource` over the fleet's AWS accounts
+    (see module docstring).
 
     Args:
         fleet: the fleet (regions, AWS cloud regions, EKS clusters, database placement).

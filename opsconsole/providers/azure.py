@@ -7,8 +7,8 @@ replication state of the Azure-hosted databases live in Azure Monitor, not in th
 ``LogsQueryClient.query_workspace`` for what only Log Analytics has (Container Insights, access logs,
 Query Store) — and returns domain records only:
 
-* one :class:`~opsconsole.core.model.WorkloadMetrics` per AKS cluster × service of its environment;
-* one :class:`~opsconsole.core.model.DatabaseState` per region whose database is hosted on Azure.
+* one :class:`~opsconsole.core.fleet.model.WorkloadMetrics` per AKS cluster × service of its environment;
+* one :class:`~opsconsole.core.fleet.model.DatabaseState` per region whose database is hosted on Azure.
 
 How to use it::
 
@@ -71,8 +71,8 @@ from azure.monitor.query import LogsQueryClient, LogsQueryStatus
 from azure.monitor.querymetrics import MetricsClient
 
 from opsconsole.core.errors import SourceError
-from opsconsole.core.fleet import SourceReading
-from opsconsole.core.model import Cloud, ClusterSpec, DatabaseState, Fleet, FleetRecord, WorkloadMetrics
+from opsconsole.core.fleet.engine import SourceReading
+from opsconsole.core.fleet.model import Cloud, ClusterSpec, DatabaseState, Fleet, FleetRecord, WorkloadMetrics
 
 __all__ = [
     "KQL_LATENCY",

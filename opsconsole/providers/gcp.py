@@ -5,8 +5,8 @@ API; Cloud Monitoring has them (the HTTPS load balancer's ``total_latencies`` / 
 to the containers' CPU, memory and restarts and Cloud SQL's replica lag. :class:`GcpSource` reads them
 with the official ``google-cloud-monitoring`` client and returns domain records only:
 
-* one :class:`~opsconsole.core.model.WorkloadMetrics` per GKE cluster × service of its environment;
-* one :class:`~opsconsole.core.model.DatabaseState` per region whose database is hosted on GCP.
+* one :class:`~opsconsole.core.fleet.model.WorkloadMetrics` per GKE cluster × service of its environment;
+* one :class:`~opsconsole.core.fleet.model.DatabaseState` per region whose database is hosted on GCP.
 
 How to use it::
 
@@ -68,8 +68,8 @@ from google.cloud.monitoring_v3.services.metric_service.transports import Metric
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from opsconsole.core.errors import SourceError
-from opsconsole.core.fleet import SourceReading
-from opsconsole.core.model import (
+from opsconsole.core.fleet.engine import SourceReading
+from opsconsole.core.fleet.model import (
     Cloud,
     ClusterSpec,
     DatabaseState,

@@ -4,9 +4,9 @@ Why this module exists: replicas, HPA bounds and CPU, pending pods, restarts, no
 on-demand split and the cluster autoscaler's bounds are only known to each cluster's API server.
 :class:`KubernetesSource` reads them with the official ``kubernetes`` client, one ``ApiClient`` per
 cluster from a kubeconfig context, all clusters concurrently, and translates them into
-:class:`~opsconsole.core.model.WorkloadState` (one per cluster × service of the cluster's environment;
+:class:`~opsconsole.core.fleet.model.WorkloadState` (one per cluster × service of the cluster's environment;
 ``p95_ms`` / ``error_rate`` / ``rps`` are ``None``: the Kubernetes API does not measure requests) and
-:class:`~opsconsole.core.model.ClusterState` (one per cluster).
+:class:`~opsconsole.core.fleet.model.ClusterState` (one per cluster).
 
 How to use it::
 
@@ -63,8 +63,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from opsconsole.core.errors import SourceError
-from opsconsole.core.fleet import SourceReading
-from opsconsole.core.model import ClusterSpec, ClusterState, Fleet, FleetRecord, WorkloadState
+from opsconsole.core.fleet.engine import SourceReading
+from opsconsole.core.fleet.model import ClusterSpec, ClusterState, Fleet, FleetRecord, WorkloadState
 from opsconsole.sandbox.emulator import Endpoints
 
 __all__ = ["SOURCE_NAME", "SPOT_LABELS", "KubernetesSource"]
@@ -111,7 +111,7 @@ class _Context:
 
 
 class KubernetesSource:
-    """A :class:`~opsconsole.core.fleet.FleetSource` over the Kubernetes API of every fleet cluster.
+    """A :class:`~opsconsole.core.fleet.engine.FleetSource` over the Kubernetes API of every fleet cluster.
 
     Args:
         fleet: the fleet (which clusters to read, their environment's services, reserved nodes).

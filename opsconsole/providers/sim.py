@@ -3,7 +3,7 @@
 Why this module exists: the sandbox world is normally served through the real adapters (via local API
 emulators), which is slow to stand up. Unit tests, the scale benchmarks and a quick ``opsconsole fleet``
 want the same world without sockets; :class:`SimSource` is a
-:class:`~opsconsole.core.fleet.FleetSource` that asks the world directly.
+:class:`~opsconsole.core.fleet.engine.FleetSource` that asks the world directly.
 
 How to use it::
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from opsconsole.core.fleet import SourceReading
-from opsconsole.core.model import FleetRecord
+from opsconsole.core.fleet.engine import SourceReading
+from opsconsole.core.fleet.model import FleetRecord
 from opsconsole.sandbox.state import WorldStore
 from opsconsole.sandbox.world import SOURCE_NAME
 
@@ -29,7 +29,7 @@ __all__ = ["SimSource"]
 
 
 class SimSource:
-    """A :class:`~opsconsole.core.fleet.FleetSource` over the sandbox world.
+    """A :class:`~opsconsole.core.fleet.engine.FleetSource` over the sandbox world.
 
     Args:
         world: a :class:`WorldStore` (read under its lock, advanced to sim-now and saved on every

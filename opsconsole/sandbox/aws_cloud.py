@@ -115,7 +115,7 @@ from werkzeug.serving import make_server
 from werkzeug.test import Client as WerkzeugClient
 
 from opsconsole.core.errors import SandboxError, UsageError
-from opsconsole.core.model import (
+from opsconsole.core.fleet.model import (
     CacheState,
     Cloud,
     ClusterKind,

@@ -63,7 +63,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from opsconsole.core.errors import SandboxError
-from opsconsole.core.model import Cloud, DatabaseState, DbRole, Fleet, WorkloadState
+from opsconsole.core.fleet.model import Cloud, DatabaseState, DbRole, Fleet, WorkloadState
 from opsconsole.sandbox.emulator import Endpoints
 from opsconsole.sandbox.world import World
 

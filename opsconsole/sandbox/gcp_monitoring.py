@@ -93,7 +93,7 @@ from google.api import (  # type: ignore[import-untyped] # googleapis-common-pro
 from google.cloud import monitoring_v3
 
 from opsconsole.core.errors import SandboxError
-from opsconsole.core.model import Cloud, DatabaseState, DbRole, Fleet, WorkloadState
+from opsconsole.core.fleet.model import Cloud, DatabaseState, DbRole, Fleet, WorkloadState
 from opsconsole.sandbox.emulator import Endpoints
 from opsconsole.sandbox.world import World
 

@@ -83,7 +83,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from opsconsole.core.errors import OpsError, SandboxError
-from opsconsole.core.model import (
+from opsconsole.core.fleet.model import (
     ClusterKind,
     ClusterSpec,
     ClusterState,

@@ -41,7 +41,7 @@ from typing import IO, Any
 
 from opsconsole.core.clock import Clock, monotonic
 from opsconsole.core.errors import SandboxError, UsageError
-from opsconsole.core.model import Fleet, FleetRecord
+from opsconsole.core.fleet.model import Fleet, FleetRecord
 from opsconsole.sandbox.world import World
 
 __all__ = ["FILE_FORMAT", "RESET_HINT", "WorldStore"]

@@ -3,7 +3,7 @@
 Why this module exists: opsconsole must be usable (and testable, and rehearsable) with no cloud at all.
 :class:`World` plays diurnal traffic, DNS routing and failover, HPA, the cluster autoscaler, latency,
 errors, replica lag, Redis and incidents for every region, cluster and workload of a
-:class:`~opsconsole.core.model.Fleet`, and reports them as the same observed records the real sources
+:class:`~opsconsole.core.fleet.model.Fleet`, and reports them as the same observed records the real sources
 return (:meth:`World.observe`). It is pure: no file I/O, no wall clock (persistence and the mapping from
 wall time to sim time live in :mod:`opsconsole.sandbox.state`).
 
@@ -59,7 +59,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from opsconsole.core.errors import SandboxError, UsageError
-from opsconsole.core.model import (
+from opsconsole.core.fleet.model import (
     CacheState,
     ClusterSpec,
     ClusterState,

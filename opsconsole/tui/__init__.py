@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from opsconsole.core.service import OpsCore
+    from opsconsole.core.facade import OpsCore
 
 
 def run(

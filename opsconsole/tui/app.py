@@ -22,12 +22,12 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from opsconsole.core.change.rbac import Identity
+from opsconsole.core.change.requests import ChangeRequest
 from opsconsole.core.errors import OpsError
-from opsconsole.core.fleet import SourceStatus
-from opsconsole.core.rbac import Identity
-from opsconsole.core.requests import ChangeRequest
-from opsconsole.core.service import FleetView, OpsCore
-from opsconsole.core.store import Job
+from opsconsole.core.facade import FleetView, OpsCore
+from opsconsole.core.fleet.engine import SourceStatus
+from opsconsole.core.runs.jobs import Job
 from opsconsole.tui.commands import FleetCommands
 from opsconsole.tui.data import RegionHistory
 from opsconsole.tui.messages import BusEvent, CoreDone, CoreFailed, CoreReady, FleetRefreshed, RefreshFailed

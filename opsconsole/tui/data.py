@@ -15,8 +15,10 @@ from typing import Any
 
 from rich.text import Text
 
-from opsconsole.core.fleet import Snapshot, SourceHealth, SourceStatus
-from opsconsole.core.model import (
+from opsconsole.core.facade import FleetView
+from opsconsole.core.fleet.engine import Snapshot, SourceHealth, SourceStatus
+from opsconsole.core.fleet.findings import Finding
+from opsconsole.core.fleet.model import (
     CacheState,
     ClusterState,
     DatabaseState,
@@ -30,8 +32,6 @@ from opsconsole.core.model import (
     WorkloadMetrics,
     WorkloadState,
 )
-from opsconsole.core.policy import Finding
-from opsconsole.core.service import FleetView
 
 Cell = str | Text
 Row = tuple[Cell, ...]

@@ -11,9 +11,9 @@ from typing import Any
 
 from textual.message import Message
 
-from opsconsole.core.requests import ChangeRequest
-from opsconsole.core.service import FleetView, OpsCore
-from opsconsole.core.store import Job
+from opsconsole.core.change.requests import ChangeRequest
+from opsconsole.core.facade import FleetView, OpsCore
+from opsconsole.core.runs.jobs import Job
 
 
 class CoreReady(Message):

@@ -18,10 +18,10 @@ from bot import blocks
 from bot.blocks import RunProgress
 from bot.parse import USAGE, CommandError, parse, parse_until
 from bot.settings import BotConfigError, BotSettings
-from opsconsole.core.approvals import Decision, RequestStatus, Vote
-from opsconsole.core.model import Health, Severity
-from opsconsole.core.report import RegionSummary, Totals
-from opsconsole.core.requests import ChangeRequest
+from opsconsole.core.change.approvals import Decision, RequestStatus, Vote
+from opsconsole.core.change.requests import ChangeRequest
+from opsconsole.core.fleet.model import Health, Severity
+from opsconsole.core.fleet.report import RegionSummary, Totals
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 T0 = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)

@@ -23,10 +23,10 @@ from slackmock import SlackMock
 
 from bot import blocks
 from opsconsole.core.clock import SystemClock
-from opsconsole.core.db import Database
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.notices import Outbox
-from opsconsole.core.scheduler import NOTICE_KIND, load_schedules, notice_key
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.schedule.engine import NOTICE_KIND, load_schedules, notice_key
+from opsconsole.core.store.db import Database
+from opsconsole.core.store.outbox import Outbox
 from opsconsole.devpg import ThrowawayPostgres
 
 pytestmark = pytest.mark.slow

@@ -196,7 +196,7 @@ def staging_replicas(home: Path) -> dict[str, int]:
     """Desired replicas of every staging workload, read through the k8s adapter."""
     script = (
         "import json\n"
-        "from opsconsole.core.model import WorkloadState\n"
+        "from opsconsole.core.fleet.model import WorkloadState\n"
         "from opsconsole.wiring import sandbox_core\n"
         "with sandbox_core() as core:\n"
         "    snap = core.refresh().snapshot\n"

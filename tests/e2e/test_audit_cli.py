@@ -11,7 +11,7 @@ import pytest
 from cli_process import cli
 
 from opsconsole.core.audit import AuditEntry, AuditKind, AuditLog
-from opsconsole.core.db import DB_FILE, Database
+from opsconsole.core.store.db import DB_FILE, Database
 from opsconsole.testing import FakeClock
 
 

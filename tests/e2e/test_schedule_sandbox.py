@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from opsconsole.core.audit import AuditKind
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.model import WorkloadState
-from opsconsole.core.scheduler import OverrideKind, Scheduler, load_schedules
-from opsconsole.core.service import OpsCore
+from opsconsole.core.facade import OpsCore
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.model import WorkloadState
+from opsconsole.core.schedule.engine import OverrideKind, Scheduler, load_schedules
 from opsconsole.testing import FakeClock
 from opsconsole.wiring import sandbox_core
 

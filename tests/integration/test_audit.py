@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select, text
 
 from opsconsole.core.audit import GENESIS_HASH, AuditEntry, AuditError, AuditKind, AuditLog, entry_hash
-from opsconsole.core.db import Database, StoreUnavailable, audit_table, make_engine
+from opsconsole.core.store.db import Database, StoreUnavailable, audit_table, make_engine
 from opsconsole.testing import FakeClock
 
 #: Values that must come back from either back end's JSON column exactly as they were hashed.
@@ -272,7 +272,7 @@ APPENDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from opsconsole.core.audit import AuditKind, AuditLog
-    from opsconsole.core.db import Database
+    from opsconsole.core.store.db import Database
     url, worker, count, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
     database = Database(url)
     audit = AuditLog(database)

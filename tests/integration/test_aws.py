@@ -10,9 +10,9 @@ import boto3
 import pytest
 
 from opsconsole.core.errors import SourceError
-from opsconsole.core.fleet import FleetService, SourceStatus
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.model import (
+from opsconsole.core.fleet.engine import FleetService, SourceStatus
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.model import (
     CacheState,
     Cloud,
     DatabaseState,

@@ -17,9 +17,9 @@ from azure.monitor.query import LogsQueryClient
 from azure.monitor.querymetrics import MetricsClient
 
 from opsconsole.core.errors import SourceError
-from opsconsole.core.fleet import FleetService, SourceStatus
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.model import Cloud, DatabaseState, Fleet, WorkloadMetrics, WorkloadState
+from opsconsole.core.fleet.engine import FleetService, SourceStatus
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.model import Cloud, DatabaseState, Fleet, WorkloadMetrics, WorkloadState
 from opsconsole.providers.azure import KQL_RESTARTS, AzureSource, SandboxCredential
 from opsconsole.sandbox.azure_monitor import AzureMonitorEmulator, app_gateway_id
 from opsconsole.sandbox.emulator import Endpoints

@@ -19,9 +19,9 @@ from google.cloud.monitoring_v3.services.metric_service.transports import Metric
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from opsconsole.core.errors import SourceError
-from opsconsole.core.fleet import FleetService, SourceStatus
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.model import Cloud, DatabaseState, Fleet, WorkloadMetrics, WorkloadState
+from opsconsole.core.fleet.engine import FleetService, SourceStatus
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.model import Cloud, DatabaseState, Fleet, WorkloadMetrics, WorkloadState
 from opsconsole.providers.gcp import GcpSource
 from opsconsole.sandbox.emulator import Endpoints
 from opsconsole.sandbox.gcp_monitoring import GcpMonitoringEmulator, distribution_with_p95, percentile_of

@@ -23,8 +23,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from opsconsole.core.errors import SourceError
-from opsconsole.core.fleet import FleetService, SourceStatus
-from opsconsole.core.model import ClusterState, Fleet, FleetRecord, WorkloadState
+from opsconsole.core.fleet.engine import FleetService, SourceStatus
+from opsconsole.core.fleet.model import ClusterState, Fleet, FleetRecord, WorkloadState
 from opsconsole.providers.k8s import KubernetesSource
 from opsconsole.sandbox.emulator import Endpoints
 from opsconsole.sandbox.kube_api import NAMESPACE, KubeApiEmulator

@@ -17,9 +17,11 @@ import pytest
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from opsconsole.core.fleet import SourceStatus
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.model import (
+from opsconsole.core.facade import OpsCore
+from opsconsole.core.fleet.engine import SourceStatus
+from opsconsole.core.fleet.findings import FindingKind
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.model import (
     CacheState,
     ClusterState,
     DatabaseState,
@@ -29,8 +31,6 @@ from opsconsole.core.model import (
     RegionTraffic,
     WorkloadState,
 )
-from opsconsole.core.policy import FindingKind
-from opsconsole.core.service import OpsCore
 from opsconsole.providers.sim import SimSource
 from opsconsole.sandbox.localcloud import LocalCloud, endpoints_path, read_running
 from opsconsole.sandbox.state import WorldStore

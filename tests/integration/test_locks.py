@@ -20,8 +20,7 @@ import pytest
 from sqlalchemy import event, insert, select
 from sqlalchemy.engine import make_url
 
-from opsconsole.core.db import Database, StoreUnavailable, lease_guard_table, leases_table, utc
-from opsconsole.core.locks import (
+from opsconsole.core.change.locks import (
     Lease,
     LeaseConflict,
     LeaseHolder,
@@ -30,6 +29,7 @@ from opsconsole.core.locks import (
     Leases,
     pid_alive,
 )
+from opsconsole.core.store.db import Database, StoreUnavailable, lease_guard_table, leases_table, utc
 from opsconsole.testing import DEFAULT_NOW, FakeClock
 
 REGION = "region/eu-west-1"

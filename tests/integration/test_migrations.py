@@ -41,9 +41,9 @@ from sqlalchemy import (
     select,
 )
 
-from opsconsole.core import db, migrations
-from opsconsole.core.db import Database, SchemaTooNew, StoreUnavailable, ensure_schema, make_engine
 from opsconsole.core.errors import OpsError
+from opsconsole.core.store import db, migrations
+from opsconsole.core.store.db import Database, SchemaTooNew, StoreUnavailable, ensure_schema, make_engine
 
 RACERS = 2
 
@@ -123,7 +123,7 @@ def _tables_on(conn: Connection) -> set[str]:
 
 # -- databases made before migrations -----------------------------------------------------------------------
 
-# The previous release's schema, frozen as it shipped (opsconsole/core/store.py before the migrations):
+# The previous release's schema, frozen as it shipped (opsconsole/core/runs/jobs.py before the migrations):
 # no naming convention, created with ``metadata.create_all``, no alembic_version.
 _previous = MetaData()
 _previous_jobs = Table(
@@ -237,7 +237,7 @@ def test_opening_a_database_at_head_does_not_import_alembic(db_url: str) -> None
     Database(db_url).close()
     code = textwrap.dedent(f"""
         import sys
-        from opsconsole.core.db import Database
+        from opsconsole.core.store.db import Database
         Database({db_url!r}).close()
         print("alembic" in sys.modules)
     """)

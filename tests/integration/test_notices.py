@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
-from opsconsole.core.db import Database
-from opsconsole.core.notices import CLAIM_TIMEOUT, Outbox
+from opsconsole.core.store.db import Database
+from opsconsole.core.store.outbox import CLAIM_TIMEOUT, Outbox
 from opsconsole.testing import FakeClock
 
 T0 = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)

@@ -21,20 +21,20 @@ from typing import Any
 import pytest
 import yaml
 
-from opsconsole.core.actions import ActionPlan, plan_failover, plan_scale
-from opsconsole.core.approvals import RequestStatus
 from opsconsole.core.audit import AuditKind
-from opsconsole.core.db import Database, StoreUnavailable
-from opsconsole.core.events import EventBus
-from opsconsole.core.fleet import Snapshot
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.model import Fleet, WorkloadState
-from opsconsole.core.pipeline import Executor, Pipeline
-from opsconsole.core.rbac import Directory
-from opsconsole.core.requests import RequestRefused
-from opsconsole.core.risk import load_policy
-from opsconsole.core.runner import Runner
-from opsconsole.core.store import Job, JobStatus, JobStore
+from opsconsole.core.change.actions import ActionPlan, plan_failover, plan_scale
+from opsconsole.core.change.approvals import RequestStatus
+from opsconsole.core.change.pipeline import Executor, Pipeline
+from opsconsole.core.change.rbac import Directory
+from opsconsole.core.change.requests import RequestRefused
+from opsconsole.core.change.risk import load_policy
+from opsconsole.core.fleet.engine import Snapshot
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.model import Fleet, WorkloadState
+from opsconsole.core.runs.events import EventBus
+from opsconsole.core.runs.jobs import Job, JobStatus, JobStore
+from opsconsole.core.runs.runner import Runner
+from opsconsole.core.store.db import Database, StoreUnavailable
 from opsconsole.testing import FakeClock, healthy_records, replace_record, snapshot_of
 
 REPO = Path(__file__).resolve().parents[2]

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.model import DatabaseState, DbRole, DnsRecordSet, Fleet
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.model import DatabaseState, DbRole, DnsRecordSet, Fleet
 from opsconsole.providers.aws import AwsSource
 from opsconsole.sandbox.localcloud import LocalCloud
 from opsconsole.sandbox.state import WorldStore

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.model import CacheState, DatabaseState, Environment, Fleet, WorkloadState
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.model import CacheState, DatabaseState, Environment, Fleet, WorkloadState
 from opsconsole.providers.k8s import KubernetesSource
 from opsconsole.sandbox.localcloud import LocalCloud
 from opsconsole.sandbox.state import WorldStore

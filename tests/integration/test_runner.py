@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from opsconsole.core.events import EventBus, EventCapture, EventKind, JobEvent
-from opsconsole.core.runner import (
+from opsconsole.core.runs.events import EventBus, EventCapture, EventKind, JobEvent
+from opsconsole.core.runs.jobs import JobStatus, JobStore
+from opsconsole.core.runs.runner import (
     INTERRUPTED_ERROR,
     MARKER_VAR,
     RunError,
@@ -31,7 +32,6 @@ from opsconsole.core.runner import (
     job_processes,
     kill_job_processes,
 )
-from opsconsole.core.store import JobStatus, JobStore
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
@@ -317,9 +317,9 @@ SIGKILL_SCRIPT = textwrap.dedent(
     """
     import sys, threading, time
     from pathlib import Path
-    from opsconsole.core.events import EventBus, EventKind
-    from opsconsole.core.runner import Runner
-    from opsconsole.core.store import JobStore
+    from opsconsole.core.runs.events import EventBus, EventKind
+    from opsconsole.core.runs.runner import Runner
+    from opsconsole.core.runs.jobs import JobStore
 
     home, playbooks, repo = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     bus = EventBus()

@@ -19,15 +19,15 @@ from pathlib import Path
 import pytest
 
 from opsconsole.core.audit import AuditKind
-from opsconsole.core.db import Database
-from opsconsole.core.events import EventBus
-from opsconsole.core.fleet import SourceReading
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.model import Fleet, RegionTraffic
-from opsconsole.core.notices import Outbox
-from opsconsole.core.requests import RequestRefused
-from opsconsole.core.runner import Runner
-from opsconsole.core.scheduler import (
+from opsconsole.core.change.requests import RequestRefused
+from opsconsole.core.facade import OpsCore
+from opsconsole.core.fleet.engine import SourceReading
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.model import Fleet, RegionTraffic
+from opsconsole.core.runs.events import EventBus
+from opsconsole.core.runs.jobs import JobStore
+from opsconsole.core.runs.runner import Runner
+from opsconsole.core.schedule.engine import (
     DEFAULT_LEAD,
     NOTICE_KIND,
     OverrideKind,
@@ -35,9 +35,9 @@ from opsconsole.core.scheduler import (
     Schedules,
     UnitSchedule,
 )
-from opsconsole.core.service import OpsCore
-from opsconsole.core.store import JobStore
-from opsconsole.core.timespec import parse_spec
+from opsconsole.core.schedule.timespec import parse_spec
+from opsconsole.core.store.db import Database
+from opsconsole.core.store.outbox import Outbox
 from opsconsole.testing import FakeClock, healthy_records
 
 REPO = Path(__file__).resolve().parents[2]

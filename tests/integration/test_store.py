@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from opsconsole.core.db import Database, StoreUnavailable
-from opsconsole.core.events import EventKind, JobEvent
-from opsconsole.core.store import JobStatus, JobStore
+from opsconsole.core.runs.events import EventKind, JobEvent
+from opsconsole.core.runs.jobs import JobStatus, JobStore
+from opsconsole.core.store.db import Database, StoreUnavailable
 
 
 def test_jobs_and_events_round_trip(db_url: str) -> None:

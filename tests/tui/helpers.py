@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from textual.pilot import Pilot
 
-from opsconsole.core.service import OpsCore
+from opsconsole.core.facade import OpsCore
 from opsconsole.testing import FakeClock
 from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.wiring import sandbox_core

@@ -13,9 +13,9 @@ from rich.text import Text
 from textual.color import Color
 from textual.widgets import Static
 
-from opsconsole.core.actions import plan_failover
-from opsconsole.core.approvals import RequestStatus
-from opsconsole.core.scheduler import DOWN, OverrideKind, Scheduler
+from opsconsole.core.change.actions import plan_failover
+from opsconsole.core.change.approvals import RequestStatus
+from opsconsole.core.schedule.engine import DOWN, OverrideKind, Scheduler
 from opsconsole.testing import FakeClock
 from opsconsole.tui.screens.change import ApprovalsScreen
 from opsconsole.tui.screens.dialogs import ConfirmScreen

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from opsconsole.core.approvals import RequestStatus
-from opsconsole.core.model import WorkloadState
-from opsconsole.core.store import JobStatus
+from opsconsole.core.change.approvals import RequestStatus
+from opsconsole.core.fleet.model import WorkloadState
+from opsconsole.core.runs.jobs import JobStatus
 from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.screens.change import ActionScreen, ApprovalsScreen, JobsScreen
 from opsconsole.tui.screens.dialogs import ConfirmScreen

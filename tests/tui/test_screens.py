@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from opsconsole.core.errors import SourceError
-from opsconsole.core.fleet import SourceReading
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.model import FleetRecord
-from opsconsole.core.service import OpsCore
+from opsconsole.core.facade import OpsCore
+from opsconsole.core.fleet.engine import SourceReading
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.model import FleetRecord
 from opsconsole.testing import FakeClock, healthy_records, replace_record
 from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.commands import parse_command

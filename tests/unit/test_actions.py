@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from opsconsole.core.actions import (
+from opsconsole.core.change.actions import (
     CATALOGUE,
     ActionName,
     plan_environment,
@@ -13,8 +13,8 @@ from opsconsole.core.actions import (
     plan_scale,
 )
 from opsconsole.core.errors import UsageError
-from opsconsole.core.fleet import Snapshot
-from opsconsole.core.model import Environment, Fleet
+from opsconsole.core.fleet.engine import Snapshot
+from opsconsole.core.fleet.model import Environment, Fleet
 from opsconsole.testing import healthy_records, replace_record, snapshot_of
 
 

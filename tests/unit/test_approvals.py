@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from opsconsole.core.approvals import (
+from opsconsole.core.change.approvals import (
     Approve,
     Cancel,
     Drift,

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from opsconsole.core.events import EventBus, EventCapture, EventKind, JobEvent
-from opsconsole.core.runner import Redactor, secret_values, summarize_stats, translate_event
+from opsconsole.core.runs.events import EventBus, EventCapture, EventKind, JobEvent
+from opsconsole.core.runs.runner import Redactor, secret_values, summarize_stats, translate_event
 
 AT = datetime(2025, 1, 15, 18, 0, tzinfo=UTC)
 
@@ -55,7 +55,7 @@ def test_a_raising_subscriber_is_logged_and_never_breaks_the_publisher(
 
     bus.subscribe(broken)
     bus.subscribe(after)
-    with caplog.at_level(logging.ERROR, logger="opsconsole.core.events"):
+    with caplog.at_level(logging.ERROR, logger="opsconsole.core.runs.events"):
         bus.publish(event(EventKind.OK))
     assert len(after.events) == 1
     assert any("subscriber" in r.getMessage() and r.exc_info for r in caplog.records)

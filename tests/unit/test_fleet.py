@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from opsconsole.core.errors import SourceError
-from opsconsole.core.fleet import (
+from opsconsole.core.fleet.engine import (
     FleetService,
     SourceHealth,
     SourceReading,
     SourceStatus,
 )
-from opsconsole.core.model import CacheState, FleetRecord, RegionTraffic
+from opsconsole.core.fleet.model import CacheState, FleetRecord, RegionTraffic
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 

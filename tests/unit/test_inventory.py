@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from opsconsole.core.errors import InventoryError
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.model import Cloud, DbRole, Environment, Fleet, Geography
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.model import Cloud, DbRole, Environment, Fleet, Geography
 
 REGIONS = {
     "us-east-1", "us-west-2", "ca-central-1", "sa-east-1", "eu-west-1",

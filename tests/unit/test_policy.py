@@ -1,4 +1,5 @@
-"""Unit tests of :mod:`opsconsole.core.policy` (and the parts of :mod:`opsconsole.testing` it relies on).
+"""Unit tests of :mod:`opsconsole.core.fleet.findings`
+(and the parts of :mod:`opsconsole.testing` it relies on).
 
 Every check is proven twice: silent on the seed fleet's healthy state, and firing with the right kind,
 severity, region, object and suggested action when one record is pushed over its target.
@@ -13,9 +14,17 @@ from datetime import timedelta
 
 import pytest
 
-from opsconsole.core.fleet import Snapshot, SourceHealth, SourceStatus
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.model import (
+from opsconsole.core.fleet.engine import Snapshot, SourceHealth, SourceStatus
+from opsconsole.core.fleet.findings import (
+    BURN_RATE_CRITICAL,
+    BURN_RATE_HIGH,
+    Finding,
+    FindingKind,
+    evaluate,
+    region_health,
+)
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.model import (
     CacheState,
     Cloud,
     ClusterSpec,
@@ -32,14 +41,6 @@ from opsconsole.core.model import (
     RegionTraffic,
     Severity,
     WorkloadState,
-)
-from opsconsole.core.policy import (
-    BURN_RATE_CRITICAL,
-    BURN_RATE_HIGH,
-    Finding,
-    FindingKind,
-    evaluate,
-    region_health,
 )
 from opsconsole.testing import (
     DEFAULT_NOW,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from opsconsole.core.events import EventKind, JobEvent
-from opsconsole.core.preview import diff_lines, preview_document, render_diff
-from opsconsole.core.store import Job, JobStatus
+from opsconsole.core.change.preview import diff_lines, preview_document, render_diff
+from opsconsole.core.runs.events import EventKind, JobEvent
+from opsconsole.core.runs.jobs import Job, JobStatus
 
 AT = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 

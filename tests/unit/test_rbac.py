@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from opsconsole.core.change.rbac import Directory, Grant, Identity, Permission, Role, Scope
 from opsconsole.core.errors import InventoryError, UsageError
-from opsconsole.core.model import Fleet
-from opsconsole.core.rbac import Directory, Grant, Identity, Permission, Role, Scope
+from opsconsole.core.fleet.model import Fleet
 
 SEED = Path(__file__).resolve().parents[2] / "inventory"
 CAST = ["alice", "bob", "carol", "erin", "victor"]

@@ -9,12 +9,18 @@ from typing import Any
 import pytest
 import yaml
 
-from opsconsole.core.actions import ActionPlan, plan_environment, plan_failback, plan_failover, plan_scale
+from opsconsole.core.change.actions import (
+    ActionPlan,
+    plan_environment,
+    plan_failback,
+    plan_failover,
+    plan_scale,
+)
+from opsconsole.core.change.rbac import Directory, Permission, Scope
+from opsconsole.core.change.risk import Risk, RiskPolicy, assess, load_policy, plan_scope
 from opsconsole.core.errors import InventoryError
-from opsconsole.core.fleet import Snapshot
-from opsconsole.core.model import Environment, Fleet
-from opsconsole.core.rbac import Directory, Permission, Scope
-from opsconsole.core.risk import Risk, RiskPolicy, assess, load_policy, plan_scope
+from opsconsole.core.fleet.engine import Snapshot
+from opsconsole.core.fleet.model import Environment, Fleet
 from opsconsole.testing import DEFAULT_NOW, healthy_records, replace_record, snapshot_of
 
 SEED = Path(__file__).resolve().parents[2] / "inventory"

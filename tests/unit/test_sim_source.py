@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from opsconsole.core.errors import SandboxError, UsageError
-from opsconsole.core.fleet import FleetService, FleetSource, SourceReading, SourceStatus
-from opsconsole.core.model import ClusterState, Fleet, RegionTraffic, WorkloadState
+from opsconsole.core.fleet.engine import FleetService, FleetSource, SourceReading, SourceStatus
+from opsconsole.core.fleet.model import ClusterState, Fleet, RegionTraffic, WorkloadState
 from opsconsole.providers.sim import SimSource
 from opsconsole.sandbox.state import WorldStore
 from opsconsole.sandbox.world import World

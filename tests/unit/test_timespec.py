@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from opsconsole.core.inventory import load_inventory
-from opsconsole.core.scheduler import load_schedules
-from opsconsole.core.timespec import (
+from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.schedule.engine import load_schedules
+from opsconsole.core.schedule.timespec import (
     ScheduleSpecError,
     evaluate,
     parse_period,

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opsconsole.core.errors import SandboxError, UsageError
-from opsconsole.core.model import (
+from opsconsole.core.fleet.model import (
     Bounds,
     CacheSpec,
     CacheState,

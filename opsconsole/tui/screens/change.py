@@ -13,15 +13,21 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, RichLog, Static
 
-from opsconsole.core.actions import ActionPlan, plan_environment, plan_failback, plan_failover, plan_scale
-from opsconsole.core.approvals import RequestStatus
+from opsconsole.core.change.actions import (
+    ActionPlan,
+    plan_environment,
+    plan_failback,
+    plan_failover,
+    plan_scale,
+)
+from opsconsole.core.change.approvals import RequestStatus
+from opsconsole.core.change.pipeline import RequestChanged, Submission
+from opsconsole.core.change.requests import ChangeRequest
+from opsconsole.core.change.risk import RiskAssessment
 from opsconsole.core.errors import UsageError
-from opsconsole.core.events import EventKind, JobEvent
-from opsconsole.core.model import Environment
-from opsconsole.core.pipeline import RequestChanged, Submission
-from opsconsole.core.requests import ChangeRequest
-from opsconsole.core.risk import RiskAssessment
-from opsconsole.core.store import Job, JobStatus
+from opsconsole.core.fleet.model import Environment
+from opsconsole.core.runs.events import EventKind, JobEvent
+from opsconsole.core.runs.jobs import Job, JobStatus
 from opsconsole.tui.screens.base import ConsoleScreen
 from opsconsole.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from opsconsole.tui.widgets.table import FleetTable

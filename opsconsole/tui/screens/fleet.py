@@ -12,8 +12,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid, Vertical
 from textual.widgets import Label, Sparkline, Static, TabbedContent, TabPane
 
-from opsconsole.core.model import Environment, Health, WorkloadState
-from opsconsole.core.report import region_summaries, totals
+from opsconsole.core.fleet.model import Environment, Health, WorkloadState
+from opsconsole.core.fleet.report import region_summaries, totals
 from opsconsole.tui import data
 from opsconsole.tui.screens.base import ConsoleScreen
 from opsconsole.tui.widgets.cards import RegionCard, sources_text, totals_text

@@ -12,8 +12,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
-from opsconsole.core.scheduler import DOWN, EnvironmentStatus, Override, OverrideKind, Scheduler
-from opsconsole.core.service import OpsCore
+from opsconsole.core.facade import OpsCore
+from opsconsole.core.schedule.engine import DOWN, EnvironmentStatus, Override, OverrideKind, Scheduler
 from opsconsole.tui.screens.base import ConsoleScreen
 from opsconsole.tui.screens.dialogs import ConfirmScreen
 from opsconsole.tui.widgets.table import FleetTable

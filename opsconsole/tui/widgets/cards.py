@@ -9,9 +9,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from opsconsole.core.fleet import SourceHealth
-from opsconsole.core.model import Health
-from opsconsole.core.report import RegionSummary, Totals
+from opsconsole.core.fleet.engine import SourceHealth
+from opsconsole.core.fleet.model import Health
+from opsconsole.core.fleet.report import RegionSummary, Totals
 from opsconsole.tui.data import SEVERITY_STYLE, badge, fmt, pct
 
 

@@ -21,8 +21,8 @@ from enum import StrEnum
 from typing import Any
 
 from opsconsole.core.errors import UsageError
-from opsconsole.core.fleet import Snapshot
-from opsconsole.core.model import (
+from opsconsole.core.fleet.engine import Snapshot
+from opsconsole.core.fleet.model import (
     ClusterState,
     DatabaseState,
     DbRole,

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from opsconsole.core.errors import InventoryError
-from opsconsole.core.model import (
+from opsconsole.core.fleet.model import (
     KIND_OF_CLOUD,
     Bounds,
     CacheSpec,
@@ -66,7 +66,7 @@ def default_inventory_path() -> Path:
     configured = os.environ.get("OPSCONSOLE_INVENTORY")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "inventory"
+    return Path(__file__).resolve().parents[3] / "inventory"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ def load_inventory(path: Path | str | None = None) -> Fleet:
         path: the inventory directory, or its ``hosts.yml``; default :func:`default_inventory_path`.
 
     Returns:
-        The validated :class:`~opsconsole.core.model.Fleet`.
+        The validated :class:`~opsconsole.core.fleet.model.Fleet`.
 
     Raises:
         InventoryError: naming the file, the key path, the line and what was expected.

@@ -8,7 +8,7 @@ portable: no dialect-only types, JSON through SQLAlchemy's ``JSON``, times store
 atomic steps (compare-and-set on a request's version, taking a lease, appending to the audit chain)
 written as single ``UPDATE … WHERE`` / ``INSERT`` statements whose row counts tell who won.
 
-The tables here are the schema's single description in code; :mod:`opsconsole.core.migrations`
+The tables here are the schema's single description in code; :mod:`opsconsole.core.store.migrations`
 (Alembic) creates and evolves it in a database: opening a :class:`Database` upgrades it to head
 (:func:`ensure_schema`), adopting the previous release's files, and refuses a schema newer than the code.
 """
@@ -46,9 +46,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from opsconsole.core import migrations
 from opsconsole.core.errors import OpsError
 from opsconsole.core.paths import opsconsole_home
+from opsconsole.core.store import migrations
 
 DB_FILE = "opsconsole.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000

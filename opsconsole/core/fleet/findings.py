@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from opsconsole.core.fleet import Snapshot, SourceStatus
-from opsconsole.core.model import (
+from opsconsole.core.fleet.engine import Snapshot, SourceStatus
+from opsconsole.core.fleet.model import (
     CacheState,
     Cloud,
     ClusterState,

@@ -1,7 +1,7 @@
 """Jobs and their events: the schema the previous release created with ``metadata.create_all``.
 
 That release's SQLite files hold exactly these two tables and no ``alembic_version``;
-:func:`opsconsole.core.db.ensure_schema` stamps such a file at this revision and upgrades it from here,
+:func:`opsconsole.core.store.db.ensure_schema` stamps such a file at this revision and upgrades it from here,
 so their shape must stay what that release created: same columns, types, nullability and indexes.
 
 The one difference is cosmetic: the release's ``jobs`` primary key had no name, this one is ``pk_jobs``

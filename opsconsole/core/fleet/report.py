@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from opsconsole.core.model import (
+from opsconsole.core.facade import FleetView
+from opsconsole.core.fleet.findings import Finding
+from opsconsole.core.fleet.model import (
     CacheState,
     Cloud,
     ClusterState,
@@ -26,8 +28,6 @@ from opsconsole.core.model import (
     Severity,
     WorkloadState,
 )
-from opsconsole.core.policy import Finding
-from opsconsole.core.service import FleetView
 
 T = TypeVar("T")
 

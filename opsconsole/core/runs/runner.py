@@ -52,8 +52,8 @@ import ansible_runner  # type: ignore[import-untyped]
 
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import OpsError, UsageError
-from opsconsole.core.events import EventBus, EventKind, JobEvent
-from opsconsole.core.store import Job, JobStatus, JobStore
+from opsconsole.core.runs.events import EventBus, EventKind, JobEvent
+from opsconsole.core.runs.jobs import Job, JobStatus, JobStore
 
 log = logging.getLogger(__name__)
 

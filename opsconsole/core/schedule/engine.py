@@ -54,27 +54,18 @@ import holidays as holidays_lib
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from opsconsole.core.actions import plan_environment
 from opsconsole.core.audit import AuditKind, AuditLog
+from opsconsole.core.change.actions import plan_environment
+from opsconsole.core.change.rbac import Grant, Identity, Permission, Role, Scope, _only_keys
+from opsconsole.core.change.requests import RequestRefused
+from opsconsole.core.change.risk import ChangeFreeze, _freeze
 from opsconsole.core.clock import Clock
-from opsconsole.core.db import (
-    StoreUnavailable,
-    leaders_table,
-    schedule_overrides_table,
-    schedule_state_table,
-    utc,
-    write_transaction,
-)
 from opsconsole.core.errors import OpsError, UsageError
-from opsconsole.core.inventory import _Node, _read_yaml
-from opsconsole.core.model import Environment, Fleet, Severity
-from opsconsole.core.notices import Outbox
-from opsconsole.core.rbac import Grant, Identity, Permission, Role, Scope, _only_keys
-from opsconsole.core.requests import RequestRefused
-from opsconsole.core.risk import ChangeFreeze, _freeze
-from opsconsole.core.service import FleetView, OpsCore
-from opsconsole.core.store import JobStatus
-from opsconsole.core.timespec import (
+from opsconsole.core.facade import FleetView, OpsCore
+from opsconsole.core.fleet.inventory import _Node, _read_yaml
+from opsconsole.core.fleet.model import Environment, Fleet, Severity
+from opsconsole.core.runs.jobs import JobStatus
+from opsconsole.core.schedule.timespec import (
     AbsoluteRange,
     PeriodSchedule,
     RecurringWindow,
@@ -86,6 +77,15 @@ from opsconsole.core.timespec import (
     period_schedule,
     zone,
 )
+from opsconsole.core.store.db import (
+    StoreUnavailable,
+    leaders_table,
+    schedule_overrides_table,
+    schedule_state_table,
+    utc,
+    write_transaction,
+)
+from opsconsole.core.store.outbox import Outbox
 
 __all__ = [
     "SCHEDULER_IDENTITY",

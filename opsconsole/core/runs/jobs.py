@@ -1,6 +1,6 @@
 """Where jobs and their events persist, so that any face can show them later.
 
-SQLAlchemy Core over the shared database of :mod:`opsconsole.core.db` (SQLite under the home by default,
+SQLAlchemy Core over the shared database of :mod:`opsconsole.core.store.db` (SQLite under the home by default,
 PostgreSQL through ``OPSCONSOLE_DB_URL``).
 
 Use::
@@ -28,8 +28,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import RowMapping
 
 from opsconsole.core.clock import Clock, SystemClock
-from opsconsole.core.db import Database, db_value, job_events_table, jobs_table, utc
-from opsconsole.core.events import EventKind, JobEvent
+from opsconsole.core.runs.events import EventKind, JobEvent
+from opsconsole.core.store.db import Database, db_value, job_events_table, jobs_table, utc
 
 
 class JobStatus(StrEnum):

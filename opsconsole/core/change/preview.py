@@ -15,8 +15,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from opsconsole.core.events import EventKind, JobEvent
-from opsconsole.core.store import Job
+from opsconsole.core.runs.events import EventKind, JobEvent
+from opsconsole.core.runs.jobs import Job
 
 #: A preview document keeps at most this many diff lines per task (the rest is counted, not shown).
 MAX_LINES_PER_TASK = 60

@@ -1,6 +1,6 @@
 """Alembic's environment for opsconsole: run the migrations on the connection opsconsole hands over.
 
-:func:`opsconsole.core.db.ensure_schema` opens the connection, takes the lock (PostgreSQL's advisory
+:func:`opsconsole.core.store.db.ensure_schema` opens the connection, takes the lock (PostgreSQL's advisory
 lock, SQLite's write lock) and begins the transaction, then runs ``alembic.command.upgrade`` with the
 connection in ``config.attributes["connection"]``; Alembic sees the transaction already open and runs
 every migration inside it, so a failed upgrade leaves nothing half done, and the caller commits.
@@ -16,7 +16,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from opsconsole.core.db import database_url, make_engine, metadata
+from opsconsole.core.store.db import database_url, make_engine, metadata
 
 
 def _run(connection: Connection) -> None:

@@ -43,7 +43,7 @@ from typing import Protocol, Self, TypeVar
 
 from opsconsole.core.clock import Clock, SystemClock, monotonic
 from opsconsole.core.errors import OpsError
-from opsconsole.core.model import FleetRecord, Observation
+from opsconsole.core.fleet.model import FleetRecord, Observation
 
 __all__ = [
     "ChangeSet",

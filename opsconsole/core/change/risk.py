@@ -1,6 +1,7 @@
 """The risk policy: how risky a change request is, and what it needs before it may run.
 
-Why this module exists: a request (an :class:`~opsconsole.core.actions.ActionPlan`) from any face must be
+Why this module exists: a request (an :class:`~opsconsole.core.change.actions.ActionPlan`) from any face
+must be
 judged the same way — how many approvals it needs, from whom, for how long it may wait, and whether a
 change freeze refuses it — and the judgement must be explained in words an on-call SRE accepts at 3 a.m.
 ("prod scale-down of checkout in eu-west-1 by 45 % (12 → 6 replicas) is over 30 %"). The rules are data
@@ -25,7 +26,8 @@ How a request is judged, in order:
    matches a medium or high rule and never a low one, and the reasons say it was unknown. No rule
    matching at all gives medium.
 2. **Escalation** by live state: in a touched region whose error-budget burn rate (either window, as
-   :mod:`opsconsole.core.policy` computes it) is at or over the threshold, or whose p95 is at or over a
+   :mod:`opsconsole.core.fleet.findings` computes it) is at or over the threshold, or whose p95 is at or over
+   a
    fraction of the target, the level rises one step (low → medium → high), and the approvals to the
    level's number in the ``levels`` table. A prod scale that is not known to be a scale-up, with its
    load unknown, is at least medium whatever the rules say.
@@ -47,12 +49,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from opsconsole.core.actions import ActionName, ActionPlan
-from opsconsole.core.fleet import Snapshot
-from opsconsole.core.inventory import _Node, _read_yaml
-from opsconsole.core.model import Environment, Fleet, RegionTraffic, WorkloadState
-from opsconsole.core.policy import BURN_RATE_HIGH
-from opsconsole.core.rbac import Scope, _only_keys, _read_environments, _read_regions
+from opsconsole.core.change.actions import ActionName, ActionPlan
+from opsconsole.core.change.rbac import Scope, _only_keys, _read_environments, _read_regions
+from opsconsole.core.fleet.engine import Snapshot
+from opsconsole.core.fleet.findings import BURN_RATE_HIGH
+from opsconsole.core.fleet.inventory import _Node, _read_yaml
+from opsconsole.core.fleet.model import Environment, Fleet, RegionTraffic, WorkloadState
 
 __all__ = [
     "HPA_TARGET_UTILISATION",
@@ -116,7 +118,7 @@ class RiskAssessment:
 
     level: Risk
     approvals_needed: int
-    #: What an approver's grants must cover (see :meth:`opsconsole.core.rbac.Directory.eligible`).
+    #: What an approver's grants must cover (see :meth:`opsconsole.core.change.rbac.Directory.eligible`).
     approver_scope: Scope
     #: Why, in words, most important first.
     reasons: tuple[str, ...]

@@ -8,9 +8,9 @@ records at its boundary and puts anything provider-specific into ``extra``.
 Two families live here:
 
 * the *spec* types (``Fleet``, ``RegionSpec``, ``ClusterSpec``, ``ServiceSpec``, ``Targets``,
-  ``Bounds``) describe the intended fleet and are built once by :mod:`opsconsole.core.inventory`;
+  ``Bounds``) describe the intended fleet and are built once by :mod:`opsconsole.core.fleet.inventory`;
 * the *observed* types (``WorkloadState``, ``ClusterState``, ``DatabaseState``, ``CacheState``,
-  ``RegionTraffic``, ``DnsRecordSet``) are what a :class:`~opsconsole.core.fleet.FleetSource` returns,
+  ``RegionTraffic``, ``DnsRecordSet``) are what a :class:`~opsconsole.core.fleet.engine.FleetSource` returns,
   each stamped with the source that read it and when.
 """
 
@@ -259,7 +259,9 @@ class CloudAccounts:
 
 @dataclass(frozen=True)
 class Fleet:
-    """The whole intended fleet, validated. Built by :func:`opsconsole.core.inventory.load_inventory`."""
+    """The whole intended fleet, validated.
+
+    Built by :func:`opsconsole.core.fleet.inventory.load_inventory`."""
 
     source: Path
     regions: dict[str, RegionSpec]

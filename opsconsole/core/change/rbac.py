@@ -42,8 +42,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from opsconsole.core.errors import UsageError
-from opsconsole.core.inventory import _Node, _read_yaml, load_inventory
-from opsconsole.core.model import Environment, Fleet, Geography
+from opsconsole.core.fleet.inventory import _Node, _read_yaml, load_inventory
+from opsconsole.core.fleet.model import Environment, Fleet, Geography
 
 __all__ = [
     "PERMISSION_ROLE",

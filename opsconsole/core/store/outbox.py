@@ -29,7 +29,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from opsconsole.core.clock import Clock, SystemClock
-from opsconsole.core.db import (
+from opsconsole.core.store.db import (
     Database,
     StoreUnavailable,
     dedupe_keys_table,

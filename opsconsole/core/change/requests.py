@@ -1,7 +1,7 @@
 """Change requests and their votes in the shared database, moved only by compare-and-set.
 
-The approval rules live in :mod:`opsconsole.core.approvals` (pure). This module is the I/O around them:
-it loads a request, lets :func:`~opsconsole.core.approvals.step` decide, and writes the outcome with
+The approval rules live in :mod:`opsconsole.core.change.approvals` (pure). This module is the I/O around them:
+it loads a request, lets :func:`~opsconsole.core.change.approvals.step` decide, and writes the outcome with
 ``UPDATE … WHERE id = :id AND version = :seen`` — so that when two people click Approve at the same
 instant in two processes (a Slack bot replica and a terminal), exactly one write wins and the other is
 re-decided on the new state. The audit entry of a transition is appended in the *same* transaction:
@@ -21,7 +21,8 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from opsconsole.core.approvals import (
+from opsconsole.core.audit import AuditKind, AuditLog
+from opsconsole.core.change.approvals import (
     Decision,
     Event,
     Refused,
@@ -30,8 +31,9 @@ from opsconsole.core.approvals import (
     Vote,
     step,
 )
-from opsconsole.core.audit import AuditKind, AuditLog
-from opsconsole.core.db import (
+from opsconsole.core.change.rbac import Scope
+from opsconsole.core.errors import OpsError, UsageError
+from opsconsole.core.store.db import (
     Database,
     StoreUnavailable,
     requests_table,
@@ -39,8 +41,6 @@ from opsconsole.core.db import (
     votes_table,
     write_transaction,
 )
-from opsconsole.core.errors import OpsError, UsageError
-from opsconsole.core.rbac import Scope
 
 #: How often a transition is re-decided when another process moved the request first.
 CAS_ATTEMPTS = 20

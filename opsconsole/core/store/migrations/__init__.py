@@ -1,9 +1,9 @@
 """The schema's history as Alembic migrations: how a database gets from what it has to what the code needs.
 
 Users' databases outlive releases (the previous release shipped SQLite files holding only ``jobs`` and
-``job_events``), so the schema is never created from :data:`opsconsole.core.db.metadata` directly: this
-package is an Alembic script directory that :func:`opsconsole.core.db.ensure_schema` runs
-programmatically (no ``alembic.ini``) every time a :class:`~opsconsole.core.db.Database` is opened.
+``job_events``), so the schema is never created from :data:`opsconsole.core.store.db.metadata` directly: this
+package is an Alembic script directory that :func:`opsconsole.core.store.db.ensure_schema` runs
+programmatically (no ``alembic.ini``) every time a :class:`~opsconsole.core.store.db.Database` is opened.
 ``db.metadata`` stays the description the code queries against; a test upgrades a fresh database and
 compares it with ``db.metadata`` (Alembic's ``compare_metadata``) so that the two cannot drift apart.
 

@@ -1,7 +1,8 @@
 """The change pipeline: plan → risk → approval when needed → lease → run → audit, for every face.
 
 A face (terminal, Slack, CLI, scheduler) never runs a playbook that changes the fleet itself; it hands
-the pipeline an :class:`~opsconsole.core.actions.ActionPlan` and the :class:`~opsconsole.core.rbac.Identity`
+the pipeline an :class:`~opsconsole.core.change.actions.ActionPlan`
+and the :class:`~opsconsole.core.change.rbac.Identity`
 asking, and the pipeline decides:
 
 1. **who** — the identity must be allowed to request a change in the plan's scope (a viewer is not);
@@ -35,8 +36,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from opsconsole.core.actions import ActionName, ActionPlan, pinned_observations, replan
-from opsconsole.core.approvals import (
+from opsconsole.core.audit import AuditKind, AuditLog
+from opsconsole.core.change.actions import ActionName, ActionPlan, pinned_observations, replan
+from opsconsole.core.change.approvals import (
     Approve,
     Cancel,
     Drift,
@@ -47,18 +49,17 @@ from opsconsole.core.approvals import (
     RequestStatus,
     Start,
 )
-from opsconsole.core.audit import AuditKind, AuditLog
+from opsconsole.core.change.locks import Lease, LeaseConflict, LeaseLost, LeaseMode, Leases
+from opsconsole.core.change.rbac import Directory, Identity, Permission
+from opsconsole.core.change.requests import ChangeRequest, NewRequest, RequestRefused, RequestStore
+from opsconsole.core.change.risk import Risk, RiskAssessment, RiskPolicy, assess, plan_scope
 from opsconsole.core.clock import Clock, SystemClock
-from opsconsole.core.db import Database
 from opsconsole.core.errors import OpsError, UsageError
-from opsconsole.core.events import EventBus
-from opsconsole.core.fleet import Snapshot
-from opsconsole.core.locks import Lease, LeaseConflict, LeaseLost, LeaseMode, Leases
-from opsconsole.core.model import Fleet
-from opsconsole.core.rbac import Directory, Identity, Permission
-from opsconsole.core.requests import ChangeRequest, NewRequest, RequestRefused, RequestStore
-from opsconsole.core.risk import Risk, RiskAssessment, RiskPolicy, assess, plan_scope
-from opsconsole.core.store import Job, JobStatus
+from opsconsole.core.fleet.engine import Snapshot
+from opsconsole.core.fleet.model import Fleet
+from opsconsole.core.runs.events import EventBus
+from opsconsole.core.runs.jobs import Job, JobStatus
+from opsconsole.core.store.db import Database
 
 #: How long after a break-glass run its review falls due.
 BREAK_GLASS_REVIEW = timedelta(hours=24)

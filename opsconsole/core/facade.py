@@ -17,19 +17,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from opsconsole.core.actions import ActionPlan
+from opsconsole.core.change.actions import ActionPlan
+from opsconsole.core.change.pipeline import Executor, Pipeline
+from opsconsole.core.change.preview import preview_document
+from opsconsole.core.change.rbac import Directory
+from opsconsole.core.change.risk import load_policy
 from opsconsole.core.clock import Clock, SystemClock
-from opsconsole.core.db import Database
 from opsconsole.core.errors import OpsError
-from opsconsole.core.fleet import ChangeSet, FleetService, FleetSource, Snapshot
-from opsconsole.core.model import Fleet, Health
-from opsconsole.core.pipeline import Executor, Pipeline
-from opsconsole.core.policy import Finding, evaluate, region_health
-from opsconsole.core.preview import preview_document
-from opsconsole.core.rbac import Directory
-from opsconsole.core.risk import load_policy
-from opsconsole.core.runner import Runner
-from opsconsole.core.store import Job, JobStore
+from opsconsole.core.fleet.engine import ChangeSet, FleetService, FleetSource, Snapshot
+from opsconsole.core.fleet.findings import Finding, evaluate, region_health
+from opsconsole.core.fleet.model import Fleet, Health
+from opsconsole.core.runs.jobs import Job, JobStore
+from opsconsole.core.runs.runner import Runner
+from opsconsole.core.store.db import Database
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class OpsCore:
 
     @property
     def pipeline(self) -> Pipeline:
-        """The change pipeline: the only way a change runs (see :mod:`opsconsole.core.pipeline`)."""
+        """The change pipeline: the only way a change runs (see :mod:`opsconsole.core.change.pipeline`)."""
         if self._pipeline is None:
             executor = None
             if self._runner is not None:

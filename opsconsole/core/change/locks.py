@@ -11,7 +11,7 @@ failover of that region).
 A lease is kept alive by renewing it; one that is not renewed for ``ttl_s`` seconds (its holder died
 or lost the store) expires and stops blocking anyone. A lease taken on *this* host by a process that is
 gone (or a zombie) is dead at once: nobody waits ``ttl_s`` after a crash on the same machine. If the
-store cannot be reached, nothing is taken and :class:`~opsconsole.core.db.StoreUnavailable` is raised:
+store cannot be reached, nothing is taken and :class:`~opsconsole.core.store.db.StoreUnavailable` is raised:
 callers fail closed and run nothing.
 
 Use::
@@ -51,7 +51,8 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from opsconsole.core.clock import Clock, SystemClock, monotonic
-from opsconsole.core.db import (
+from opsconsole.core.errors import OpsError
+from opsconsole.core.store.db import (
     Database,
     StoreUnavailable,
     db_value,
@@ -59,7 +60,6 @@ from opsconsole.core.db import (
     leases_table,
     utc,
 )
-from opsconsole.core.errors import OpsError
 
 __all__ = [
     "DEFAULT_TTL_S",
@@ -267,7 +267,7 @@ class Leases:
         host: recorded as the holder's host; ``socket.gethostname()`` by default.
         pid: recorded as the holder's process; the calling process (at each acquisition) by default.
 
-    Every method raises :class:`~opsconsole.core.db.StoreUnavailable` when the store cannot be reached
+    Every method raises :class:`~opsconsole.core.store.db.StoreUnavailable` when the store cannot be reached
     or answers with an error; nothing is taken then.
     """
 

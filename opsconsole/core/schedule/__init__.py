@@ -1,0 +1,1 @@
+"""Non-production schedules: the two schedule syntaxes and the engine that sleeps and wakes environments."""
