@@ -52,7 +52,7 @@ from opsconsole.core.fleet.model import (  # noqa: E402
     Health,
     RegionTraffic,
 )
-from opsconsole.core.runs.jobs import Job, JobStatus  # noqa: E402
+from opsconsole.core.runs.records import Job, JobStatus  # noqa: E402
 
 FROM_REGION = "eu-west-1"
 TO_REGION = "eu-central-1"

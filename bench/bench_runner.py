@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from opsconsole.core.runs.events import EventBus, EventCapture  # noqa: E402
-from opsconsole.core.runs.jobs import JobStatus, JobStore  # noqa: E402
+from opsconsole.core.runs.jobs import JobStore  # noqa: E402
+from opsconsole.core.runs.records import JobStatus  # noqa: E402
 from opsconsole.core.runs.runner import Runner  # noqa: E402
 
 GOAL_OVERHEAD_S = 0.25

@@ -21,9 +21,9 @@ from typing import Any
 
 from opsconsole.core.audit import AuditEntry
 from opsconsole.core.change.approvals import Decision, RequestStatus
-from opsconsole.core.change.requests import ChangeRequest
+from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.fleet.report import RegionSummary, Totals
-from opsconsole.core.runs.jobs import Job
+from opsconsole.core.runs.records import Job
 
 Message = dict[str, Any]
 Block = dict[str, Any]

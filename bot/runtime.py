@@ -38,11 +38,13 @@ from bot.slackcalls import SlackCalls
 from opsconsole.core.change.approvals import RequestStatus
 from opsconsole.core.change.pipeline import RequestChanged
 from opsconsole.core.change.rbac import Identity, Permission
-from opsconsole.core.change.requests import ChangeRequest, RequestNotFound
+from opsconsole.core.change.records import ChangeRequest
+from opsconsole.core.change.requests import RequestNotFound
 from opsconsole.core.errors import OpsError
 from opsconsole.core.facade import FleetView, OpsCore
 from opsconsole.core.runs.events import JobEvent
-from opsconsole.core.runs.jobs import Job, JobStore
+from opsconsole.core.runs.jobs import JobStore
+from opsconsole.core.runs.records import Job
 from opsconsole.core.schedule.engine import Scheduler
 from opsconsole.core.store.outbox import Outbox
 

@@ -27,14 +27,14 @@ from opsconsole.core.change.actions import (
     plan_scale,
 )
 from opsconsole.core.change.rbac import Identity
-from opsconsole.core.change.requests import ChangeRequest
+from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.change.risk import RiskAssessment
 from opsconsole.core.errors import UsageError
 from opsconsole.core.facade import OpsCore
 from opsconsole.core.fleet.inventory import load_inventory
 from opsconsole.core.fleet.model import Environment
 from opsconsole.core.runs.events import EventKind, JobEvent
-from opsconsole.core.runs.jobs import Job, JobStatus
+from opsconsole.core.runs.records import Job, JobStatus
 
 act_app = typer.Typer(help="Change the fleet through its playbooks (preview with --dry-run).",
                       no_args_is_help=True)

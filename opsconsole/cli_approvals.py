@@ -19,10 +19,10 @@ import typer
 from opsconsole.cli import _core, _progress, _state, app, out
 from opsconsole.cli_act import _print_event, _print_outcome, _request_summary, identity
 from opsconsole.core.change.approvals import Decision, RequestStatus
-from opsconsole.core.change.requests import ChangeRequest
+from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.facade import OpsCore
 from opsconsole.core.fleet.inventory import load_inventory
-from opsconsole.core.runs.jobs import JobStatus
+from opsconsole.core.runs.records import JobStatus
 
 approvals_app = typer.Typer(
     help="The approval queue: list, show, approve, reject, cancel, run.", no_args_is_help=True

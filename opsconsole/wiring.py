@@ -28,7 +28,8 @@ from opsconsole.core.fleet.inventory import load_inventory
 from opsconsole.core.fleet.model import Fleet
 from opsconsole.core.paths import opsconsole_home
 from opsconsole.core.runs.events import EventBus
-from opsconsole.core.runs.jobs import Job, JobStore
+from opsconsole.core.runs.jobs import JobStore
+from opsconsole.core.runs.records import Job
 from opsconsole.core.runs.runner import Runner
 from opsconsole.providers.sim import SimSource
 from opsconsole.sandbox.emulator import Emulator, Endpoints

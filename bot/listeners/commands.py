@@ -32,7 +32,7 @@ from opsconsole.core.change.requests import RequestRefused
 from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.fleet.model import Environment
 from opsconsole.core.fleet.report import finding_document, region_summaries, totals
-from opsconsole.core.runs.jobs import Job
+from opsconsole.core.runs.records import Job
 from opsconsole.core.schedule.engine import OverrideKind
 
 log = logging.getLogger(__name__)

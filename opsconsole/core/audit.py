@@ -53,15 +53,9 @@ from sqlalchemy import Connection, Text, func, insert, select, type_coerce, upda
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from opsconsole.core.clock import Clock, SystemClock
+from opsconsole.core.clock import Clock, SystemClock, utc
 from opsconsole.core.errors import OpsError
-from opsconsole.core.store.db import (
-    Database,
-    StoreUnavailable,
-    audit_head_table,
-    audit_table,
-    utc,
-)
+from opsconsole.core.store.db import Database, StoreUnavailable, audit_head_table, audit_table
 
 #: The ``prev_hash`` of entry 1.
 GENESIS_HASH = "0" * 64

@@ -28,3 +28,10 @@ class SystemClock:
 def monotonic() -> float:
     """Seconds on a clock that never goes back; for deadlines and durations only."""
     return time.monotonic()
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """A datetime in UTC: SQLite hands back naive datetimes (everything stored is UTC), so say so."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -27,7 +27,8 @@ from opsconsole.core.errors import OpsError
 from opsconsole.core.fleet.engine import ChangeSet, FleetService, FleetSource, Snapshot
 from opsconsole.core.fleet.findings import Finding, evaluate, region_health
 from opsconsole.core.fleet.model import Fleet, Health
-from opsconsole.core.runs.jobs import Job, JobStore
+from opsconsole.core.runs.jobs import JobStore
+from opsconsole.core.runs.records import Job
 from opsconsole.core.runs.runner import Runner
 from opsconsole.core.store.db import Database
 

@@ -23,11 +23,11 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 
 from opsconsole.core.change.rbac import Identity
-from opsconsole.core.change.requests import ChangeRequest
+from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.errors import OpsError
 from opsconsole.core.facade import FleetView, OpsCore
 from opsconsole.core.fleet.engine import SourceStatus
-from opsconsole.core.runs.jobs import Job
+from opsconsole.core.runs.records import Job
 from opsconsole.tui.commands import FleetCommands
 from opsconsole.tui.data import RegionHistory
 from opsconsole.tui.messages import BusEvent, CoreDone, CoreFailed, CoreReady, FleetRefreshed, RefreshFailed

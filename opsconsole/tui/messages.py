@@ -11,9 +11,9 @@ from typing import Any
 
 from textual.message import Message
 
-from opsconsole.core.change.requests import ChangeRequest
+from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.facade import FleetView, OpsCore
-from opsconsole.core.runs.jobs import Job
+from opsconsole.core.runs.records import Job
 
 
 class CoreReady(Message):

@@ -19,7 +19,7 @@ from bot.blocks import RunProgress
 from bot.parse import USAGE, CommandError, parse, parse_until
 from bot.settings import BotConfigError, BotSettings
 from opsconsole.core.change.approvals import Decision, RequestStatus, Vote
-from opsconsole.core.change.requests import ChangeRequest
+from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.fleet.model import Health, Severity
 from opsconsole.core.fleet.report import RegionSummary, Totals
 

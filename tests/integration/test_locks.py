@@ -29,7 +29,8 @@ from opsconsole.core.change.locks import (
     Leases,
     pid_alive,
 )
-from opsconsole.core.store.db import Database, StoreUnavailable, lease_guard_table, leases_table, utc
+from opsconsole.core.clock import utc
+from opsconsole.core.store.db import Database, StoreUnavailable, lease_guard_table, leases_table
 from opsconsole.testing import DEFAULT_NOW, FakeClock
 
 REGION = "region/eu-west-1"

@@ -32,7 +32,8 @@ from opsconsole.core.fleet.engine import Snapshot
 from opsconsole.core.fleet.inventory import load_inventory
 from opsconsole.core.fleet.model import Fleet, WorkloadState
 from opsconsole.core.runs.events import EventBus
-from opsconsole.core.runs.jobs import Job, JobStatus, JobStore
+from opsconsole.core.runs.jobs import JobStore
+from opsconsole.core.runs.records import Job, JobStatus
 from opsconsole.core.runs.runner import Runner
 from opsconsole.core.store.db import Database, StoreUnavailable
 from opsconsole.testing import FakeClock, healthy_records, replace_record, snapshot_of

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from opsconsole.core.runs.events import EventBus, EventCapture, EventKind, JobEvent
-from opsconsole.core.runs.jobs import JobStatus, JobStore
+from opsconsole.core.runs.jobs import JobStore
+from opsconsole.core.runs.records import JobStatus
 from opsconsole.core.runs.runner import (
     INTERRUPTED_ERROR,
     MARKER_VAR,

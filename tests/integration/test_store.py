@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from opsconsole.core.runs.events import EventKind, JobEvent
-from opsconsole.core.runs.jobs import JobStatus, JobStore
+from opsconsole.core.runs.jobs import JobStore
+from opsconsole.core.runs.records import JobStatus
 from opsconsole.core.store.db import Database, StoreUnavailable
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from opsconsole.core.change.approvals import RequestStatus
 from opsconsole.core.fleet.model import WorkloadState
-from opsconsole.core.runs.jobs import JobStatus
+from opsconsole.core.runs.records import JobStatus
 from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.screens.change import ActionScreen, ApprovalsScreen, JobsScreen
 from opsconsole.tui.screens.dialogs import ConfirmScreen

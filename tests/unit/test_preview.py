@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from opsconsole.core.change.preview import diff_lines, preview_document, render_diff
 from opsconsole.core.runs.events import EventKind, JobEvent
-from opsconsole.core.runs.jobs import Job, JobStatus
+from opsconsole.core.runs.records import Job, JobStatus
 
 AT = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 

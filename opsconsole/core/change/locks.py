@@ -50,16 +50,9 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from opsconsole.core.clock import Clock, SystemClock, monotonic
+from opsconsole.core.clock import Clock, SystemClock, monotonic, utc
 from opsconsole.core.errors import OpsError
-from opsconsole.core.store.db import (
-    Database,
-    StoreUnavailable,
-    db_value,
-    lease_guard_table,
-    leases_table,
-    utc,
-)
+from opsconsole.core.store.db import Database, StoreUnavailable, db_value, lease_guard_table, leases_table
 
 __all__ = [
     "DEFAULT_TTL_S",

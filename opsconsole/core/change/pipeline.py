@@ -51,14 +51,15 @@ from opsconsole.core.change.approvals import (
 )
 from opsconsole.core.change.locks import Lease, LeaseConflict, LeaseLost, LeaseMode, Leases
 from opsconsole.core.change.rbac import Directory, Identity, Permission
-from opsconsole.core.change.requests import ChangeRequest, NewRequest, RequestRefused, RequestStore
+from opsconsole.core.change.records import ChangeRequest
+from opsconsole.core.change.requests import NewRequest, RequestRefused, RequestStore
 from opsconsole.core.change.risk import Risk, RiskAssessment, RiskPolicy, assess, plan_scope
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.fleet.engine import Snapshot
 from opsconsole.core.fleet.model import Fleet
 from opsconsole.core.runs.events import EventBus
-from opsconsole.core.runs.jobs import Job, JobStatus
+from opsconsole.core.runs.records import Job, JobStatus
 from opsconsole.core.store.db import Database
 
 #: How long after a break-glass run its review falls due.

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opsconsole.core.runs.events import EventKind, JobEvent
-from opsconsole.core.runs.jobs import Job
+from opsconsole.core.runs.records import Job
 
 #: A preview document keeps at most this many diff lines per task (the rest is counted, not shown).
 MAX_LINES_PER_TASK = 60

@@ -31,13 +31,13 @@ from opsconsole.core.change.approvals import (
     Vote,
     step,
 )
-from opsconsole.core.change.rbac import Scope
+from opsconsole.core.change.records import ChangeRequest
+from opsconsole.core.clock import utc
 from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.store.db import (
     Database,
     StoreUnavailable,
     requests_table,
-    utc,
     votes_table,
     write_transaction,
 )
@@ -58,70 +58,6 @@ class RequestRefused(UsageError):
 
 class RequestNotFound(UsageError):
     title = "no such request"
-
-
-@dataclass(frozen=True)
-class ChangeRequest:
-    """A request as stored, with its votes: what every face shows."""
-
-    id: str
-    action: str
-    params: Mapping[str, Any]
-    playbook: str
-    extravars: Mapping[str, Any]
-    targets: tuple[str, ...]
-    summary: tuple[str, ...]
-    observed: Mapping[str, Any]
-    plan_hash: str
-    hash_inputs: Mapping[str, Any]
-    risk: str
-    risk_reasons: tuple[str, ...]
-    approvals_needed: int
-    approver_scope: Mapping[str, Any]
-    status: RequestStatus
-    requester: str
-    face: str
-    created_at: datetime
-    expires_at: datetime
-    version: int
-    decided_at: datetime | None = None
-    reason: str | None = None
-    job_id: str | None = None
-    break_glass: bool = False
-    review_due_at: datetime | None = None
-    preview: Mapping[str, Any] = field(default_factory=dict)
-    drift: Mapping[str, Any] | None = None
-    votes: tuple[Vote, ...] = ()
-
-    @property
-    def state(self) -> RequestState:
-        return RequestState(
-            status=self.status,
-            requester=self.requester,
-            approvals_needed=self.approvals_needed,
-            plan_hash=self.plan_hash,
-            expires_at=self.expires_at,
-            votes=self.votes,
-            break_glass=self.break_glass,
-        )
-
-    @property
-    def approvers(self) -> tuple[str, ...]:
-        return self.state.approvers
-
-    @property
-    def scope(self) -> Scope:
-        """The environments and regions whose approvers may vote on it."""
-        return Scope.of(environments=self.approver_scope.get("environments") or (),
-                        regions=self.approver_scope.get("regions") or ())
-
-    @property
-    def approvals_missing(self) -> int:
-        return self.state.approvals_missing
-
-    @property
-    def short_id(self) -> str:
-        return self.id[:8]
 
 
 def _request(row: RowMapping, votes: Sequence[Vote]) -> ChangeRequest:

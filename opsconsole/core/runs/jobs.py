@@ -18,68 +18,17 @@ from __future__ import annotations
 import builtins
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import RowMapping
 
-from opsconsole.core.clock import Clock, SystemClock
+from opsconsole.core.clock import Clock, SystemClock, utc
 from opsconsole.core.runs.events import EventKind, JobEvent
-from opsconsole.core.store.db import Database, db_value, job_events_table, jobs_table, utc
-
-
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TIMED_OUT = "timed_out"
-    INTERRUPTED = "interrupted"  # the console died mid-run: the outcome is unknown
-
-    @property
-    def terminal(self) -> bool:
-        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One playbook run, as recorded.
-
-    ``pid`` is the process of the console that owns the run (not ansible-playbook's): a job left
-    ``running`` whose owner is gone was interrupted. ``stats`` is ``{"hosts": {host: counts},
-    "totals": counts}`` with counts ok / changed / failed / skipped / unreachable / rescued / ignored;
-    ``timings`` is the playbook's ``opsconsole_timings`` (set_stats), if it recorded any.
-    """
-
-    id: str
-    action: str
-    params: Mapping[str, Any]
-    playbook: str
-    check_mode: bool
-    status: JobStatus
-    actor: str
-    face: str
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    rc: int | None = None
-    last_task: str | None = None
-    stats: Mapping[str, Any] = field(default_factory=dict)
-    timings: Sequence[Mapping[str, Any]] = ()
-    pid: int | None = None
-    error: str | None = None
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return (self.finished_at - self.started_at).total_seconds()
-
+from opsconsole.core.runs.records import Job, JobStatus
+from opsconsole.core.store.db import Database, db_value, job_events_table, jobs_table
 
 _UPDATABLE = frozenset(c.name for c in jobs_table.columns) - {"id"}
 _utc = utc

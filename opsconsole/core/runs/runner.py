@@ -53,7 +53,8 @@ import ansible_runner  # type: ignore[import-untyped]
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.runs.events import EventBus, EventKind, JobEvent
-from opsconsole.core.runs.jobs import Job, JobStatus, JobStore
+from opsconsole.core.runs.jobs import JobStore
+from opsconsole.core.runs.records import Job, JobStatus
 
 log = logging.getLogger(__name__)
 

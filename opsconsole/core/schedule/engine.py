@@ -59,12 +59,12 @@ from opsconsole.core.change.actions import plan_environment
 from opsconsole.core.change.rbac import Grant, Identity, Permission, Role, Scope, _only_keys
 from opsconsole.core.change.requests import RequestRefused
 from opsconsole.core.change.risk import ChangeFreeze, _freeze
-from opsconsole.core.clock import Clock
+from opsconsole.core.clock import Clock, utc
 from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.facade import FleetView, OpsCore
 from opsconsole.core.fleet.inventory import _Node, _read_yaml
 from opsconsole.core.fleet.model import Environment, Fleet, Severity
-from opsconsole.core.runs.jobs import JobStatus
+from opsconsole.core.runs.records import JobStatus
 from opsconsole.core.schedule.timespec import (
     AbsoluteRange,
     PeriodSchedule,
@@ -82,7 +82,6 @@ from opsconsole.core.store.db import (
     leaders_table,
     schedule_overrides_table,
     schedule_state_table,
-    utc,
     write_transaction,
 )
 from opsconsole.core.store.outbox import Outbox

@@ -373,13 +373,6 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
-def utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: everything stored is UTC, so say so."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def db_value(value: Any) -> Any:
     if isinstance(value, StrEnum):
         return str(value)

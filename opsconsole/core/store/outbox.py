@@ -28,14 +28,13 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from opsconsole.core.clock import Clock, SystemClock
+from opsconsole.core.clock import Clock, SystemClock, utc
 from opsconsole.core.store.db import (
     Database,
     StoreUnavailable,
     dedupe_keys_table,
     message_refs_table,
     notices_table,
-    utc,
     write_transaction,
 )
 

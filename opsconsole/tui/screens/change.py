@@ -22,12 +22,12 @@ from opsconsole.core.change.actions import (
 )
 from opsconsole.core.change.approvals import RequestStatus
 from opsconsole.core.change.pipeline import RequestChanged, Submission
-from opsconsole.core.change.requests import ChangeRequest
+from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.change.risk import RiskAssessment
 from opsconsole.core.errors import UsageError
 from opsconsole.core.fleet.model import Environment
 from opsconsole.core.runs.events import EventKind, JobEvent
-from opsconsole.core.runs.jobs import Job, JobStatus
+from opsconsole.core.runs.records import Job, JobStatus
 from opsconsole.tui.screens.base import ConsoleScreen
 from opsconsole.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from opsconsole.tui.widgets.table import FleetTable
