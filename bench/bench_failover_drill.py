@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from opsconsole.core.change.actions import ActionPlan, plan_failback, plan_failover  # noqa: E402
-from opsconsole.core.facade import FleetView, OpsCore  # noqa: E402
+from opsconsole.core.facade import OpsCore  # noqa: E402
 from opsconsole.core.fleet.model import (  # noqa: E402
     Criticality,
     DatabaseState,
@@ -52,6 +52,7 @@ from opsconsole.core.fleet.model import (  # noqa: E402
     Health,
     RegionTraffic,
 )
+from opsconsole.core.fleet.view import FleetView  # noqa: E402
 from opsconsole.core.runs.records import Job, JobStatus  # noqa: E402
 
 FROM_REGION = "eu-west-1"

@@ -41,7 +41,8 @@ from opsconsole.core.change.rbac import Identity, Permission
 from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.change.requests import RequestNotFound
 from opsconsole.core.errors import OpsError
-from opsconsole.core.facade import FleetView, OpsCore
+from opsconsole.core.facade import OpsCore
+from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.events import JobEvent
 from opsconsole.core.runs.jobs import JobStore
 from opsconsole.core.runs.records import Job

@@ -33,10 +33,11 @@ from rich.text import Text
 
 from opsconsole import __version__
 from opsconsole.core.errors import OpsError, UsageError
-from opsconsole.core.facade import FleetView, OpsCore
+from opsconsole.core.facade import OpsCore
 from opsconsole.core.fleet.inventory import default_inventory_path, load_inventory
 from opsconsole.core.fleet.model import Health, Severity
 from opsconsole.core.fleet.report import findings_document, region_summaries, status_document, totals
+from opsconsole.core.fleet.view import FleetView
 from opsconsole.sandbox.incidents import IncidentKind, parse_kind
 
 app = typer.Typer(

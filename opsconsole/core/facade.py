@@ -24,24 +24,14 @@ from opsconsole.core.change.rbac import Directory
 from opsconsole.core.change.risk import load_policy
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import OpsError
-from opsconsole.core.fleet.engine import ChangeSet, FleetService, FleetSource, Snapshot
-from opsconsole.core.fleet.findings import Finding, evaluate, region_health
-from opsconsole.core.fleet.model import Fleet, Health
+from opsconsole.core.fleet.engine import FleetService, FleetSource, Snapshot
+from opsconsole.core.fleet.findings import evaluate, region_health
+from opsconsole.core.fleet.model import Fleet
+from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.jobs import JobStore
 from opsconsole.core.runs.records import Job
 from opsconsole.core.runs.runner import Runner
 from opsconsole.core.store.db import Database
-
-
-@dataclass(frozen=True)
-class FleetView:
-    """Everything a face needs to show the fleet at one instant."""
-
-    fleet: Fleet
-    snapshot: Snapshot
-    changes: ChangeSet
-    findings: tuple[Finding, ...]
-    health: Mapping[str, Health]
 
 
 class ExecutionUnavailable(OpsError):

@@ -25,8 +25,9 @@ from textual.binding import Binding, BindingType
 from opsconsole.core.change.rbac import Identity
 from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.errors import OpsError
-from opsconsole.core.facade import FleetView, OpsCore
+from opsconsole.core.facade import OpsCore
 from opsconsole.core.fleet.engine import SourceStatus
+from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.records import Job
 from opsconsole.tui.commands import FleetCommands
 from opsconsole.tui.data import RegionHistory

@@ -15,7 +15,6 @@ from typing import Any
 
 from rich.text import Text
 
-from opsconsole.core.facade import FleetView
 from opsconsole.core.fleet.engine import Snapshot, SourceHealth, SourceStatus
 from opsconsole.core.fleet.findings import Finding
 from opsconsole.core.fleet.model import (
@@ -32,6 +31,7 @@ from opsconsole.core.fleet.model import (
     WorkloadMetrics,
     WorkloadState,
 )
+from opsconsole.core.fleet.view import FleetView
 
 Cell = str | Text
 Row = tuple[Cell, ...]

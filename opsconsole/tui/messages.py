@@ -12,7 +12,8 @@ from typing import Any
 from textual.message import Message
 
 from opsconsole.core.change.records import ChangeRequest
-from opsconsole.core.facade import FleetView, OpsCore
+from opsconsole.core.facade import OpsCore
+from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.records import Job
 
 

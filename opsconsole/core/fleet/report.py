@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from opsconsole.core.facade import FleetView
 from opsconsole.core.fleet.findings import Finding
 from opsconsole.core.fleet.model import (
     CacheState,
@@ -28,6 +27,7 @@ from opsconsole.core.fleet.model import (
     Severity,
     WorkloadState,
 )
+from opsconsole.core.fleet.view import FleetView
 
 T = TypeVar("T")
 

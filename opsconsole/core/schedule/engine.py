@@ -61,9 +61,10 @@ from opsconsole.core.change.requests import RequestRefused
 from opsconsole.core.change.risk import ChangeFreeze, _freeze
 from opsconsole.core.clock import Clock, utc
 from opsconsole.core.errors import OpsError, UsageError
-from opsconsole.core.facade import FleetView, OpsCore
+from opsconsole.core.facade import OpsCore
 from opsconsole.core.fleet.inventory import _Node, _read_yaml
 from opsconsole.core.fleet.model import Environment, Fleet, Severity
+from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.records import JobStatus
 from opsconsole.core.schedule.timespec import (
     AbsoluteRange,
