@@ -1,8 +1,9 @@
 """The core's records on the wire: frozen dataclasses, enums, times and paths as JSON, and back.
 
-Why it exists: the ops server sends the faces what they show (a :class:`~opsconsole.core.fleet.view.FleetView`,
-change requests, jobs, audit entries) and the faces render the same records they rendered when they
-held the core themselves. Encoding is self-describing, so decoding needs no type hints: a dataclass is
+Why it exists: the ops server sends the faces what they show (a
+:class:`~opsconsole.core.fleet.view.FleetView`, change requests, jobs, audit entries) and the faces
+render the same records they rendered when they held the core themselves. Encoding is
+self-describing, so decoding needs no type hints: a dataclass is
 ``{"$t": "module:Class", field: value…}``, an enum ``{"$e": "module:Class", "v": value}``, a time
 ``{"$dt": iso}``, a tuple ``{"$tu": [...]}``, a frozenset ``{"$fs": [...]}``, a dict whose keys are
 not all strings ``{"$d": [[k, v], …]}``, a path ``{"$p": "…"}``. Plain JSON values pass through.
