@@ -31,7 +31,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from opsconsole.core.audit import AuditKind, AuditLog  # noqa: E402
+from opsconsole.core.audit.log import AuditLog  # noqa: E402
+from opsconsole.core.audit.records import AuditKind  # noqa: E402
 from opsconsole.core.change.actions import plan_failover  # noqa: E402
 from opsconsole.core.change.pipeline import Pipeline  # noqa: E402
 from opsconsole.core.change.rbac import Directory  # noqa: E402

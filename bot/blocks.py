@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from opsconsole.core.audit import AuditEntry
+from opsconsole.core.audit.records import AuditEntry
 from opsconsole.core.change.approvals import Decision, RequestStatus
 from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.fleet.report import RegionSummary, Totals

@@ -21,7 +21,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from opsconsole.cli import app, err, out
-from opsconsole.core.audit import AuditEntry, AuditKind, AuditLog, AuditVerification
+from opsconsole.core.audit.log import AuditLog
+from opsconsole.core.audit.records import AuditEntry, AuditKind, AuditVerification
 from opsconsole.core.clock import SystemClock
 from opsconsole.core.errors import UsageError
 from opsconsole.core.store.db import Database

@@ -21,7 +21,7 @@ from slack_bolt import Ack, App
 
 from bot import blocks, metrics, schedule
 from bot.runtime import BotRuntime, subject_of
-from opsconsole.core.audit import AuditKind
+from opsconsole.core.audit.records import AuditKind
 from opsconsole.core.change.approvals import RequestStatus
 from opsconsole.core.change.rbac import Identity, Permission
 from opsconsole.core.change.requests import RequestRefused

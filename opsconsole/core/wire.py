@@ -44,7 +44,6 @@ RECORD_MODULES = frozenset({
     "opsconsole.core.change.rbac",
     "opsconsole.core.runs.records",
     "opsconsole.core.runs.events",
-    "opsconsole.core.audit",
     "opsconsole.core.audit.records",
     "opsconsole.core.schedule.engine",
     "opsconsole.core.schedule.records",

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from cli_process import cli
 
-from opsconsole.core.audit import AuditEntry, AuditKind, AuditLog
+from opsconsole.core.audit.log import AuditLog
+from opsconsole.core.audit.records import AuditEntry, AuditKind
 from opsconsole.core.store.db import DB_FILE, Database
 from opsconsole.testing import FakeClock
 

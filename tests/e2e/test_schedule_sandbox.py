@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from opsconsole.core.audit import AuditKind
+from opsconsole.core.audit.records import AuditKind
 from opsconsole.core.facade import OpsCore
 from opsconsole.core.fleet.inventory import load_inventory
 from opsconsole.core.fleet.model import WorkloadState

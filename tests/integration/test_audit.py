@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from opsconsole.core.audit import GENESIS_HASH, AuditEntry, AuditError, AuditKind, AuditLog, entry_hash
+from opsconsole.core.audit.log import AuditError, AuditLog
+from opsconsole.core.audit.records import GENESIS_HASH, AuditEntry, AuditKind, entry_hash
 from opsconsole.core.store.db import Database, StoreUnavailable, audit_table, make_engine
 from opsconsole.testing import FakeClock
 
@@ -271,7 +272,8 @@ def test_appends_from_threads_make_a_gapless_chain(audit: AuditLog) -> None:
 APPENDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from opsconsole.core.audit import AuditKind, AuditLog
+    from opsconsole.core.audit.log import AuditLog
+    from opsconsole.core.audit.records import AuditKind
     from opsconsole.core.store.db import Database
     url, worker, count, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
     database = Database(url)

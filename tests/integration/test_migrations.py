@@ -41,6 +41,7 @@ from sqlalchemy import (
     select,
 )
 
+from opsconsole.core import clock
 from opsconsole.core.errors import OpsError
 from opsconsole.core.store import db, migrations
 from opsconsole.core.store.db import Database, SchemaTooNew, StoreUnavailable, ensure_schema, make_engine
@@ -69,7 +70,7 @@ def test_head_constant_names_the_scripts_single_head() -> None:
     # HEAD lets an open at head skip Alembic; a new migration that forgot to move it would never run.
     script = ScriptDirectory.from_config(migrations.alembic_config())
     assert script.get_heads() == [migrations.HEAD]
-    assert [s.revision for s in script.walk_revisions()] == ["0003", "0002", "0001"]
+    assert [s.revision for s in script.walk_revisions()] == ["0004", "0003", "0002", "0001"]
 
 
 # -- a fresh database ---------------------------------------------------------------------------------------
@@ -193,7 +194,7 @@ def test_a_previous_release_database_is_adopted_and_keeps_its_data(db_url: str) 
             events = conn.execute(select(db.job_events_table)).mappings().all()
         assert (job["id"], job["action"], job["params"], job["rc"], job["stats"]) == (
             "j1", "scale", {"replicas": 4}, 0, {"totals": {"ok": 3}})
-        assert db.utc(job["created_at"]) == CREATED
+        assert clock.utc(job["created_at"]) == CREATED
         assert [(e["job_id"], e["seq"], e["data"]) for e in events] == [("j1", 1, {"n": 1})]
     finally:
         database.close()
@@ -306,7 +307,7 @@ def test_a_schema_newer_than_the_code_is_a_clear_error(db_url: str) -> None:
     error = caught.value
     assert isinstance(error, StoreUnavailable) and isinstance(error, OpsError)
     assert error.title == "database schema too new"
-    assert ("database schema is at revision 0099, newer than this opsconsole knows (head 0003): "
+    assert ("database schema is at revision 0099, newer than this opsconsole knows (head 0004): "
             "upgrade opsconsole") in error.message
     engine = make_engine(db_url)
     try:

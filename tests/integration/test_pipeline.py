@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from opsconsole.core.audit import AuditKind
+from opsconsole.core.audit.records import AuditKind
 from opsconsole.core.change.actions import ActionPlan, plan_failover, plan_scale
 from opsconsole.core.change.approvals import RequestStatus
 from opsconsole.core.change.pipeline import Executor, Pipeline

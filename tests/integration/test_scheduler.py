@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from opsconsole.core.audit import AuditKind
+from opsconsole.core.audit.records import AuditKind
 from opsconsole.core.change.requests import RequestRefused
 from opsconsole.core.facade import OpsCore
 from opsconsole.core.fleet.engine import SourceReading

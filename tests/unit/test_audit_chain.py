@@ -17,13 +17,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from opsconsole.core.audit import (
+from opsconsole.core.audit.log import AuditLog, ChainChecker, ChainProblem
+from opsconsole.core.audit.records import (
     GENESIS_HASH,
     AuditEntry,
     AuditKind,
-    AuditLog,
-    ChainChecker,
-    ChainProblem,
     canonical_bytes,
     entry_hash,
     plain_json,

@@ -36,7 +36,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from opsconsole.core.audit import AuditKind, AuditLog
+from opsconsole.core.audit.log import AuditLog
+from opsconsole.core.audit.records import AuditKind
 from opsconsole.core.change.actions import ActionName, ActionPlan, pinned_observations, replan
 from opsconsole.core.change.approvals import (
     Approve,

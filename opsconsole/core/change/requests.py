@@ -21,7 +21,8 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from opsconsole.core.audit import AuditKind, AuditLog
+from opsconsole.core.audit.log import AuditLog
+from opsconsole.core.audit.records import AuditKind
 from opsconsole.core.change.approvals import (
     Decision,
     Event,

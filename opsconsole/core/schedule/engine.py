@@ -54,7 +54,8 @@ import holidays as holidays_lib
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from opsconsole.core.audit import AuditKind, AuditLog
+from opsconsole.core.audit.log import AuditLog
+from opsconsole.core.audit.records import AuditKind
 from opsconsole.core.change.actions import plan_environment
 from opsconsole.core.change.rbac import Grant, Identity, Permission, Role, Scope, _only_keys
 from opsconsole.core.change.requests import RequestRefused

@@ -142,6 +142,8 @@ requests_table = Table(
     Column("drift", JSON),
     #: Compare-and-set: every transition is ``UPDATE … WHERE version = :seen``; one writer wins.
     Column("version", Integer, nullable=False),
+    #: ``sandbox`` or ``live`` (migration 0004): a store of one world refuses requests of the other.
+    Column("world", String(16)),
 )
 
 votes_table = Table(
@@ -156,6 +158,7 @@ votes_table = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     #: The plan hash the vote was given for: a vote on a plan that has since drifted does not count.
     Column("plan_hash", String(64), nullable=False),
+    Column("world", String(16)),  # see change_requests.world
     # A person counts once however often they click.
     PrimaryKeyConstraint("request_id", "voter", "plan_hash", name="pk_votes"),
 )
@@ -205,6 +208,8 @@ audit_table = Table(
     Column("data", JSON, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    #: HMAC-SHA256 of ``hash`` under the server's audit key, kept outside the database (migration 0004).
+    Column("mac", String(64)),
 )
 
 #: One row (id 1): the chain's head. Appending updates it first, which serialises appenders on both
@@ -563,3 +568,30 @@ def _upgrade_locked(conn: Connection, where: str) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- the ops server's authority (migration 0004) ---------------------------------------------------------
+
+#: Personal API tokens: only the SHA-256 of a token is stored; the token itself is shown once.
+api_tokens_table = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("person", String(256), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("label", String(256)),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("last_used_addr", String(64)),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+#: The store's identity, written once: ``store_id`` and ``world`` (sandbox or live).
+store_meta_table = Table(
+    "store_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
