@@ -90,7 +90,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -125,7 +125,7 @@ from opsconsole.core.fleet.model import (
     Fleet,
     RegionTraffic,
 )
-from opsconsole.sandbox.emulator import Endpoints
+from opsconsole.sandbox.emulator import Endpoints, QuietHTTPServer
 from opsconsole.sandbox.world import World
 
 __all__ = [
@@ -590,9 +590,7 @@ class _CloudWatchHandler(BaseHTTPRequestHandler):
         self._send(200, body, cbor)
 
 
-class _CloudWatchServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _CloudWatchServer(QuietHTTPServer):
 
     def __init__(self, port: int, store: MetricStore, faults: _Faults) -> None:
         super().__init__(("127.0.0.1", port), _CloudWatchHandler)

@@ -64,7 +64,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from opsconsole.core.errors import SandboxError
 from opsconsole.core.fleet.model import Cloud, DatabaseState, DbRole, Fleet, WorkloadState
-from opsconsole.sandbox.emulator import Endpoints
+from opsconsole.sandbox.emulator import Endpoints, QuietHTTPServer
 from opsconsole.sandbox.world import World
 
 __all__ = [
@@ -219,7 +219,7 @@ class AzureMonitorEmulator:
                 return None
 
         try:
-            server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+            server = QuietHTTPServer(("127.0.0.1", port), Handler)
         except OSError as exc:
             raise SandboxError(f"the Azure Monitor emulator could not bind 127.0.0.1:{port}: {exc}") from None
         server.daemon_threads = True

@@ -18,7 +18,9 @@ world store's lock: ``collect`` on every emulator, then ``publish`` on every emu
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # adapters import Endpoints; they must not pull in the simulation
@@ -61,3 +63,20 @@ class Emulator(Protocol):
     def collect(self, world: World) -> None:
         """Apply to the world the desired state that clients wrote since the last publish."""
         ...
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """The emulators' HTTP server: one thread per connection, and quiet about clients that hang up.
+
+    A client that goes away mid-answer (a timeout, the "down" fault, a console closing) is routine for an
+    emulator; socketserver's default would print a traceback to stderr for each, burying real failures
+    in the logs of the tests and of ``sandbox up``. They are logged at debug level instead.
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        logging.getLogger(type(self).__module__).debug(
+            "connection from %s ended with an error", client_address, exc_info=True
+        )

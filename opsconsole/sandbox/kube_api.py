@@ -75,7 +75,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -91,7 +91,7 @@ from opsconsole.core.fleet.model import (
     Fleet,
     WorkloadState,
 )
-from opsconsole.sandbox.emulator import Endpoints
+from opsconsole.sandbox.emulator import Endpoints, QuietHTTPServer
 from opsconsole.sandbox.world import World
 
 __all__ = [
@@ -496,15 +496,8 @@ _FAULT_KINDS = ("down", "slow", "forbidden", "throttle", "malformed", "gone")
 # --------------------------------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Server(QuietHTTPServer):
     emulator: KubeApiEmulator
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that went away (timeouts, the "down" fault) is routine here; socketserver would
-        # print a traceback to stderr.
-        log.debug("kube-api: connection from %s ended with an error", client_address, exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
