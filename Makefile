@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: run test check lint bench install install-test clean
+.PHONY: run test test-fast check lint bench install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,17 @@ run: install
 test: install-test
 	$(BIN)/python -m pytest
 
+## make test-fast: the in-process tests (unit, CLI, server, console, store), on both cores; no
+## subprocesses of the CLI, no playbook runs, no local cloud. The loop to run while editing.
+test-fast: install-test
+	$(BIN)/python -m pytest -n 2 -m "not slow" --durations=5 \
+		tests/unit tests/cli tests/server tests/tui tests/integration/test_audit.py \
+		tests/integration/test_store.py tests/integration/test_migrations.py tests/integration/test_locks.py
+
 ## make lint: ruff, mypy (strict on opsconsole/), import-linter, ansible-lint (production profile)
 lint: install-test
 	$(BIN)/ruff check opsconsole bot tests bench
+	$(BIN)/python -m pytest -q -p no:cacheprovider --no-header tests/unit/test_import_cycles.py tests/unit/test_layers.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/ansible-lint --offline --profile production playbooks/

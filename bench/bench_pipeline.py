@@ -39,8 +39,8 @@ from opsconsole.core.change.rbac import Directory  # noqa: E402
 from opsconsole.core.change.risk import load_policy  # noqa: E402
 from opsconsole.core.fleet.inventory import load_inventory  # noqa: E402
 from opsconsole.core.store.db import Database  # noqa: E402
-from opsconsole.devpg import ThrowawayPostgres  # noqa: E402
 from opsconsole.testing import FakeClock, healthy_records, snapshot_of  # noqa: E402
+from opsconsole.testing.postgres import ThrowawayPostgres  # noqa: E402
 
 REQUESTS = int(__import__("os").environ.get("BENCH_REQUESTS", "1000"))
 BASELINE_APPENDS = 500

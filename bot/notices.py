@@ -13,16 +13,17 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bot import blocks
 from bot.blocks import Message
+from bot.channels import Channels
+from bot.slackcalls import SlackCalls
+from opsconsole.core.facade import OpsCore
 from opsconsole.core.fleet.model import Severity
 from opsconsole.core.fleet.report import finding_document
-from opsconsole.core.store.outbox import Notice
-
-if TYPE_CHECKING:
-    from bot.runtime import BotRuntime
+from opsconsole.core.fleet.view import FleetView
+from opsconsole.core.store.outbox import Notice, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,20 @@ KINDS = ("finding", "shutdown_warning")
 NOTIFY = (Severity.HIGH, Severity.CRITICAL)
 
 
+class NoticeHost(Protocol):
+    """What the deliverer needs of the bot's runtime (:class:`bot.runtime.BotRuntime` is one)."""
+
+    core: OpsCore
+    outbox: Outbox
+    channels: Channels
+    slack: SlackCalls
+    worker_id: str
+
+    def view(self) -> FleetView: ...
+
+
 class NoticeDeliverer:
-    def __init__(self, runtime: BotRuntime) -> None:
+    def __init__(self, runtime: NoticeHost) -> None:
         self.rt = runtime
 
     def loop(self, stop: threading.Event, every_s: float) -> None:

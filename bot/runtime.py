@@ -32,6 +32,7 @@ from bot import blocks
 from bot.blocks import Message, RunProgress
 from bot.channels import Channels, load_channels
 from bot.identity import identity_of
+from bot.notices import NoticeDeliverer
 from bot.progress import MessageUpdater, ProgressTracker, post_once
 from bot.settings import BotSettings
 from bot.slackcalls import SlackCalls
@@ -102,8 +103,6 @@ class BotRuntime:
         self.updater.start()
         self._spawn("slack-follower", self._follow_loop)
         if notices:
-            from bot.notices import NoticeDeliverer  # noqa: PLC0415
-
             deliverer = NoticeDeliverer(self)
             self._spawn("slack-notices", lambda: deliverer.loop(self._stop, self.settings.notice_s))
 

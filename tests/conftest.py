@@ -12,7 +12,7 @@ import pytest
 
 from opsconsole.core.fleet.inventory import load_inventory
 from opsconsole.core.fleet.model import Fleet
-from opsconsole.devpg import ThrowawayPostgres
+from opsconsole.testing.postgres import ThrowawayPostgres
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_INVENTORY = REPO / "inventory"

@@ -16,7 +16,7 @@ from conftest import approvals, request_message, send
 from slackmock import SlackMock
 
 from bot import blocks
-from opsconsole.devpg import ThrowawayPostgres
+from opsconsole.testing.postgres import ThrowawayPostgres
 
 pytestmark = pytest.mark.slow
 

@@ -27,7 +27,7 @@ from opsconsole.core.fleet.inventory import load_inventory
 from opsconsole.core.schedule.engine import NOTICE_KIND, load_schedules, notice_key
 from opsconsole.core.store.db import Database
 from opsconsole.core.store.outbox import Outbox
-from opsconsole.devpg import ThrowawayPostgres
+from opsconsole.testing.postgres import ThrowawayPostgres
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,5 @@
-"""The public test kit of opsconsole: a fake clock, a healthy fleet state, and snapshot builders.
+"""The public test kit of opsconsole: a fake clock, a healthy fleet state, snapshot builders, and a
+throwaway PostgreSQL (:mod:`opsconsole.testing.postgres`).
 
 Why it exists: almost every test of the core (policy, actions, faces, the bot) needs "the fleet as it
 looks on a good day" and then one thing broken. Building that by hand in each test is long and drifts
