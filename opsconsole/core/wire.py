@@ -64,10 +64,10 @@ def _name(cls: type) -> str:
 
 def encode(value: Any) -> Any:
     """``value`` as plain JSON-ready data (see the module docstring for the tags)."""
+    if isinstance(value, Enum):  # before the plain values: a StrEnum is a str too
+        return {"$e": _name(type(value)), "v": value.value}
     if value is None or isinstance(value, bool | int | float | str):
         return value
-    if isinstance(value, Enum):
-        return {"$e": _name(type(value)), "v": value.value}
     if isinstance(value, datetime):
         return {"$dt": value.isoformat()}
     if isinstance(value, date):

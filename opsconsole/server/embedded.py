@@ -1,0 +1,166 @@
+"""The ops server in-process, on a private Unix socket: how ``make run`` opens the console in one command.
+
+Why it exists: the faces speak to the ops server over HTTP and nothing else, so that the code a user
+runs at home is the code that runs against the team's server. Without a team server, ``opsconsole``
+starts this embedded server: the same FastAPI application (:func:`opsconsole.server.app.create_app`)
+served by uvicorn on a Unix socket in a fresh 0700 temporary directory, with one in-memory session
+token for one person — the ``--as`` cast member, else the OS user as rbac.yml maps them (an unknown
+user is a viewer). With ``live=True`` it reads the real fleet and refuses every change (a team server
+is the only authority for live changes).
+
+Use::
+
+    with EmbeddedServer.start(inventory=None, live=False, acting_as="alice", home=None) as server:
+        client = server.client()          # an OpsApi (RemoteClient over the socket)
+        client.whoami().person            # "alice"
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from opsconsole.core.api import Caller
+from opsconsole.core.change.rbac import Identity
+from opsconsole.core.errors import OpsError
+from opsconsole.core.facade import OpsCore
+from opsconsole.server.app import Runtime, create_app
+from opsconsole.server.auth import Authenticator
+from opsconsole.server.cache import CoreEvents, FleetCache, Hub
+from opsconsole.server.service import caller_for
+
+log = logging.getLogger(__name__)
+
+#: The base URL a client uses for the embedded server (the host is ignored on a Unix socket).
+BASE_URL = "http://opsconsole"
+#: How long to wait for uvicorn to listen.
+START_TIMEOUT_S = 30.0
+
+
+class ServedApp:
+    """A uvicorn server running an ASGI app in a background thread (Unix socket or TCP)."""
+
+    def __init__(self, app: Any, *, uds: str | None = None, host: str = "127.0.0.1", port: int = 0,
+                 ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> None:
+        config = uvicorn.Config(
+            app, uds=uds, host=host, port=port, log_level="warning", lifespan="on",
+            timeout_graceful_shutdown=2, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+        )
+        self.server = uvicorn.Server(config)
+        self.uds = uds
+        self._thread = threading.Thread(target=self.server.run, name="opsconsole-server", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The TCP port bound (after :meth:`start`)."""
+        for server in getattr(self.server, "servers", []):
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        raise OpsError("the server is not listening on TCP")
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise OpsError("the ops server failed to start (see its log)", title="server failed")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise OpsError(f"the ops server did not start within {timeout_s:.0f} s",
+                               title="server failed")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=15)
+
+
+class EmbeddedServer:
+    """A running embedded server (see the module docstring); made by :meth:`start`."""
+
+    def __init__(self, *, core: OpsCore, runtime: Runtime, socket_path: str, token: str,
+                 identity: Identity) -> None:
+        self.core = core
+        self.runtime = runtime
+        #: The Unix socket the server listens on (in a 0700 directory of its own).
+        self.socket_path = socket_path
+        #: The session token of the one person this server serves (in memory only).
+        self.token = token
+        self.identity = identity
+
+    @property
+    def caller(self) -> Caller:
+        return caller_for(self.identity, credential="embedded", sandbox=self.core.sandbox,
+                          may_change=self.runtime.may_change)
+
+    def client(self) -> Any:
+        """An :class:`~opsconsole.core.api.OpsApi` over the socket:
+        ``opsconsole.client.remote.RemoteClient(BASE_URL, token, uds=socket_path)``."""
+        from opsconsole.client.remote import RemoteClient  # noqa: PLC0415 - the client is another package
+
+        return RemoteClient(BASE_URL, self.token, uds=self.socket_path)
+
+    @classmethod
+    def start(
+        cls,
+        inventory: Path | None = None,
+        live: bool = False,
+        acting_as: str | None = None,
+        home: Path | None = None,
+        *,
+        refresh_s: float = 2.0,
+    ) -> AbstractContextManager[EmbeddedServer]:
+        """Build the core, serve the app on a private Unix socket, and mint the session token.
+
+        Raises:
+            UsageError: ``acting_as`` on a live fleet or not in the sandbox cast; a bad inventory.
+            OpsError: the server could not start.
+        """
+        return _embedded(cls, inventory, live, acting_as, home, refresh_s)
+
+
+@contextmanager
+def _embedded(
+    cls: type[EmbeddedServer], inventory: Path | None, live: bool, acting_as: str | None,
+    home: Path | None, refresh_s: float,
+) -> Iterator[EmbeddedServer]:
+    from opsconsole import wiring  # noqa: PLC0415 - the composition root imports the server's callers
+
+    with ExitStack() as stack:
+        core_cm = wiring.live_core(inventory) if live else wiring.sandbox_core(inventory, home=home)
+        core = stack.enter_context(core_cm)
+        directory = core.directory
+        identity = directory.cast_member(acting_as) if acting_as else directory.os_user(getpass.getuser())
+        hub = Hub()
+        stack.callback(hub.close)
+        cache = FleetCache(core, hub, refresh_s=refresh_s, clock=core.clock)
+        events = CoreEvents(core, hub, clock=core.clock)
+        stack.callback(events.close)
+        auth = Authenticator(lambda: core.directory)
+        token = auth.mint_session(identity)
+        runtime = Runtime(core=core, cache=cache, hub=hub, auth=auth, may_change=not live)
+        app = create_app(runtime)
+        directory_path = tempfile.mkdtemp(prefix="opsconsole-")  # mode 0700
+        stack.callback(shutil.rmtree, directory_path, True)
+        os.chmod(directory_path, 0o700)
+        socket_path = os.path.join(directory_path, "api.sock")
+        cache.start()
+        stack.callback(cache.stop)
+        served = ServedApp(app, uds=socket_path)
+        served.start()
+        stack.callback(served.stop)
+        stack.callback(hub.close)  # end open streams first, so uvicorn's shutdown does not wait for them
+        os.chmod(socket_path, 0o600)
+        log.debug("embedded ops server on %s for %s", socket_path, identity.person)
+        yield cls(core=core, runtime=runtime, socket_path=socket_path, token=token, identity=identity)
