@@ -120,8 +120,12 @@ def sandbox_core(
     clock: Clock | None = None,
     deadline_s: float = 5.0,
     reader: str | None = None,
+    audit_key: bytes | None = None,
+    audit_head_file: Path | None = None,
 ) -> Iterator[OpsCore]:
     """An :class:`OpsCore` on the sandbox, for the length of the ``with`` block.
+
+    ``audit_key`` / ``audit_head_file``: see :class:`OpsCore` (the ops server passes its own).
 
     By default the fleet is read through the four real adapters from the local cloud: the one
     ``opsconsole sandbox up`` runs, or one started for this block. ``reader="sim"`` reads the world
@@ -131,7 +135,8 @@ def sandbox_core(
     home = home or opsconsole_home()
     store = world_store(fleet, home=home, clock=clock)
     if (reader or sandbox_reader()) == "sim":
-        with OpsCore(fleet, [SimSource(store)], deadline_s=deadline_s, clock=clock, sandbox=True) as core:
+        with OpsCore(fleet, [SimSource(store)], deadline_s=deadline_s, clock=clock, sandbox=True,
+                     audit_key=audit_key, audit_head_file=audit_head_file) as core:
             yield core
         return
     # Each adapter's own time budget sits inside the engine's deadline, so a slow emulator is cut by
@@ -161,7 +166,8 @@ def sandbox_core(
                 time.sleep(DEFAULT_SYNC_S + 0.5)
 
         with OpsCore(fleet, sources, deadline_s=deadline_s, clock=clock, runner=make_runner(fleet, home, env),
-                     connection=connection, after_run=world_takes_it_in, sandbox=True) as core:
+                     connection=connection, after_run=world_takes_it_in, sandbox=True,
+                     audit_key=audit_key, audit_head_file=audit_head_file) as core:
             yield core
 
 
@@ -248,9 +254,17 @@ def live_sources(fleet: Fleet, *, timeout_s: float) -> list[FleetSource]:
 
 @contextmanager
 def live_core(
-    inventory: Path | None = None, *, clock: Clock | None = None, deadline_s: float = 10.0
+    inventory: Path | None = None,
+    *,
+    clock: Clock | None = None,
+    deadline_s: float = 10.0,
+    audit_key: bytes | None = None,
+    audit_head_file: Path | None = None,
 ) -> Iterator[OpsCore]:
-    """An :class:`OpsCore` reading the real clouds of the inventory (``opsconsole --live``)."""
+    """An :class:`OpsCore` reading the real clouds of the inventory (``opsconsole --live``).
+
+    ``audit_key`` / ``audit_head_file``: see :class:`OpsCore` (the ops server passes its own).
+    """
     fleet = load_inventory(inventory)
     accounts = fleet.accounts
     connection = Connection({
@@ -265,5 +279,5 @@ def live_core(
     home = opsconsole_home()
     with OpsCore(fleet, live_sources(fleet, timeout_s=deadline_s * 0.8), deadline_s=deadline_s,
                  clock=clock, runner=make_runner(fleet, home, env), connection=connection,
-                 sandbox=False) as core:
+                 sandbox=False, audit_key=audit_key, audit_head_file=audit_head_file) as core:
         yield core

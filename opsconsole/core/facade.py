@@ -63,6 +63,13 @@ class OpsCore:
             ``OPSCONSOLE_DB_URL`` / the home's SQLite file), opened on first use of :attr:`pipeline`.
         sandbox: whether this core runs on the sandbox (the sandbox cast then applies).
         playbook_dir: where the playbooks are (default: the runner's).
+        audit_key: the audit key (:func:`opsconsole.core.audit.log.load_or_create_key`): every audit
+            entry then carries its MAC, and runs count only votes whose audited entries carry a valid
+            one. ``None``: no MACs (a console without a server).
+        audit_head_file: where the audit head is published after every append (``None``: nowhere).
+
+    The database is claimed for this core's world (``sandbox`` or ``live``) when first used: a store of
+    the other world is refused (:class:`~opsconsole.core.store.db.WrongWorld`).
     """
 
     def __init__(
@@ -78,6 +85,8 @@ class OpsCore:
         database: Database | None = None,
         sandbox: bool = True,
         playbook_dir: Path | None = None,
+        audit_key: bytes | None = None,
+        audit_head_file: Path | None = None,
     ) -> None:
         self.fleet = fleet
         self.clock: Clock = clock or SystemClock()
@@ -88,6 +97,9 @@ class OpsCore:
         self._after_run = after_run
         self._database = database
         self._playbook_dir = playbook_dir
+        self.audit_key = audit_key
+        self.audit_head_file = audit_head_file
+        self._world_claimed = False
         self._pipeline: Pipeline | None = None
         self._directory: Directory | None = None
 
@@ -117,7 +129,15 @@ class OpsCore:
     def database(self) -> Database:
         if self._database is None:
             self._database = self._runner.store.database if self._runner is not None else Database()
+        if not self._world_claimed:
+            self._database.claim_world(self.world)
+            self._world_claimed = True
         return self._database
+
+    @property
+    def world(self) -> str:
+        """``sandbox`` or ``live``."""
+        return "sandbox" if self.sandbox else "live"
 
     @property
     def pipeline(self) -> Pipeline:
@@ -131,12 +151,14 @@ class OpsCore:
                         plan, check=check, actor=actor, face=face
                     ),
                     wait=runner.wait, cancel=runner.cancel, after_run=self._after_run,
+                    get=runner.store.get,
                 )
             self._pipeline = Pipeline(
                 fleet=self.fleet, database=self.database, directory=self.directory,
                 policy=load_policy(self.fleet.source, self.fleet), snapshot=lambda: self.refresh().snapshot,
                 executor=executor, playbook_dir=self._playbook_dir or self._default_playbook_dir(),
                 clock=self.clock, bus=self._runner.bus if self._runner is not None else None,
+                audit_key=self.audit_key, audit_head_file=self.audit_head_file,
             )
             if self._runner is not None:
                 store = self._runner.store

@@ -41,12 +41,18 @@ JSON column exactly as it was hashed.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import secrets
+import stat
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Text, func, insert, select, type_coerce, update
+from sqlalchemy import Connection, Text, event, func, insert, select, type_coerce, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -55,11 +61,25 @@ from opsconsole.core.audit.records import (
     AuditEntry,
     AuditKind,
     AuditVerification,
+    PublishedHead,
+    StoreVerification,
+    entry_mac,
+    mac_matches,
     plain_json,
 )
 from opsconsole.core.clock import Clock, SystemClock, utc
-from opsconsole.core.errors import OpsError
-from opsconsole.core.store.db import Database, StoreUnavailable, audit_head_table, audit_table
+from opsconsole.core.errors import OpsError, UsageError
+from opsconsole.core.store.db import (
+    Database,
+    StoreUnavailable,
+    audit_head_table,
+    audit_table,
+    requests_table,
+    store_meta_table,
+    votes_table,
+)
+
+log = logging.getLogger(__name__)
 
 #: The audit_head row's id: there is exactly one head.
 HEAD_ID = 1
@@ -67,6 +87,10 @@ HEAD_ID = 1
 VERIFY_BATCH = 2000
 #: Column widths of audit_log (PostgreSQL refuses longer values, SQLite would keep them: check first).
 _LIMITS = {"kind": 48, "actor": 256, "face": 32, "request_id": 32, "job_id": 32}
+#: store_meta key: the seq of the first entry written with a MAC (every later entry must carry one).
+MAC_SINCE_KEY = "audit_mac_since"
+#: The audit key's length in bytes (see :func:`load_or_create_key`).
+KEY_BYTES = 32
 
 
 class AuditError(OpsError):
@@ -93,8 +117,12 @@ class ChainChecker:
     Keeps only the last two entries, so a log of any length is checked in constant memory.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, key: bytes | None = None, mac_since: int | None = None) -> None:
         self.checked = 0
+        #: With a key, every entry from ``mac_since`` (or from the first entry carrying a MAC) on must
+        #: carry the right MAC: a chain rewritten without the key fails here.
+        self.key = key
+        self.mac_since = mac_since
         self._last: AuditEntry | None = None
         # An entry whose content is intact but whose prev_hash is not its predecessor's hash: either the
         # predecessor was rewritten with a recomputed hash, or this entry was inserted. The next entry
@@ -125,13 +153,30 @@ class ChainChecker:
         link_ok = entry.prev_hash == (GENESIS_HASH if last is None else last.hash)
         self._last = entry
         if link_ok and content_ok:
-            return None
+            return self._mac(entry)
         if link_ok:
             return ChainProblem(entry.seq, f"entry {entry.seq} was changed after it was written "
                                        "(its hash does not match its content)", entry)
         if not content_ok or last is None:
             return _does_not_follow(entry)
         self._suspect = (entry, last)
+        return None
+
+    def _mac(self, entry: AuditEntry) -> ChainProblem | None:
+        if self.key is None:
+            return None
+        if entry.mac is None:
+            if self.mac_since is not None and entry.seq >= self.mac_since:
+                return ChainProblem(entry.seq, f"entry {entry.seq} has no MAC although every entry from "
+                                               f"{self.mac_since} on was written with the audit key: it was "
+                                               "rewritten or inserted without the key", entry)
+            return None
+        if self.mac_since is None or entry.seq < self.mac_since:
+            self.mac_since = entry.seq
+        if not mac_matches(self.key, entry.hash, entry.mac):
+            return ChainProblem(entry.seq, f"entry {entry.seq}'s MAC does not match its hash under the audit "
+                                           "key: it was rewritten without the key (or the key is not this "
+                                           "log's)", entry)
         return None
 
     def finish(self, head_seq: int, head_hash: str, *, head_exists: bool = True) -> ChainProblem | None:
@@ -235,7 +280,7 @@ def _read(row: RowMapping) -> tuple[AuditEntry, str | None]:
     entry = AuditEntry(
         seq=int(row["seq"]), at=utc(at) or _EPOCH, kind=_kind(row["kind"]), actor=row["actor"],
         face=row["face"], request_id=row["request_id"], job_id=row["job_id"], data=data,
-        prev_hash=row["prev_hash"], hash=row["hash"],
+        prev_hash=row["prev_hash"], hash=row["hash"], mac=row["mac"],
     )
     return entry, "; ".join(unreadable) or None
 
@@ -246,11 +291,30 @@ class AuditLog:
     Args:
         database: the shared database (its engine is used; this class does not close it).
         clock: stamps ``at`` (the system clock unless a test passes a fake one).
+        key: the audit key (see :func:`load_or_create_key`): every append stores the MAC of the entry's
+            hash under it in ``audit_log.mac``, and :meth:`verify` checks every MAC, so that a chain
+            rewritten (entries and head together) by someone without the key is detected.
+        head_file: where every append publishes the head outside the database, atomically (mode 0600):
+            ``{"seq", "hash", "mac", "at"}``; :meth:`verify` then fails when the chain no longer
+            holds that entry with that hash (wiped, truncated or rewritten).
     """
 
-    def __init__(self, database: Database, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        clock: Clock | None = None,
+        key: bytes | None = None,
+        head_file: Path | None = None,
+    ) -> None:
         self.database = database
         self.clock: Clock = clock or SystemClock()
+        if key is not None and len(key) < 16:
+            raise ValueError("the audit key must be at least 16 bytes")
+        self.key = key
+        self.head_file = head_file
+        self._published: tuple[int, str] = (0, GENESIS_HASH)
+        self._publish_lock = threading.Lock()
 
     # -- appending ---------------------------------------------------------------------------------
 
@@ -281,9 +345,11 @@ class AuditLog:
         fields = self._checked(kind, actor, face, request_id, job_id, data)
         try:
             with self.database.engine.begin() as conn:
-                return self._append(conn, fields)
+                entry = self._append(conn, fields)
         except SQLAlchemyError as exc:
             raise self._unavailable(exc) from exc
+        self._publish(entry)
+        return entry
 
     def append_in(
         self,
@@ -310,9 +376,49 @@ class AuditLog:
         """
         fields = self._checked(kind, actor, face, request_id, job_id, data)
         try:
-            return self._append(conn, fields)
+            entry = self._append(conn, fields)
         except SQLAlchemyError as exc:
             raise self._unavailable(exc) from exc
+        if self.head_file is not None:
+            self._publish_on_commit(conn, entry)
+        return entry
+
+    # -- the published head ------------------------------------------------------------------------
+
+    def _publish_on_commit(self, conn: Connection, entry: AuditEntry) -> None:
+        """Publish ``entry`` as the head once the caller's transaction commits (never if it rolls back)."""
+
+        # Listeners cannot be removed while SQLAlchemy calls them: each fires once, and whichever of the
+        # two ends the transaction first settles it (the connection object dies with its block).
+        settled = threading.Event()
+
+        def committed(_conn: Connection) -> None:
+            # SQLAlchemy calls this just before the DBAPI commit: should that commit then fail, the next
+            # append reuses the seq and republishes it (see _publish).
+            if not settled.is_set():
+                settled.set()
+                try:
+                    self._publish(entry)
+                except OSError:  # never fail the caller's commit over the copy outside the database
+                    log.exception("could not publish the audit head to %s", self.head_file)
+
+        def rolled_back(_conn: Connection) -> None:
+            settled.set()
+
+        event.listen(conn, "commit", committed, once=True)
+        event.listen(conn, "rollback", rolled_back, once=True)
+
+    def _publish(self, entry: AuditEntry) -> None:
+        """Write the head file (tmp + rename, 0600) unless a later entry was already published."""
+        if self.head_file is None:
+            return
+        with self._publish_lock:
+            if entry.seq < self._published[0] or (entry.seq, entry.hash) == self._published:
+                return  # a later entry is already published (appends of several threads), or this one
+            write_published_head(self.head_file, PublishedHead(
+                seq=entry.seq, hash=entry.hash, mac=entry.mac, at=entry.at.isoformat(timespec="microseconds"),
+            ))
+            self._published = (entry.seq, entry.hash)
 
     def _checked(
         self, kind: AuditKind | str, actor: str, face: str, request_id: str | None, job_id: str | None,
@@ -356,11 +462,17 @@ class AuditLog:
             job_id=fields["job_id"], data=fields["data"], prev_hash=prev_hash, hash="",
         )
         entry = replace(entry, hash=entry.content_hash())
+        if self.key is not None:
+            entry = replace(entry, mac=entry_mac(self.key, entry.hash))
+            meta = store_meta_table.c
+            if conn.execute(select(meta.value).where(meta.key == MAC_SINCE_KEY)).first() is None:
+                # Appenders are serialised by the head row taken above: no one else inserts it meanwhile.
+                conn.execute(insert(store_meta_table).values(key=MAC_SINCE_KEY, value=str(entry.seq)))
         try:
             conn.execute(insert(audit_table).values(
                 seq=entry.seq, at=entry.at, kind=fields["kind"], actor=entry.actor, face=entry.face,
                 request_id=entry.request_id, job_id=entry.job_id, data=entry.data,
-                prev_hash=entry.prev_hash, hash=entry.hash,
+                prev_hash=entry.prev_hash, hash=entry.hash, mac=entry.mac,
             ))
         except IntegrityError as exc:
             raise AuditError(
@@ -422,8 +534,15 @@ class AuditLog:
             raise self._unavailable(exc) from exc
         return found[::-1] if limit is not None else found
 
-    def verify(self, *, batch: int = VERIFY_BATCH) -> AuditVerification:
+    def verify(
+        self, *, batch: int = VERIFY_BATCH, published_head: PublishedHead | None = None
+    ) -> AuditVerification:
         """Recompute the chain from entry 1 to the head and report the first problem found.
+
+        With the audit key, every entry's MAC is checked too (from the first entry written with the key
+        on: one missing or wrong names its seq). ``published_head`` (by default read from the head file,
+        when this log has one and it exists) must still be in the chain, with its hash: otherwise the
+        log was wiped, truncated or rewritten, and the result says which.
 
         Reads the head first and then the entries up to it in ``seq`` order, ``batch`` rows per query,
         so appends running meanwhile neither disturb it nor are half-checked; then makes sure nothing
@@ -432,25 +551,37 @@ class AuditLog:
         Raises:
             StoreUnavailable: the database cannot be reached.
         """
+        if published_head is None and self.head_file is not None:
+            published_head = read_published_head(self.head_file)
         try:
             with self.database.engine.connect() as conn:
-                return self._verify(conn, batch)
+                return self._verify(conn, batch, published_head)
         except SQLAlchemyError as exc:
             raise self._unavailable(exc) from exc
 
-    def _verify(self, conn: Connection, batch: int) -> AuditVerification:
+    def _verify(
+        self, conn: Connection, batch: int, published: PublishedHead | None = None
+    ) -> AuditVerification:
         head_row = conn.execute(
             select(audit_head_table.c.seq, audit_head_table.c.hash).where(audit_head_table.c.id == HEAD_ID)
         ).first()
         head_exists = head_row is not None
         head_seq, head_hash = (int(head_row.seq), str(head_row.hash)) if head_row else (0, GENESIS_HASH)
-        checker = ChainChecker()
+        mac_since: int | None = None
+        if self.key is not None:
+            since = conn.execute(select(store_meta_table.c.value)
+                                 .where(store_meta_table.c.key == MAC_SINCE_KEY)).scalar()
+            mac_since = int(since) if since is not None and str(since).isdigit() else None
+        checker = ChainChecker(key=self.key, mac_since=mac_since)
+        published_seq = published.seq if published is not None else None
 
         def result(problem: ChainProblem | None) -> AuditVerification:
+            found = AuditVerification(True, checker.checked, head_seq, head_hash, keyed=self.key is not None,
+                                      mac_since=checker.mac_since, published_seq=published_seq)
             if problem is None:
-                return AuditVerification(True, checker.checked, head_seq, head_hash)
-            return AuditVerification(False, checker.checked, head_seq, head_hash, problem.first_bad_seq,
-                                     problem.text, problem.entry)
+                return found
+            return replace(found, ok=False, first_bad_seq=problem.first_bad_seq, problem=problem.text,
+                           entry=problem.entry)
 
         for entry, unreadable in self._stream(conn, None if not head_exists else head_seq, batch):
             problem = checker.feed(entry, unreadable=unreadable)
@@ -459,7 +590,33 @@ class AuditLog:
         problem = checker.finish(head_seq, head_hash, head_exists=head_exists)
         if head_exists and (problem is None or problem.head_mismatch):
             problem = self._beyond_head(conn, head_seq) or problem
+        if problem is None and published is not None:
+            problem = self._check_published(conn, published)
         return result(problem)
+
+    def _check_published(self, conn: Connection, published: PublishedHead) -> ChainProblem | None:
+        """The published head against the chain: its entry must still be there, with its hash."""
+        if self.key is not None and not mac_matches(self.key, published.hash, published.mac):
+            what = "no MAC" if published.mac is None else "a MAC that is not this key's"
+            return ChainProblem(published.seq, f"the published head (entry {published.seq}) carries {what}: "
+                                               "the head file was not written with the audit key (forged?)",
+                                None)
+        log = audit_table.c
+        row = conn.execute(_READ.where(log.seq == published.seq)).mappings().first()
+        if row is None:
+            last = conn.execute(select(func.max(log.seq))).scalar()
+            if last is None:
+                text = (f"the log is empty but the published head names entry {published.seq} "
+                        f"(written {published.at}): the log was wiped")
+            else:
+                text = (f"the log ends at entry {last} but the published head names entry {published.seq} "
+                        f"(written {published.at}): the log was truncated")
+            return ChainProblem(published.seq, text, None)
+        entry = _read(row)[0]
+        if entry.hash != published.hash:
+            return ChainProblem(published.seq, f"entry {published.seq}'s hash is not the one published for "
+                                               f"it at {published.at}: the chain was rewritten", entry)
+        return None
 
     @staticmethod
     def _stream(conn: Connection, up_to: int | None, batch: int) -> Iterator[tuple[AuditEntry, str | None]]:
@@ -514,3 +671,209 @@ class AuditLog:
 
     def _unavailable(self, exc: SQLAlchemyError) -> StoreUnavailable:
         return self.database.unavailable(exc)
+
+
+# -- the audit key and the published head (files outside the database) ----------------------------------
+
+
+class KeyFileError(UsageError):
+    """The audit key file cannot be used (readable by others, wrong size, unreadable)."""
+
+    title = "audit key unusable"
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The audit key at ``path``: 32 random bytes, created (file 0600, directory 0700) when missing.
+
+    Raises:
+        KeyFileError: the file is readable or writable by its group or others (fix with
+            ``chmod 600``), is not a regular file, or does not hold exactly 32 bytes.
+    """
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path.parent, 0o700)
+        key = secrets.token_bytes(KEY_BYTES)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return load_or_create_key(path)  # another process created it first: use theirs
+        with os.fdopen(fd, "wb") as out:
+            out.write(key)
+            out.flush()
+            os.fsync(out.fileno())
+        return key
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise KeyFileError(f"{path}: the audit key must be a regular file")
+    if info.st_mode & 0o077:
+        raise KeyFileError(f"{path}: the audit key is accessible to its group or others (mode "
+                           f"{stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {path}` and check who read it")
+    key = path.read_bytes()
+    if len(key) != KEY_BYTES:
+        raise KeyFileError(f"{path}: expected {KEY_BYTES} bytes of key, found {len(key)}")
+    return key
+
+
+def write_published_head(path: Path, head: PublishedHead) -> None:
+    """Write ``head`` to ``path`` atomically (a 0600 temporary file in the same directory, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    text = json.dumps({"seq": head.seq, "hash": head.hash, "mac": head.mac, "at": head.at}, sort_keys=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_published_head(path: Path) -> PublishedHead | None:
+    """The head published in ``path``, or ``None`` when the file does not exist.
+
+    Raises:
+        AuditError: the file exists but is not a published head (edited by hand?).
+    """
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+        return PublishedHead(seq=int(data["seq"]), hash=str(data["hash"]),
+                             mac=None if data.get("mac") is None else str(data["mac"]), at=str(data["at"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AuditError(f"{path}: not a published audit head ({exc})") from exc
+
+
+# -- what the audit log says of a request (approvals re-derived, not read from a status column) ----------
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A change request as its audit entries tell it, against its row and its votes in the store.
+
+    ``approvers``: people whose approval of the request's current plan has both a vote row and its
+    audited ``vote_approve`` entry (same request, same person as actor, same plan hash; with a valid MAC
+    when the log has a key). ``needed``: the approvals needed, as audited when it was filed (or as
+    stored, if larger). ``problems``: every way the row disagrees with the audit, in words.
+    """
+
+    request_id: str
+    approvers: tuple[str, ...]
+    needed: int
+    break_glass: bool
+    problems: tuple[str, ...]
+
+    @property
+    def sufficient(self) -> bool:
+        """Whether the audit log backs running the request: no disagreement, enough audited approvals."""
+        return not self.problems and len(self.approvers) >= self.needed
+
+
+_VOTE_KINDS = {"approve": str(AuditKind.VOTE_APPROVE), "reject": str(AuditKind.VOTE_REJECT)}
+_FILING_KINDS = (str(AuditKind.REQUEST_FILED), str(AuditKind.BREAK_GLASS))
+#: Statuses a request reaches only once approved (or filed needing no approval).
+_PAST_APPROVAL = frozenset({"approved", "running", "succeeded", "failed", "interrupted"})
+
+
+def request_evidence(
+    conn: Connection, request_id: str, *, key: bytes | None, strict: bool = True
+) -> Evidence:
+    """Re-derive what the audit log says of request ``request_id`` (see :class:`Evidence`).
+
+    ``strict``: an audited vote counts only when its entry names the plan hash (every entry this version
+    writes does); ``False`` also accepts entries written before plan hashes were recorded (for
+    :func:`verify_store` over old logs).
+    """
+    row = conn.execute(select(requests_table).where(requests_table.c.id == request_id)).mappings().first()
+    if row is None:
+        return Evidence(request_id, (), 0, False, (f"request {request_id}: no such request",))
+    log = audit_table.c
+    entries: list[AuditEntry] = []
+    for raw in conn.execute(_READ.where(log.request_id == request_id).order_by(log.seq)).mappings():
+        entry, unreadable = _read(raw)
+        if unreadable is not None or entry.content_hash() != entry.hash:
+            continue
+        if key is not None and not mac_matches(key, entry.hash, entry.mac):
+            continue
+        entries.append(entry)
+    problems: list[str] = []
+    short = request_id[:8]
+    filing = next((e for e in entries if e.kind in _FILING_KINDS), None)
+    if filing is None:
+        problems.append(f"request {short}: no audited filing entry")
+        needed, glass, plan_hash, status = int(row["approvals_needed"]), False, None, None
+    else:
+        if filing.actor != row["requester"]:
+            problems.append(f"request {short}: filed by {filing.actor} per the audit, the store says "
+                            f"{row['requester']}")
+        needed = max(int(filing.data.get("approvals_needed", 0) or 0), int(row["approvals_needed"]))
+        if int(row["approvals_needed"]) < needed:
+            problems.append(f"request {short}: needs {needed} approval(s) per the audit, the store says "
+                            f"{row['approvals_needed']}")
+        glass = filing.kind == AuditKind.BREAK_GLASS
+        if bool(row["break_glass"]) and not glass:
+            problems.append(f"request {short}: marked break glass in the store but not filed so in the audit")
+        plan_hash = filing.data.get("plan_hash")
+        status = filing.data.get("status")
+    for entry in entries:
+        if entry.kind == AuditKind.DRIFT_DETECTED and "plan_hash" in entry.data:
+            plan_hash = entry.data["plan_hash"]
+        if "to" in entry.data:
+            status = entry.data["to"]
+    if plan_hash is not None and plan_hash != row["plan_hash"]:
+        problems.append(f"request {short}: its plan hash is not the audited one")
+    if status is not None and status != row["status"]:
+        problems.append(f"request {short}: status {row['status']} in the store, {status} per the audit log")
+    audited_votes = {(e.kind, e.actor, e.data.get("plan_hash"))
+                     for e in entries if e.kind in _VOTE_KINDS.values()}
+    approvers: list[str] = []
+    votes = conn.execute(select(votes_table).where(votes_table.c.request_id == request_id)
+                         .order_by(votes_table.c.at, votes_table.c.voter)).mappings()
+    for vote in votes:
+        kind = _VOTE_KINDS.get(vote["decision"], "")
+        backed = (kind, vote["voter"], vote["plan_hash"]) in audited_votes or (
+            not strict and (kind, vote["voter"], None) in audited_votes
+        )
+        if not backed:
+            problems.append(f"request {short}: {vote['voter']}'s {vote['decision']} vote has no audited "
+                            "vote entry (added outside opsconsole?)")
+            continue
+        if (vote["decision"] == "approve" and vote["plan_hash"] == row["plan_hash"]
+                and vote["voter"] != row["requester"] and vote["voter"] not in approvers):
+            approvers.append(vote["voter"])
+    if row["status"] in _PAST_APPROVAL and len(approvers) < needed:
+        problems.append(f"request {short}: status {row['status']} but only {len(approvers)} of {needed} "
+                        "approval(s) are in the audit log")
+    return Evidence(request_id, tuple(approvers), needed, glass, tuple(problems))
+
+
+def verify_store(
+    database: Database,
+    *,
+    key: bytes | None = None,
+    head_file: Path | None = None,
+    published_head: PublishedHead | None = None,
+) -> StoreVerification:
+    """The audit chain (see :meth:`AuditLog.verify`) and every change request against it: names each
+    request whose status or votes lack their audit entries. What ``opsconsole audit verify`` runs.
+
+    Raises:
+        StoreUnavailable: the database cannot be reached.
+    """
+    chain = AuditLog(database, key=key, head_file=head_file).verify(published_head=published_head)
+    found: list[str] = []
+    try:
+        with database.engine.connect() as conn:
+            ids = conn.execute(select(requests_table.c.id).order_by(requests_table.c.created_at)).scalars()
+            for request_id in list(ids):
+                found.extend(request_evidence(conn, request_id, key=key, strict=False).problems)
+    except SQLAlchemyError as exc:
+        raise database.unavailable(exc) from exc
+    return StoreVerification(chain, tuple(found))

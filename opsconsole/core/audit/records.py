@@ -8,6 +8,7 @@ a verification found.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 from collections.abc import Mapping
@@ -43,6 +44,9 @@ class AuditKind(StrEnum):
     OVERRIDE_SET = "override_set"
     OVERRIDE_EXPIRED = "override_expired"
     SCHEDULE_ACTION = "schedule_action"
+    JOB_CANCELLED = "job_cancelled"
+    #: A run was refused because the request's status or votes disagree with the audit log.
+    APPROVAL_DISCREPANCY = "approval_discrepancy"
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class AuditEntry:
     data: Mapping[str, Any]
     prev_hash: str
     hash: str
+    #: HMAC-SHA256 (hex) of ``hash`` under the audit key; ``None`` for entries written without a key.
+    mac: str | None = None
 
     def content_hash(self) -> str:
         """The hash this entry's content and ``prev_hash`` give: equal to ``hash`` unless it was edited."""
@@ -94,6 +100,39 @@ class AuditVerification:
     first_bad_seq: int | None = None
     problem: str = ""
     entry: AuditEntry | None = None
+    #: Whether entries' MACs were checked (a key was given), and from which seq entries carry one.
+    keyed: bool = False
+    mac_since: int | None = None
+    #: The published head checked against the chain (``None`` when there was none to check).
+    published_seq: int | None = None
+
+
+@dataclass(frozen=True)
+class PublishedHead:
+    """The chain's head as last published outside the database (the head file): ``seq``, ``hash``,
+    its ``mac`` (when keyed) and the entry's time ``at`` (ISO-8601)."""
+
+    seq: int
+    hash: str
+    mac: str | None
+    at: str
+
+
+@dataclass(frozen=True)
+class StoreVerification:
+    """The outcome of :func:`opsconsole.core.audit.log.verify_store`: the chain and the requests.
+
+    ``discrepancies`` names each request whose status or votes the audit log does not back (a vote with
+    no audited vote entry, an approved request without enough audited approvals…), one line each,
+    starting with ``request <id>:``.
+    """
+
+    chain: AuditVerification
+    discrepancies: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok and not self.discrepancies
 
 
 # -- the canonical encoding and the hash (pure) -------------------------------------------------------
@@ -147,6 +186,16 @@ def entry_hash(
         seq=seq, at=at, kind=kind, actor=actor, face=face, request_id=request_id, job_id=job_id,
         data=data, prev_hash=prev_hash,
     )).hexdigest()
+
+
+def entry_mac(key: bytes, entry_hash_hex: str) -> str:
+    """The MAC of an entry: HMAC-SHA256 (hex) of its hash (hex, as ASCII) under ``key``."""
+    return hmac.new(key, entry_hash_hex.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def mac_matches(key: bytes, entry_hash_hex: str, mac: str | None) -> bool:
+    """Whether ``mac`` is the MAC of ``entry_hash_hex`` under ``key`` (constant-time)."""
+    return mac is not None and hmac.compare_digest(entry_mac(key, entry_hash_hex), mac)
 
 
 def plain_json(value: Any, path: str = "data") -> Any:

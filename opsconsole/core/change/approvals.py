@@ -120,8 +120,11 @@ class Reject:
 
 @dataclass(frozen=True)
 class Cancel:
+    """``person`` cancels; ``allowed``: what the gate decided now (``None``: only the requester may)."""
+
     person: str
     at: datetime
+    allowed: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -171,9 +174,11 @@ def step(state: RequestState, event: Event) -> RequestState | Refused:
     match event:
         case Approve() | Reject():
             return _vote(state, event)
-        case Cancel(person=person):
-            if person != state.requester:
+        case Cancel(person=person, allowed=allowed):
+            if allowed is None and person != state.requester:
                 return Refused(f"only the requester ({state.requester}) can cancel this request")
+            if allowed is False:
+                return Refused(f"only the requester ({state.requester}) or an admin can cancel this request")
             if not state.status.open:
                 return Refused(f"the request is already {state.status.value}")
             return dataclasses.replace(state, status=RequestStatus.CANCELLED)

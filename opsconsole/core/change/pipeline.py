@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
@@ -36,8 +37,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from opsconsole.core.audit.log import AuditLog
-from opsconsole.core.audit.records import AuditKind
+from sqlalchemy.exc import SQLAlchemyError
+
+from opsconsole.core.audit.log import AuditLog, Evidence, request_evidence, verify_store
+from opsconsole.core.audit.records import AuditKind, StoreVerification
 from opsconsole.core.change.actions import ActionName, ActionPlan, pinned_observations, replan
 from opsconsole.core.change.approvals import (
     Approve,
@@ -50,8 +53,9 @@ from opsconsole.core.change.approvals import (
     RequestStatus,
     Start,
 )
+from opsconsole.core.change.gate import Act, Forbidden, fleet_scope, refusal
 from opsconsole.core.change.locks import Lease, LeaseConflict, LeaseLost, LeaseMode, Leases
-from opsconsole.core.change.rbac import Directory, Identity, Permission
+from opsconsole.core.change.rbac import Directory, Identity, Permission, Scope
 from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.change.requests import NewRequest, RequestRefused, RequestStore
 from opsconsole.core.change.risk import Risk, RiskAssessment, RiskPolicy, assess, plan_scope
@@ -62,6 +66,8 @@ from opsconsole.core.fleet.model import Fleet
 from opsconsole.core.runs.events import EventBus
 from opsconsole.core.runs.records import Job, JobStatus
 from opsconsole.core.store.db import Database
+
+log = logging.getLogger(__name__)
 
 #: How long after a break-glass run its review falls due.
 BREAK_GLASS_REVIEW = timedelta(hours=24)
@@ -93,8 +99,17 @@ class Submission:
         return self.job is not None
 
 
+class ApprovalDiscrepancy(RequestRefused):
+    """The request's status or votes in the store disagree with the audit log: nothing runs."""
+
+    title = "approvals not backed by the audit log"
+
+
 class Executor:
-    """How the pipeline runs a playbook (the core's runner, with the connection variables)."""
+    """How the pipeline runs a playbook (the core's runner, with the connection variables).
+
+    ``get`` reads a job (the runner's store); :meth:`Pipeline.cancel_job` needs it.
+    """
 
     def __init__(
         self,
@@ -102,11 +117,13 @@ class Executor:
         wait: Callable[[str], Job],
         cancel: Callable[[str], bool],
         after_run: Callable[[Job], None] | None = None,
+        get: Callable[[str], Job | None] | None = None,
     ) -> None:
         self.start = start
         self.wait = wait
         self.cancel = cancel
         self.after_run = after_run
+        self.get = get
 
 
 def _digest_tree(paths: Sequence[Path]) -> str:
@@ -201,6 +218,9 @@ class Pipeline:
         executor: how playbooks run.
         playbook_dir: where the playbooks are (their content is part of what an approval binds).
         bus: where :class:`RequestChanged` events are published.
+        audit_key: the audit key (entries carry its MAC; runs count only votes whose audited entries
+            carry a valid one); ``None`` writes and checks no MACs.
+        audit_head_file: where the audit head is published after every append (``None``: nowhere).
     """
 
     def __init__(
@@ -216,13 +236,16 @@ class Pipeline:
         clock: Clock | None = None,
         bus: EventBus | None = None,
         lease_ttl_s: float = 90.0,
+        audit_key: bytes | None = None,
+        audit_head_file: Path | None = None,
     ) -> None:
         self.fleet = fleet
         self.database = database
         self.directory = directory
         self.policy = policy
         self.clock: Clock = clock or SystemClock()
-        self.audit = AuditLog(database, clock=self.clock)
+        self.audit_key = audit_key
+        self.audit = AuditLog(database, clock=self.clock, key=audit_key, head_file=audit_head_file)
         self.requests = RequestStore(database, self.audit)
         self.leases = Leases(database, clock=self.clock, ttl_s=lease_ttl_s)
         self.bus = bus or EventBus()
@@ -270,25 +293,15 @@ class Pipeline:
         assessment = self.assess(plan, snapshot)
         what = f"{plan.action.value} {_params_text(plan.params)}"
         glass = break_glass_reason is not None
-        if not who.may(Permission.REQUEST, scope):
-            self._refuse(
-                who,
-                face,
-                plan,
-                f"{who.person} is a {who.role_for(scope).value} in "
-                f"{scope.describe()}: requesting changes needs an operator role there",
-            )
+        denied = refusal(Act.FILE, who, scope=scope)
+        if denied is not None:
+            self._refuse(who, face, plan, denied, forbidden=True)
         if glass:
             if not (break_glass_reason or "").strip():
                 self._refuse(who, face, plan, "breaking glass needs a reason")
-            if not who.may(Permission.BREAK_GLASS, scope):
-                self._refuse(
-                    who,
-                    face,
-                    plan,
-                    f"only an admin may break glass; {who.person} is a "
-                    f"{who.role_for(scope).value} in {scope.describe()}",
-                )
+            denied = refusal(Act.BREAK_GLASS, who, scope=scope)
+            if denied is not None:
+                self._refuse(who, face, plan, denied, forbidden=True)
         elif assessment.freeze is not None and assessment.level is not Risk.LOW:
             self._refuse(
                 who,
@@ -364,7 +377,9 @@ class Pipeline:
             raise
         return Submission(self.requests.get(request.id), assessment, job)
 
-    def _refuse(self, who: Identity, face: str, plan: ActionPlan, reason: str) -> None:
+    def _refuse(
+        self, who: Identity, face: str, plan: ActionPlan, reason: str, *, forbidden: bool = False
+    ) -> None:
         self.audit.append(
             AuditKind.REQUEST_REFUSED,
             actor=who.person,
@@ -376,7 +391,7 @@ class Pipeline:
                 "principal": who.principal,
             },
         )
-        raise RequestRefused(reason)
+        raise Forbidden(reason) if forbidden else RequestRefused(reason)
 
     def _check_free(self, who: Identity, face: str, plan: ActionPlan) -> None:
         """Refuse a request whose targets a run holds or another open request claims."""
@@ -409,34 +424,32 @@ class Pipeline:
     # -- deciding --------------------------------------------------------------------------------------
 
     def approve(self, request_id: str, who: Identity, *, face: str) -> ChangeRequest:
-        """``who`` approves; their role is checked now, against the request's approver scope."""
+        """``who`` approves; the gate checks their role now, against the request's approver scope."""
         self.expire_due()
+        denied: list[str | None] = [None]
 
         def event(req: ChangeRequest) -> Approve:
             scope = req.scope
-            return Approve(
-                who.person,
-                who.role_for(scope).value,
-                who.may(Permission.APPROVE, scope),
-                self.clock.now(),
-                face,
-            )
+            denied[0] = refusal(Act.VOTE, who, scope=scope, requester=req.requester)
+            return Approve(who.person, who.role_for(scope).value, denied[0] is None, self.clock.now(), face)
 
-        after = self.requests.transition(
-            request_id,
-            event,
-            actor=who.person,
-            face=face,
-            audit_kind=AuditKind.VOTE_APPROVE,
-            audit_data=lambda _b, a: {
-                "approvers": list(a.approvers),
-                "missing": a.approvals_missing,
-                "principal": who.principal,
-            },
-            updates=lambda _b, a: (
-                {"decided_at": self.clock.now()} if a.status is RequestStatus.APPROVED else {}
-            ),
-        )
+        with _as_forbidden(denied):
+            after = self.requests.transition(
+                request_id,
+                event,
+                actor=who.person,
+                face=face,
+                audit_kind=AuditKind.VOTE_APPROVE,
+                audit_data=lambda b, a: {
+                    "approvers": list(a.approvers),
+                    "missing": a.approvals_missing,
+                    "principal": who.principal,
+                    "plan_hash": b.plan_hash,
+                },
+                updates=lambda _b, a: (
+                    {"decided_at": self.clock.now()} if a.status is RequestStatus.APPROVED else {}
+                ),
+            )
         if after.status is RequestStatus.APPROVED:
             self.audit.append(
                 AuditKind.APPROVED,
@@ -450,42 +463,49 @@ class Pipeline:
 
     def reject(self, request_id: str, who: Identity, *, face: str, reason: str) -> ChangeRequest:
         self.expire_due()
+        denied: list[str | None] = [None]
 
         def event(req: ChangeRequest) -> Reject:
             scope = req.scope
+            denied[0] = refusal(Act.VOTE, who, scope=scope)
             return Reject(
-                who.person,
-                who.role_for(scope).value,
-                who.may(Permission.APPROVE, scope),
-                reason,
-                self.clock.now(),
-                face,
+                who.person, who.role_for(scope).value, denied[0] is None, reason, self.clock.now(), face
             )
 
-        after = self.requests.transition(
-            request_id,
-            event,
-            actor=who.person,
-            face=face,
-            audit_kind=AuditKind.VOTE_REJECT,
-            audit_data=lambda _b, _a: {"reason": reason, "principal": who.principal},
-            updates=lambda _b, _a: {"decided_at": self.clock.now(), "reason": reason},
-        )
+        with _as_forbidden(denied):
+            after = self.requests.transition(
+                request_id,
+                event,
+                actor=who.person,
+                face=face,
+                audit_kind=AuditKind.VOTE_REJECT,
+                audit_data=lambda b, _a: {"reason": reason, "principal": who.principal,
+                                          "plan_hash": b.plan_hash},
+                updates=lambda _b, _a: {"decided_at": self.clock.now(), "reason": reason},
+            )
         self._publish(after, AuditKind.REJECTED)
         return after
 
     def cancel(
         self, request_id: str, who: Identity, *, face: str, reason: str | None = None
     ) -> ChangeRequest:
-        after = self.requests.transition(
-            request_id,
-            lambda _req: Cancel(who.person, self.clock.now()),
-            actor=who.person,
-            face=face,
-            audit_kind=AuditKind.CANCELLED,
-            audit_data=lambda _b, _a: {"reason": reason},
-            updates=lambda _b, _a: {"decided_at": self.clock.now(), "reason": reason},
-        )
+        """Cancel an open request: the gate lets its requester or an admin of its scope (checked now)."""
+        denied: list[str | None] = [None]
+
+        def event(req: ChangeRequest) -> Cancel:
+            denied[0] = refusal(Act.CANCEL_REQUEST, who, scope=req.scope, requester=req.requester)
+            return Cancel(who.person, self.clock.now(), allowed=denied[0] is None)
+
+        with _as_forbidden(denied):
+            after = self.requests.transition(
+                request_id,
+                event,
+                actor=who.person,
+                face=face,
+                audit_kind=AuditKind.CANCELLED,
+                audit_data=lambda _b, _a: {"reason": reason, "principal": who.principal},
+                updates=lambda _b, _a: {"decided_at": self.clock.now(), "reason": reason},
+            )
         self._publish(after, AuditKind.CANCELLED)
         return after
 
@@ -550,6 +570,11 @@ class Pipeline:
                 audit_kind=AuditKind.RUN_STARTED,
                 refused_kind=None,
             )
+        here = self.database.world
+        if request.world is not None and here is not None and request.world != here:
+            raise RequestRefused(f"request {request.short_id} belongs to the {request.world} world; this "
+                                 f"is the {here} one: nothing runs")
+        self._check_evidence(request, who, face)
         if plan is None:
             try:
                 plan = replan(self.fleet, self._snapshot(), request.action, request.params)
@@ -563,12 +588,11 @@ class Pipeline:
                 )
                 raise RequestRefused(f"request {request.short_id} cannot run now: {exc.message}") from exc
         scope = plan_scope(plan, self.fleet)
-        if not who.may(Permission.REQUEST, scope):
-            reason = (f"{who.person} is a {who.role_for(scope).value} in {scope.describe()}: starting a run "
-                      "needs an operator role there")
+        reason = refusal(Act.RUN, who, scope=scope, break_glass=request.break_glass)
+        if reason is not None:
             self.audit.append(AuditKind.REQUEST_REFUSED, actor=who.person, face=face, request_id=request.id,
                               data={"reason": reason, "principal": who.principal})
-            raise RequestRefused(reason)
+            raise Forbidden(reason)
         new_hash, inputs = self.binding(plan)
         if new_hash != request.plan_hash:
             lines = describe_drift(request.hash_inputs, inputs)
@@ -579,7 +603,7 @@ class Pipeline:
                 face=face,
                 audit_kind=AuditKind.DRIFT_DETECTED,
                 refused_kind=None,
-                audit_data=lambda _b, _a: {"drift": lines},
+                audit_data=lambda _b, _a: {"drift": lines, "plan_hash": new_hash},
                 updates=lambda _b, _a: {
                     "drift": {"lines": lines, "at": self.clock.now().isoformat()},
                     "hash_inputs": inputs,
@@ -646,6 +670,97 @@ class Pipeline:
         self._threads.append(thread)
         thread.start()
         return job
+
+    def evidence(self, request_id: str) -> Evidence:
+        """What the audit log says of a request: its audited approvals and every disagreement."""
+        try:
+            with self.database.engine.connect() as conn:
+                return request_evidence(conn, request_id, key=self.audit_key)
+        except SQLAlchemyError as exc:
+            raise self.database.unavailable(exc) from exc
+
+    def _check_evidence(self, request: ChangeRequest, who: Identity, face: str) -> None:
+        """Refuse to run a request its audit entries do not back (approvals re-derived, not read from
+        the status column); the disagreement is audited as ``approval_discrepancy``."""
+        evidence = self.evidence(request.id)
+        if evidence.sufficient:
+            return
+        problems = list(evidence.problems) or [
+            f"request {request.short_id}: {len(evidence.approvers)} of {evidence.needed} approval(s) "
+            "are in the audit log"
+        ]
+        self.audit.append(
+            AuditKind.APPROVAL_DISCREPANCY, actor=who.person, face=face, request_id=request.id,
+            data={"status": request.status.value, "stored_approvers": list(request.approvers),
+                  "audited_approvers": list(evidence.approvers), "needed": evidence.needed,
+                  "problems": problems, "principal": who.principal},
+        )
+        log.error("request %s refused to run: %s", request.id, "; ".join(problems))
+        raise ApprovalDiscrepancy(
+            f"request {request.short_id} cannot run: its status or votes in the store disagree with the "
+            "audit log (nothing ran; run `opsconsole audit verify`):\n  " + "\n  ".join(problems)
+        )
+
+    def verify_consistency(self) -> StoreVerification:
+        """The audit chain and every request against it (:func:`opsconsole.core.audit.log.verify_store`)."""
+        return verify_store(self.database, key=self.audit_key, head_file=self.audit.head_file)
+
+    # -- jobs ------------------------------------------------------------------------------------------
+
+    def cancel_job(self, job_id: str, who: Identity, *, face: str) -> Job:
+        """Cancel a queued or running job (a run or a preview); the gate decides, the audit records it.
+
+        Allowed: an operator in the job's scope (its request's, else what its parameters name, else the
+        whole fleet) or the job's requester (its request's requester, else who started it).
+
+        Raises:
+            RequestRefused: no such job, or it already ended.
+            Forbidden: ``who`` may not (audited as ``request_refused``).
+            OpsError: this pipeline cannot run or read jobs.
+        """
+        executor = self._executor
+        if executor is None or executor.get is None:
+            raise OpsError("this console was started read-only: it cannot cancel jobs")
+        job = executor.get(job_id)
+        if job is None:
+            raise RequestRefused(f"job {job_id}: no such job")
+        request = self.requests.by_job(job.id)
+        scope = request.scope if request is not None else self._job_scope(job)
+        requester = request.requester if request is not None else job.actor
+        request_id = request.id if request is not None else None
+        reason = refusal(Act.CANCEL_JOB, who, scope=scope, requester=requester)
+        if reason is not None:
+            self.audit.append(AuditKind.REQUEST_REFUSED, actor=who.person, face=face, request_id=request_id,
+                              job_id=job.id, data={"action": "cancel_job", "reason": reason,
+                                                   "principal": who.principal})
+            raise Forbidden(reason)
+        if job.status.terminal:
+            raise RequestRefused(f"job {job.id[:8]} already ended ({job.status.value}): nothing to cancel")
+        self.audit.append(AuditKind.JOB_CANCELLED, actor=who.person, face=face, request_id=request_id,
+                          job_id=job.id, data={"status": job.status.value, "requester": requester,
+                                               "principal": who.principal})
+        executor.cancel(job.id)
+        return executor.get(job.id) or job
+
+    def _job_scope(self, job: Job) -> Scope:
+        """A job without a request (a preview): the regions / environment its parameters name, else the
+        whole fleet (only an operator of everything may then cancel someone else's job)."""
+        regions: set[str] = set()
+        environments: set[str] = set()
+        for key in ("region", "from_region", "to_region"):
+            value = job.params.get(key)
+            if isinstance(value, str) and value in self.fleet.regions:
+                regions.add(value)
+        env = job.params.get("environment")
+        if isinstance(env, str):
+            environments.add(env)
+        cluster = self.fleet.clusters.get(str(job.params.get("cluster", "")))
+        if cluster is not None:
+            regions.add(cluster.region)
+            environments.add(cluster.environment.value)
+        if not regions and not environments:
+            return fleet_scope(self.fleet)
+        return Scope.of(environments=environments, regions=regions)
 
     def _follow(self, request_id: str, job: Job, lease: Lease, who: Identity, face: str) -> Job:
         """Wait for the run, keeping the lease alive; record the outcome; release the lease."""
@@ -720,6 +835,21 @@ class Pipeline:
     def _publish(self, request: ChangeRequest, kind: str) -> None:
         self.bus.publish(RequestChanged(request, kind))
 
+
+
+class _as_forbidden:
+    """Turn the state machine's refusal into :class:`Forbidden` when the gate is what said no."""
+
+    def __init__(self, denied: list[str | None]) -> None:
+        self.denied = denied
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: Any) -> None:
+        reason = self.denied[0]
+        if isinstance(exc, RequestRefused) and not isinstance(exc, Forbidden) and reason is not None:
+            raise Forbidden(reason) from exc
 
 
 def _params_text(params: Mapping[str, Any]) -> str:

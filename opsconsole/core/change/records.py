@@ -47,6 +47,8 @@ class ChangeRequest:
     preview: Mapping[str, Any] = field(default_factory=dict)
     drift: Mapping[str, Any] | None = None
     votes: tuple[Vote, ...] = ()
+    #: sandbox or live: the world of the store it was filed in (``None`` for requests filed before 0004).
+    world: str | None = None
 
     @property
     def state(self) -> RequestState:

@@ -93,6 +93,7 @@ def _request(row: RowMapping, votes: Sequence[Vote]) -> ChangeRequest:
         preview=row["preview"] or {},
         drift=row["drift"],
         votes=tuple(votes),
+        world=row["world"],
     )
 
 
@@ -176,6 +177,17 @@ class RequestStore:
             raise self._unavailable(exc) from exc
         return [_request(row, votes.get(row["id"], ())) for row in rows]
 
+    def by_job(self, job_id: str) -> ChangeRequest | None:
+        """The request whose run is job ``job_id``, if any (a preview has none)."""
+        try:
+            with self.database.engine.connect() as conn:
+                found = conn.execute(
+                    select(requests_table.c.id).where(requests_table.c.job_id == job_id).limit(1)
+                ).scalar()
+                return self._load(conn, str(found)) if found is not None else None
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from exc
+
     def _resolve(self, conn: Connection, request_id: str) -> str:
         exact = conn.execute(select(requests_table.c.id).where(requests_table.c.id == request_id)).scalar()
         if exact is not None:
@@ -249,6 +261,7 @@ class RequestStore:
             "review_due_at": new.review_due_at,
             "preview": dict(new.preview),
             "version": 1,
+            "world": self.database.world,
         }
         data = {
             "action": new.action,
@@ -263,6 +276,7 @@ class RequestStore:
             "expires_at": new.expires_at.isoformat(),
             "break_glass": new.break_glass,
             "preview": dict(new.preview),
+            **({"world": self.database.world} if self.database.world else {}),
             **(audit_data or {}),
         }
         try:
@@ -381,6 +395,7 @@ class RequestStore:
                     face=vote.face,
                     at=vote.at,
                     plan_hash=vote.plan_hash,
+                    world=self.database.world,
                 )
             )
         after = self._load(conn, before.id)

@@ -52,11 +52,20 @@ import ansible_runner  # type: ignore[import-untyped]
 
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import OpsError, UsageError
+from opsconsole.core.paths import private_dir
 from opsconsole.core.runs.events import EventBus, EventKind, JobEvent
 from opsconsole.core.runs.jobs import JobStore
 from opsconsole.core.runs.records import Job, JobStatus
 
 log = logging.getLogger(__name__)
+
+#: The ids the job store creates (``uuid4().hex``): anything else never names a run directory.
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def valid_job_id(job_id: str) -> bool:
+    """Whether ``job_id`` has the exact shape of the ids the job store creates (32 lowercase hex)."""
+    return isinstance(job_id, str) and JOB_ID.fullmatch(job_id) is not None
 
 MARKER_VAR = "OPSCONSOLE_JOB_ID"
 REDACTED = "***"
@@ -468,6 +477,8 @@ class Runner:
         self.keep_runs = keep_runs
         self.clock: Clock = clock or SystemClock()
         self._runs: dict[str, _Run] = {}
+        #: Jobs :meth:`recover` skipped because their ids are not ids the store creates.
+        self.skipped: list[str] = []
         self._lock = threading.Lock()
         self.redactor = Redactor([
             *[s for s in secrets if s],
@@ -562,7 +573,7 @@ class Runner:
         if not self.store.update_job(job_id, only_if_status=job.status, status=JobStatus.CANCELLED,
                                      error="cancelled", finished_at=self.clock.now()):
             return False
-        kill_job_processes(job_id, self.runs_dir / job_id)
+        kill_job_processes(job_id, self.runs_dir / job_id if valid_job_id(job_id) else None)
         log.info("job %s cancelled (it was run by process %s)", job_id, job.pid)
         return True
 
@@ -570,9 +581,17 @@ class Runner:
         """Call once at start: jobs left queued or running by a console that is gone become ``interrupted``.
 
         Their orphan processes are killed and their run dirs redacted; nothing is re-run. Returns those jobs.
+        A job whose id is not one the store creates (``../../x`` written into the store by hand) is
+        skipped, never turned into a path, and reported (logged, and listed in :attr:`skipped`).
         """
         recovered = []
+        self.skipped = []
         for job in self.store.list(limit=10_000, status=[JobStatus.RUNNING, JobStatus.QUEUED]):
+            if not valid_job_id(job.id):
+                log.warning("job %r in the store is not a job id opsconsole creates: skipped (nothing done "
+                            "to any file)", job.id)
+                self.skipped.append(job.id)
+                continue
             with _ACTIVE_LOCK:
                 if job.id in _ACTIVE_IN_PROCESS:
                     continue
@@ -601,6 +620,13 @@ class Runner:
         return recovered
 
     def run_dir(self, job_id: str) -> Path:
+        """``<home>/runs/<job_id>``.
+
+        Raises:
+            UsageError: ``job_id`` is not an id the job store creates (no path is made of it).
+        """
+        if not valid_job_id(job_id):
+            raise UsageError(f"{job_id!r} is not a job id (32 hexadecimal digits)", title="no such job")
         return self.runs_dir / job_id
 
     # -- internals -----------------------------------------------------------------------------
@@ -637,7 +663,7 @@ class Runner:
             action=action, params=self.redactor.data(params), playbook=str(playbook_path), check_mode=check,
             actor=actor, face=face, pid=os.getpid(),
         )
-        run = _Run(job.id, self.runs_dir / job.id, idle_timeout_s, job_timeout_s)
+        run = _Run(job.id, self.run_dir(job.id), idle_timeout_s, job_timeout_s)
         with self._lock:
             self._runs[job.id] = run
         with _ACTIVE_LOCK:
@@ -759,7 +785,9 @@ class Runner:
         try:
             if run.cancel_requested.is_set():
                 raise _Cancelled
-            (run.run_dir / "env").mkdir(parents=True, mode=0o700)
+            private_dir(self.runs_dir)
+            run.run_dir.mkdir(mode=0o700)
+            (run.run_dir / "env").mkdir(mode=0o700)
             (run.run_dir / "tmp").mkdir(mode=0o700)
             extravars_file = run.run_dir / "env" / "extravars"
             extravars_file.touch(mode=0o600)

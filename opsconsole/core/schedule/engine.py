@@ -57,7 +57,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from opsconsole.core.audit.log import AuditLog
 from opsconsole.core.audit.records import AuditKind
 from opsconsole.core.change.actions import plan_environment
-from opsconsole.core.change.rbac import Grant, Identity, Permission, Role, Scope, _only_keys
+from opsconsole.core.change.gate import Act, Forbidden, refusal
+from opsconsole.core.change.rbac import Grant, Identity, Role, Scope, _only_keys
 from opsconsole.core.change.requests import RequestRefused
 from opsconsole.core.change.risk import ChangeFreeze, _freeze
 from opsconsole.core.clock import Clock, utc
@@ -546,7 +547,8 @@ class Scheduler:
         self.lease_s = lease_s
         self.schedules = schedules or load_schedules(core.fleet.source, core.fleet)
         self.outbox = Outbox(core.database, clock=self.clock)
-        self.audit = AuditLog(core.database, clock=self.clock)
+        self.audit = AuditLog(core.database, clock=self.clock, key=core.audit_key,
+                              head_file=core.audit_head_file)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._leader = False
@@ -639,13 +641,13 @@ class Scheduler:
     def _check_role(self, who: Identity, face: str, environment: str, units: Sequence[UnitSchedule],
                     what: str) -> None:
         scope = Scope.of(environments=[environment], regions=[u.region for u in units])
-        if not who.may(Permission.REQUEST, scope):
-            reason = (f"{who.person} is a {who.role_for(scope).value} in {scope.describe()}: "
-                      f"{what} needs an operator role there")
+        reason = refusal(Act.OVERRIDE, who, scope=scope)
+        if reason is not None:
+            reason = reason.replace("a schedule override", what)
             self.audit.append(AuditKind.REQUEST_REFUSED, actor=who.person, face=face,
                               data={"action": "schedule_override", "environment": environment,
                                     "reason": reason, "principal": who.principal})
-            raise RequestRefused(reason)
+            raise Forbidden(reason)
 
     def override(
         self,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -41,10 +42,12 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    insert,
     inspect,
+    select,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from opsconsole.core.errors import OpsError
 from opsconsole.core.paths import opsconsole_home
@@ -408,17 +411,62 @@ class Database:
         StoreUnavailable: the database cannot be reached or its schema cannot be brought up to date.
     """
 
-    def __init__(self, url_or_home: str | Path | None = None) -> None:
+    def __init__(self, url_or_home: str | Path | None = None, *, world: str | None = None) -> None:
         self.url = database_url(url_or_home)
         self.engine = make_engine(self.url)
+        #: The world (sandbox or live) this store was claimed for by :meth:`claim_world`, and its id.
+        self.world: str | None = None
+        self.store_id: str | None = None
         try:
             ensure_schema(self.engine)
+            _tighten_sqlite_file(self.url)
+            if world is not None:
+                self.claim_world(world)
         except SQLAlchemyError as exc:
             self.engine.dispose()
             raise self.unavailable(exc) from exc
         except OpsError:
             self.engine.dispose()
             raise
+
+    def claim_world(self, world: str) -> None:
+        """Use this store for ``world`` (``sandbox`` or ``live``) only.
+
+        The first core to open a store writes its world and a ``store_id`` into ``store_meta``; a store
+        of the other world is refused, never silently used (a sandbox must not file requests into the
+        team's live store, nor the reverse).
+
+        Raises:
+            WrongWorld: the store belongs to the other world.
+            StoreUnavailable: the database cannot be reached.
+            ValueError: ``world`` is neither sandbox nor live.
+        """
+        if world not in WORLDS:
+            raise ValueError(f"world: expected one of {', '.join(WORLDS)}, got {world!r}")
+        meta = store_meta_table.c
+        found: dict[str, str] = {}
+        for _attempt in range(2):
+            try:
+                with write_transaction(self.engine) as conn:
+                    found = {str(k): str(v) for k, v in conn.execute(select(meta.key, meta.value).where(
+                        meta.key.in_((WORLD_KEY, STORE_ID_KEY)))).all()}
+                    for key, value in ((WORLD_KEY, world), (STORE_ID_KEY, uuid.uuid4().hex)):
+                        if key not in found:
+                            conn.execute(insert(store_meta_table).values(key=key, value=value))
+                            found[key] = value
+                break
+            except IntegrityError:
+                continue  # another opener wrote it first (PostgreSQL): read theirs
+            except SQLAlchemyError as exc:
+                raise self.unavailable(exc, "read the store's world") from exc
+        if found.get(WORLD_KEY) != world:
+            raise WrongWorld(
+                f"{redacted_url(self.url)}: this store belongs to the {found.get(WORLD_KEY)} world; a "
+                f"{world} console must not use it: point OPSCONSOLE_DB_URL (or OPSCONSOLE_HOME) at a "
+                f"{world} store"
+            )
+        self.world = world
+        self.store_id = found.get(STORE_ID_KEY)
 
     def unavailable(self, exc: BaseException, doing: str | None = None) -> StoreUnavailable:
         """The error to raise for a driver or SQLAlchemy failure: this database (password removed), the
@@ -436,6 +484,34 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class WrongWorld(StoreUnavailable):
+    """The store belongs to the other world (sandbox vs live): it is refused, never silently used."""
+
+    title = "store of another world"
+
+
+#: The worlds a store can belong to, and the store_meta keys of its identity.
+WORLDS = ("sandbox", "live")
+WORLD_KEY = "world"
+STORE_ID_KEY = "store_id"
+
+
+def _tighten_sqlite_file(url: str) -> None:
+    """A SQLite store file (and its WAL / shared-memory files) readable by its owner only (0600)."""
+    if not is_sqlite(url):
+        return
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(f"{database}{suffix}")
+        try:
+            if path.is_file() and path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except OSError:
+            continue  # not ours to change (another user's file): opening it already worked or failed
 
 
 class SchemaTooNew(StoreUnavailable):
