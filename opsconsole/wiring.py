@@ -26,7 +26,7 @@ from opsconsole.core.facade import Connection, OpsCore
 from opsconsole.core.fleet.engine import FleetSource, SourceReading
 from opsconsole.core.fleet.inventory import load_inventory
 from opsconsole.core.fleet.model import Fleet
-from opsconsole.core.paths import opsconsole_home
+from opsconsole.core.paths import opsconsole_home, world_home
 from opsconsole.core.runs.events import EventBus
 from opsconsole.core.runs.jobs import JobStore
 from opsconsole.core.runs.records import Job
@@ -276,7 +276,7 @@ def live_core(
     env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "GOOGLE_", "AZURE_", "KUBECONFIG"))}
     if accounts.aws_default_profile:
         env.setdefault("AWS_PROFILE", accounts.aws_default_profile)
-    home = opsconsole_home()
+    home = world_home("live")  # never the sandbox's store (see core/paths.py)
     with OpsCore(fleet, live_sources(fleet, timeout_s=deadline_s * 0.8), deadline_s=deadline_s,
                  clock=clock, runner=make_runner(fleet, home, env), connection=connection,
                  sandbox=False, audit_key=audit_key, audit_head_file=audit_head_file) as core:

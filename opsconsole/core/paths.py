@@ -3,6 +3,10 @@
 ``OPSCONSOLE_HOME`` if set, else ``$XDG_STATE_HOME/opsconsole``, else ``~/.local/state/opsconsole``.
 The sandbox world, the store and run artifacts live under it, so that separate commands (a TUI, a bot, a
 CLI call) see one world. It is private: created 0700, and tightened to 0700 when found looser.
+
+The live fleet's state (its store and runs, when no ``OPSCONSOLE_DB_URL`` names a shared database) lives
+apart, in ``live/`` under the home (:func:`world_home`): sandbox and live never share a store, and a
+laptop that used the sandbox can still look at the live fleet.
 """
 
 from __future__ import annotations
@@ -35,3 +39,14 @@ def private_dir(path: Path) -> Path:
     if info.st_mode & 0o077 and info.st_uid == os.getuid():
         os.chmod(path, 0o700)
     return path
+
+
+def world_home(world: str, home: Path | None = None) -> Path:
+    """Where ``world``'s store and runs live: the home for the sandbox, ``live/`` under it for the live
+    fleet (``home``, when given, stands for :func:`opsconsole_home`)."""
+    base = home if home is not None else opsconsole_home()
+    if world == "sandbox":
+        return private_dir(base)
+    if world == "live":
+        return private_dir(base / "live")
+    raise ValueError(f"world {world!r}: expected sandbox or live")

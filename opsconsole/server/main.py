@@ -26,6 +26,7 @@ from typing import Any
 from opsconsole.core.audit.log import AuditLog
 from opsconsole.core.errors import UsageError
 from opsconsole.core.facade import OpsCore
+from opsconsole.core.paths import world_home
 from opsconsole.core.store.db import Database
 from opsconsole.server.app import Runtime, create_app
 from opsconsole.server.auth import Authenticator, OidcValidator, TokenInfo, TokenStore
@@ -164,7 +165,8 @@ def serve(settings: ServerSettings) -> None:
 def _token_store(settings: ServerSettings) -> Iterator[TokenStore]:
     from opsconsole.core.audit.log import load_or_create_key  # noqa: PLC0415
 
-    database = Database(settings.db_url or settings.state_home)
+    world = "sandbox" if settings.sandbox else "live"
+    database = Database(settings.db_url or world_home(world, settings.state_home), world=world)
     try:
         # The same key as the server's, so that token entries carry a MAC like every other entry.
         audit = AuditLog(database, key=load_or_create_key(settings.audit_key_path),

@@ -28,6 +28,7 @@ from opsconsole.core.change.requests import NewRequest, RequestRefused
 from opsconsole.core.change.risk import load_policy
 from opsconsole.core.fleet.inventory import load_inventory
 from opsconsole.core.fleet.model import Fleet
+from opsconsole.core.paths import world_home
 from opsconsole.core.runs.jobs import JobStore
 from opsconsole.core.runs.records import Job, JobStatus
 from opsconsole.core.store.db import Database, requests_table, votes_table
@@ -404,3 +405,15 @@ def test_run_directories_are_private(tmp_path: Path) -> None:
     finally:
         runner.close()
         database.close()
+
+
+def test_the_live_fleet_keeps_its_store_apart_from_the_sandbox(tmp_path: Path) -> None:
+    sandbox = Database(world_home("sandbox", tmp_path), world="sandbox")
+    live = Database(world_home("live", tmp_path), world="live")  # the sandbox's store is not touched
+    try:
+        assert (sandbox.world, live.world) == ("sandbox", "live")
+        assert world_home("live", tmp_path) == tmp_path / "live"
+        assert oct(world_home("live", tmp_path).stat().st_mode & 0o777) == "0o700"
+    finally:
+        sandbox.close()
+        live.close()
