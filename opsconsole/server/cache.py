@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from opsconsole.core import wire
 from opsconsole.core.api import StreamEvent
 from opsconsole.core.change.pipeline import RequestChanged
 from opsconsole.core.clock import Clock, SystemClock
@@ -181,6 +182,8 @@ class FleetCache:
         self._view: FleetView | None = None
         self._error: str | None = None
         self._have = threading.Condition()
+        self._encode_lock = threading.Lock()
+        self._encoded: tuple[FleetView, bytes] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: Seconds the last refresh took, and the monotonic time it finished (for /metrics).
@@ -259,6 +262,18 @@ class FleetCache:
                 reason = self._error or f"no refresh finished within {wait_s:.0f} s"
                 raise FleetUnavailable(f"the fleet cannot be read yet: {reason}")
             return self._view
+
+    def latest_encoded(self, *, wait_s: float = 30.0) -> bytes:
+        """:meth:`latest` as the wire's JSON, encoded once per view however many clients ask.
+
+        Encoding the whole fleet takes tens of milliseconds of one core; twenty consoles asking at once
+        would otherwise queue twenty encodings of the same view behind the GIL.
+        """
+        view = self.latest(wait_s=wait_s)
+        with self._encode_lock:
+            if self._encoded is None or self._encoded[0] is not view:
+                self._encoded = (view, wire.dumps(view).encode())
+            return self._encoded[1]
 
     def age_s(self) -> float | None:
         """Seconds since the last refresh finished."""

@@ -202,7 +202,7 @@ class OpsService:
         self.identity = identity
         self.may_change = may_change
         self.face = face
-        self._cache = cache
+        self.cache = cache
         self._scheduler_obj = scheduler
 
     # -- helpers --------------------------------------------------------------------------------------
@@ -212,8 +212,8 @@ class OpsService:
             raise ReadOnly(READ_ONLY_MESSAGE)
 
     def _view(self) -> FleetView:
-        if self._cache is not None:
-            view: FleetView = self._cache.latest()
+        if self.cache is not None:
+            view: FleetView = self.cache.latest()
             return view
         return self.core.refresh()
 
