@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
 import ssl
 import stat
@@ -153,3 +154,14 @@ def test_slack_is_mounted_on_the_same_app_and_checks_its_own_signature(core: obj
             served.stop()
     assert response.status_code == 401  # Bolt's own verdict: no Slack signature
     assert "www-authenticate" not in response.headers
+
+
+def test_the_openapi_document_in_docs_is_the_one_served(serve: ServeFactory) -> None:
+    """docs/openapi.json is what the server serves; after changing a route, rewrite it with
+    OPSCONSOLE_WRITE_OPENAPI=1 pytest tests/server -k openapi_document."""
+    kept = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+    with serve().http("bob") as http:
+        served = http.get("/api/v1/openapi.json").json()
+    if os.environ.get("OPSCONSOLE_WRITE_OPENAPI") == "1":
+        kept.write_text(json.dumps(served, indent=2, sort_keys=True) + "\n")
+    assert json.loads(kept.read_text()) == served, "docs/openapi.json is out of date (see the docstring)"
