@@ -62,6 +62,9 @@ DEFAULT_MAX_BODY = 1024 * 1024
 PUBLIC_API_PATHS = frozenset({f"{API}/openapi.json", f"{API}/docs", f"{API}/docs/oauth2-redirect"})
 PROBLEM = "application/problem+json"
 AUTH_SCOPE_KEY = "opsconsole.auth"
+#: The header a client names its face with (``cli``, ``tui``), for the audit; never an identity.
+FACE_HEADER = "x-opsconsole-face"
+CLIENT_FACES = frozenset({"api", "cli", "tui"})
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -97,7 +100,7 @@ class Runtime:
     slack_app: Any = None
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
-    def service(self, who: AuthResult) -> OpsService:
+    def service(self, who: AuthResult, *, face: str = "api") -> OpsService:
         if self.scheduler is None:
             from opsconsole.core.schedule.engine import Scheduler  # noqa: PLC0415
 
@@ -105,7 +108,7 @@ class Runtime:
         caller = caller_for(who.identity, credential=who.credential, sandbox=self.core.sandbox,
                             may_change=self.may_change)
         return OpsService(self.core, caller, who.identity, may_change=self.may_change, cache=self.cache,
-                          scheduler=self.scheduler)
+                          scheduler=self.scheduler, face=face)
 
 
 # -- errors ------------------------------------------------------------------------------------------------
@@ -403,7 +406,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         who = request.scope.get(AUTH_SCOPE_KEY)
         if not isinstance(who, AuthResult):  # the guard authenticates every /api/v1 route first
             raise Unauthenticated("no credential")
-        return runtime.service(who)
+        # Which face the client is (cli, tui) is what the audit's ``face`` column shows; it says nothing
+        # about who is calling, so an unknown value is simply recorded as ``api``.
+        face = request.headers.get(FACE_HEADER, "api")
+        return runtime.service(who, face=face if face in CLIENT_FACES else "api")
 
     # -- unauthenticated ---------------------------------------------------------------------------------
 
