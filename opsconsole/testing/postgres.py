@@ -87,12 +87,26 @@ class ThrowawayPostgres:
             self._run_as = ["setpriv", f"--reuid={owner.pw_uid}", f"--regid={owner.pw_gid}", "--clear-groups"]
         self._pg("initdb", "-D", str(self.datadir), "-U", self.user, "--auth=trust", "-E", "UTF8",
                  "--no-instructions", "--no-sync")
+        self._pg_start()
+        return self
+
+    def _pg_start(self) -> None:
         options = (f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c synchronous_commit=off "
                    f"-c full_page_writes=off -c max_connections=200")
         self._pg("pg_ctl", "-D", str(self.datadir), "-o", options, "-l", str(self.root / "server.log"),
                  "-w", "-t", str(int(START_TIMEOUT_S)), "start")
         self._started = True
-        return self
+
+    def halt(self) -> None:
+        """Stop the server, closing every connection, but keep its data (an outage); :meth:`resume`
+        brings it back. A fast, not an immediate, stop: with fsync and synchronous commit off (for speed)
+        a crash would lose the last commits, which a real outage of a durable server does not."""
+        self._pg("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+        self._started = False
+
+    def resume(self) -> None:
+        """Start the server again on the same port and data after :meth:`halt`."""
+        self._pg_start()
 
     def stop(self) -> None:
         if self._started:

@@ -102,3 +102,47 @@ def test_one_scheduler_leads_among_replicas(replicas: list[Served]) -> None:
     leader = schedulers[leaders.index(True)]
     assert leader.is_leader() is True  # renewing keeps it
     assert schedulers[leaders.index(False)].is_leader() is False
+
+
+def test_with_the_store_unreachable_nothing_runs_and_the_client_is_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ThrowawayPostgres() as own, ExitStack() as stack:  # its own server: this test stops it
+        monkeypatch.setenv("OPSCONSOLE_DB_URL", own.create_database("outage"))
+        monkeypatch.setenv("OPSCONSOLE_SANDBOX_READER", "sim")
+        fleet = load_inventory(REPO / "inventory")
+        runner = wiring.make_runner(fleet, tmp_path, {})
+        core = stack.enter_context(OpsCore(fleet, [SimSource(wiring.world_store(fleet, home=tmp_path))],
+                                           runner=runner, sandbox=True))
+        runtime = stack.enter_context(server_runtime(ServerSettings(refresh_s=0.5, home=tmp_path), core=core,
+                                                     scheduler=False, slack=False))
+        app = ServedApp(create_app(runtime), host="127.0.0.1", port=0)
+        app.start()
+        stack.callback(app.stop)
+        served = Served(f"http://127.0.0.1:{app.port}", core, runtime, app)
+        tokens = runtime.auth.tokens
+        assert tokens is not None
+        for person in ("alice", "bob", "carol"):
+            served.tokens[person] = tokens.create(person, created_by="test")[1]
+
+        with served.http("alice") as alice:
+            request = wire.loads(alice.post("/api/v1/requests", json=FAILOVER).content).request
+        for approver in ("bob", "carol"):
+            with served.http(approver) as http:
+                assert http.post(f"/api/v1/requests/{request.id}/approve",
+                                 json={"run": False}).status_code == 200
+        with served.http("alice") as alice:
+            own.halt()
+            try:
+                refused = alice.post(f"/api/v1/requests/{request.id}/run")
+            finally:
+                own.resume()
+            assert refused.status_code >= 500, refused.text
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            assert "Traceback" not in refused.text
+            assert runner.store.list(limit=10) == []
+            answer = alice.get(f"/api/v1/requests/{request.id}")
+            detail = wire.loads(answer.content)
+            assert answer.status_code == 200, answer.text
+        assert detail.request.status.value == "approved" and detail.request.job_id is None
+        assert served.tokens["alice"] not in refused.text
