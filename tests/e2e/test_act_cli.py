@@ -173,7 +173,11 @@ def test_environment_stop_start_and_cancel(home: Path) -> None:
         time.sleep(0.5)
     assert job_id is not None, "the stop never started"
     time.sleep(2)
-    assert "cancelled" in cli(home, "jobs", "cancel", job_id, "--yes").stdout
+    # Another process (another embedded server on the same store) cancels it: the requester may; a
+    # viewer may not.
+    refused = cli(home, "--as", "victor", "jobs", "cancel", job_id, "--yes", ok=False)
+    assert refused.returncode == 2 and "viewer" in refused.stderr
+    assert "cancelled" in cli(home, "--as", "alice", "jobs", "cancel", job_id, "--yes").stdout
     process.communicate(timeout=60)
     assert process.returncode == 1
     assert json.loads(cli(home, "jobs", "show", job_id, "--json").stdout)["status"] == "cancelled"

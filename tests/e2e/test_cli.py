@@ -195,6 +195,10 @@ def test_live_without_credentials_names_each_identity(_isolated_home: Path, tmp_
     assert "6f1f3c52-4a8e-4c1e-9d7a-0b7c2f9e5a11" in errors["azure"]
     assert doc["partial"] is True and {r["health"] for r in doc["regions"]} == {"unknown"}
     assert result.stderr == ""
+    # Without a team server, --live reads and changes nothing: the embedded server refuses, saying why.
+    refused = run("--live", "schedule", "override", "staging", "keep-awake", home=_isolated_home, ok=False,
+                  env=no_cloud)
+    assert refused.returncode == 2 and "read-only" in refused.stderr and "opsconsole login" in refused.stderr
 
 
 def test_live_refuses_sandbox_only_options(_isolated_home: Path) -> None:

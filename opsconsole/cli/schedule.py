@@ -1,9 +1,13 @@
 """``opsconsole schedule …``: non-prod schedules from the terminal.
 
-``eval`` answers "would this spec be up then?" without touching anything (for writing schedules.yml);
-``show`` and ``preview`` read the schedules and the scheduler's memory in the shared database; ``override``
-files a keep-awake / skip-tonight / force-down as the person running it (rbac.yml decides whether they
-may); ``run`` runs the scheduler in the foreground — with several instances on one database, one leads.
+``eval`` answers "would this spec be up then?" on this machine without asking anyone (for writing
+schedules.yml). ``show`` asks the ops server for each environment's state, next transitions, overrides
+and holds; ``override`` asks it to keep an environment awake, skip tonight or force it down, as the
+token's person (rbac.yml on the server decides whether they may). ``preview`` draws the timeline of the
+schedules.yml in the inventory here, with the overrides the server has in force.
+
+``run`` runs a scheduler in the foreground, and only on the sandbox: on a team server (or for the live
+fleet) the server runs the one scheduler, so a second one here would be neither needed nor allowed.
 """
 
 from __future__ import annotations
@@ -11,40 +15,29 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from opsconsole.cli import _core, _state, app, out
-from opsconsole.cli_act import identity
-from opsconsole.core.errors import UsageError
-from opsconsole.core.facade import OpsCore
-from opsconsole.core.fleet.inventory import load_inventory
-from opsconsole.core.schedule.engine import (
-    DOWN,
-    UP,
-    EnvironmentStatus,
-    OverrideKind,
-    Scheduler,
-    evaluate,
-    timeline,
-)
+from opsconsole.cli import render
+from opsconsole.cli.context import CliContext, cli_context, out
+from opsconsole.core.errors import OpsError, UsageError
+
+if TYPE_CHECKING:
+    from opsconsole.core.schedule.engine import EnvironmentStatus, Override, Schedules
 
 schedule_app = typer.Typer(help="Non-prod schedules: eval, show, preview, override, run.",
                            no_args_is_help=True)
-app.add_typer(schedule_app, name="schedule")
 
-STATE_STYLE = {UP: "green", DOWN: "dim", None: "yellow"}
 #: The chart: one cell per 4 hours, six a day, so that 14 days fit a 120-column terminal.
 CELL_MIN = 240
 CELLS_PER_DAY = 1440 // CELL_MIN
-KIND_NAMES = {"keep-awake": OverrideKind.KEEP_AWAKE, "skip-tonight": OverrideKind.SKIP_TONIGHT,
-              "force-down": OverrideKind.FORCE_DOWN}
+#: The CLI's names of the override kinds, and the names on the wire.
+KIND_NAMES = {"keep-awake": "keep_awake", "skip-tonight": "skip_tonight", "force-down": "force_down"}
+UP, DOWN = "up", "down"
 
 
 def _instant(text: str, option: str) -> datetime:
@@ -56,12 +49,13 @@ def _instant(text: str, option: str) -> datetime:
         ) from None
 
 
-@contextmanager
-def _scheduler(ctx: typer.Context) -> Iterator[Scheduler]:
-    """A scheduler over a core that reads no fleet source: schedules and memory are all ``show`` needs."""
-    state = _state(ctx)
-    with OpsCore(load_inventory(state.inventory), [], sandbox=not state.live) as core:
-        yield Scheduler(core)
+def _local_schedules(state: CliContext) -> Schedules:
+    """schedules.yml of the inventory on this machine (``--inventory``, else the default)."""
+    from opsconsole.core.fleet.inventory import load_inventory  # noqa: PLC0415 — keeps `--help` fast
+    from opsconsole.core.schedule.engine import load_schedules  # noqa: PLC0415
+
+    fleet = load_inventory(state.inventory)
+    return load_schedules(fleet.source, fleet)
 
 
 @schedule_app.command("eval")
@@ -75,6 +69,8 @@ def schedule_eval(
     ] = None,
 ) -> None:
     """Print, per --at and in order, one line: up or down."""
+    from opsconsole.core.schedule.timespec import evaluate  # noqa: PLC0415
+
     instants = [_instant(text, "--at") for text in at]
     for instant in instants:
         out.print(UP if evaluate(spec, instant, tz=tz) else DOWN)
@@ -101,6 +97,15 @@ def _document(status: EnvironmentStatus) -> dict[str, object]:
     }
 
 
+def _zones(state: CliContext) -> dict[str, str]:
+    """Each (environment:region)'s time zone from the local schedules.yml; none when it is unreadable
+    (a team server's inventory need not be on this machine: times are then shown in UTC)."""
+    try:
+        return {u.key: u.timezone for u in _local_schedules(state).units}
+    except OpsError:
+        return {}
+
+
 @schedule_app.command("show")
 def schedule_show(
     ctx: typer.Context,
@@ -108,27 +113,31 @@ def schedule_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Each environment and region: its state now and its next transitions (in the region's time)."""
-    with _scheduler(ctx) as scheduler:
-        if environment is not None and environment not in scheduler.schedules.environments:
-            known = ", ".join(scheduler.schedules.environments) or "none"
-            raise UsageError(f"{environment}: no schedule for it; scheduled environments: {known}")
-        statuses = [s for s in scheduler.status() if environment in (None, s.environment)]
-        zones = {u.key: u.timezone for u in scheduler.schedules.units}
+    state = cli_context(ctx)
+    with state.open_client() as ops:
+        _now, everything = ops.schedules()
+    environments = sorted({s.environment for s in everything})
+    if environment is not None and environment not in environments:
+        raise UsageError(f"{environment}: no schedule for it; scheduled environments: "
+                         f"{', '.join(environments) or 'none'}")
+    statuses = [s for s in everything if environment in (None, s.environment)]
     if as_json:
         print(json.dumps([_document(s) for s in statuses], indent=2))
         return
+    zones = _zones(state)
     table = Table(box=None, header_style="bold")
     for column in ("env", "region", "now", "schedule", "applied", "next", "then", "overrides / holds"):
         table.add_column(column)
     for s in statuses:
-        zone = zones[f"{s.environment}:{s.region}"]
+        zone = zones.get(f"{s.environment}:{s.region}", "UTC")
         nxt = s.next_transitions
         notes = [f"{o.kind.value} until {_when(o.until, zone)} by {o.created_by}" for o in s.overrides]
         notes += [f"[red]hold[/]: {h}" for h in s.holds]
         table.add_row(
             s.environment, s.region or "*",
-            Text(s.desired, style=STATE_STYLE[s.desired]), s.scheduled,
-            Text(s.applied or "unknown", style=STATE_STYLE.get(s.applied, "")),
+            Text(s.desired, style=render.style(render.SCHEDULE_STATE_STYLE, s.desired, "yellow")),
+            s.scheduled,
+            Text(s.applied or "unknown", style=render.style(render.SCHEDULE_STATE_STYLE, s.applied)),
             f"{nxt[0].state} {_when(nxt[0].at, zone)}" if nxt else "—",
             f"{nxt[1].state} {_when(nxt[1].at, zone)}" if len(nxt) > 1 else "—",
             "\n".join(notes) or "",
@@ -143,34 +152,39 @@ def schedule_preview(
 ) -> None:
     """A timeline per environment and region (█ up, · down; one cell per 4 hours, in UTC), the hours
     down and the saving, estimated from schedules.yml's instance prices × each cluster's nominal nodes."""
-    with _scheduler(ctx) as scheduler:
-        now = scheduler.clock.now()
-        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        overrides = scheduler.overrides(now)
-        minutes = days * 1440
-        table = Table(box=None, header_style="bold", title=f"{days} days from {start:%a %d %b} 00:00 UTC")
-        table.add_column("env", no_wrap=True, min_width=7)
-        table.add_column("region", no_wrap=True, min_width=14)
-        day_heads = " ".join(f"{(start + timedelta(days=d)):%a%d}".ljust(CELLS_PER_DAY) for d in range(days))
-        table.add_column(day_heads, no_wrap=True)
-        table.add_column("down h", justify="right")
-        table.add_column("$/h up", justify="right")
-        table.add_column("saving $", justify="right")
-        total_down = total_saving = 0.0
-        for unit in scheduler.schedules.units:
-            line = timeline(unit, start, minutes, overrides)
-            cells = []
-            for i in range(0, minutes, CELL_MIN):
-                block = line[i:i + CELL_MIN]
-                cells.append("█" if sum(block) * 2 >= len(block) else "·")
-            chart = " ".join("".join(cells[d * CELLS_PER_DAY:(d + 1) * CELLS_PER_DAY]) for d in range(days))
-            down_h = (minutes - sum(line)) / 60
-            saving = down_h * unit.hourly_cost
-            total_down += down_h
-            total_saving += saving
-            table.add_row(unit.environment, unit.region, Text(chart, style="green"), f"{down_h:.0f}",
-                          f"{unit.hourly_cost:.2f}", f"{saving:,.0f}")
-        table.add_row("", "", "total", f"{total_down:.0f}", "", f"{total_saving:,.0f}", style="bold")
+    from opsconsole.core.schedule.engine import timeline  # noqa: PLC0415
+
+    state = cli_context(ctx)
+    schedules = _local_schedules(state)
+    with state.open_client() as ops:
+        now, statuses = ops.schedules()
+    overrides: dict[str, Override] = {o.id: o for s in statuses for o in s.overrides if o.until > now}
+    start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    minutes = days * 1440
+    table = Table(box=None, header_style="bold", title=f"{days} days from {start:%a %d %b} 00:00 UTC")
+    table.add_column("env", no_wrap=True, min_width=7)
+    table.add_column("region", no_wrap=True, min_width=14)
+    day_heads = " ".join(f"{(start + timedelta(days=d)):%a%d}".ljust(CELLS_PER_DAY) for d in range(days))
+    table.add_column(day_heads, no_wrap=True)
+    table.add_column("down h", justify="right")
+    table.add_column("$/h up", justify="right")
+    table.add_column("saving $", justify="right")
+    total_down = total_saving = 0.0
+    in_force = sorted(overrides.values(), key=lambda o: o.created_at)
+    for unit in schedules.units:
+        line = timeline(unit, start, minutes, in_force)
+        cells = []
+        for i in range(0, minutes, CELL_MIN):
+            block = line[i:i + CELL_MIN]
+            cells.append("█" if sum(block) * 2 >= len(block) else "·")
+        chart = " ".join("".join(cells[d * CELLS_PER_DAY:(d + 1) * CELLS_PER_DAY]) for d in range(days))
+        down_h = (minutes - sum(line)) / 60
+        saving = down_h * unit.hourly_cost
+        total_down += down_h
+        total_saving += saving
+        table.add_row(unit.environment, unit.region, Text(chart, style="green"), f"{down_h:.0f}",
+                      f"{unit.hourly_cost:.2f}", f"{saving:,.0f}")
+    table.add_row("", "", "total", f"{total_down:.0f}", "", f"{total_saving:,.0f}", style="bold")
     out.print(table)
     out.print("[dim]Saving: hours down × (nominal nodes × on-demand price per hour) from schedules.yml; "
               "spot discounts and storage left out.[/]")
@@ -191,12 +205,12 @@ def schedule_override(
     until_at = _instant(until, "--until") if until is not None else None
     if until_at is not None and (until_at.tzinfo is None or until_at.utcoffset() is None):
         until_at = until_at.replace(tzinfo=UTC)
-    with _scheduler(ctx) as scheduler:
-        who = identity(ctx, scheduler.core)
-        made = scheduler.override(environment, KIND_NAMES[kind], who=who, face="cli", until=until_at,
-                                  region=region, reason=reason)
+    with cli_context(ctx).open_client() as ops:
+        made: Any = ops.schedule_override(environment, KIND_NAMES[kind], until=until_at, region=region,
+                                          reason=reason)
     where = f" in {made.region}" if made.region else ""
-    out.print(f"[green]{made.kind.value}[/] {made.environment}{where} until {made.until:%Y-%m-%d %H:%M} UTC "
+    until_utc = made.until.astimezone(UTC)
+    out.print(f"[green]{made.kind.value}[/] {made.environment}{where} until {until_utc:%Y-%m-%d %H:%M} UTC "
               f"(override {made.id[:8]}, by {made.created_by})")
 
 
@@ -205,10 +219,17 @@ def schedule_run(
     ctx: typer.Context,
     tick_s: Annotated[float, typer.Option("--tick", min=1.0, help="Seconds between passes.")] = 30.0,
 ) -> None:
-    """Run the scheduler in the foreground (Ctrl-C stops); with several instances, one leads."""
+    """Run the scheduler on the sandbox in the foreground (Ctrl-C stops); a team server runs its own."""
+    state = cli_context(ctx)
+    if state.live or state.uses_server:
+        raise UsageError("the ops server runs the scheduler for the fleet it serves; `schedule run` drives "
+                         "the local sandbox only (see `opsconsole schedule show`)")
+    from opsconsole.core.schedule.engine import Scheduler  # noqa: PLC0415
+    from opsconsole.wiring import sandbox_core  # noqa: PLC0415
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with _core(_state(ctx)) as core:
+    with sandbox_core(state.inventory) as core:
         scheduler = Scheduler(core, tick_s=tick_s)
         count = len(scheduler.schedules.units)
         out.print(f"Scheduler {scheduler.instance_id}: {count} schedules; Ctrl-C stops.")

@@ -4,24 +4,21 @@ Socket Mode when ``SLACK_APP_TOKEN`` is set; otherwise HTTP on ``--host`` / ``--
 ``/slack/events``), verified with ``SLACK_SIGNING_SECRET``. ``SLACK_BOT_TOKEN`` always; ``SLACK_API_URL``
 points the Web API elsewhere (a local Slack API server). ``/healthz`` and ``/metrics`` are served on the
 HTTP server in both modes. A missing or malformed setting is one message and exit code 2. See
-:mod:`bot` for how it is built.
+:mod:`bot` for how it is built. (A team's ``opsconsole server`` serves Slack itself, at
+``/slack/events``; this command runs the bot on its own, as before.)
 """
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from typing import Annotated
 
 import typer
 
-from opsconsole.cli import _core, _state, app, out
-
-log = logging.getLogger(__name__)
+from opsconsole.cli.context import cli_context, out
 
 
-@app.command("bot")
 def bot(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Interface for the HTTP server.")] = "127.0.0.1",
@@ -31,12 +28,14 @@ def bot(
     from bot.app import build  # noqa: PLC0415 — slack-bolt loads only for this command
     from bot.server import EVENTS_PATH, BotServer, wsgi_app  # noqa: PLC0415
     from bot.settings import BotSettings  # noqa: PLC0415
+    from opsconsole.wiring import live_core, sandbox_core  # noqa: PLC0415
 
+    state = cli_context(ctx)
     settings = BotSettings.from_environment()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with _core(_state(ctx)) as core:
+    with live_core(state.inventory) if state.live else sandbox_core(state.inventory) as core:
         slack_app, runtime = build(settings, core)
         health = {"ok": True, "mode": "socket" if settings.socket_mode else "http", "sandbox": core.sandbox}
         server = BotServer(host, port, wsgi_app(None if settings.socket_mode else slack_app, lambda: health))
