@@ -5,8 +5,10 @@ workload rows < 50 ms; a refresh of 5,000 rows with 5 % changed < 100 ms; memory
 < 200 MB. The refresh is compared, in the same run, with reloading the whole table (clear + add every row),
 which is what redrawing "everything every 2 s" would cost.
 
-* cold start: a fresh interpreter imports the console, opens it headless on the sim reader and waits for
-  the first refresh to be on screen (the local cloud's start-up is the sandbox's, measured elsewhere);
+* cold start: a fresh interpreter imports the console, opens it headless as ``opsconsole`` does — the
+  embedded ops server (uvicorn on a Unix socket) on the sim reader, reached by the HTTP client — and
+  waits for the first refresh to be on screen (the local cloud's start-up is the sandbox's, measured
+  elsewhere);
 * rows: the workloads of a synthetic fleet (bench/synthetic.py) rendered by the console's own row code;
 * keypress: ``down`` (every tenth key ``pagedown``) in the 5,000-row table, timed inside the app: from
   the moment the Key event reaches the app (``App.on_event``) to the end of the next screen update
@@ -59,10 +61,11 @@ import time, sys
 t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
 import asyncio
+from opsconsole.tui import open_api
 from opsconsole.tui.app import OpsConsoleApp
-from opsconsole.wiring import sandbox_core
 async def main():
-    app = OpsConsoleApp(lambda: sandbox_core(reader="sim"), refresh_s=0)
+    factory, reopen = open_api(None, acting_as="alice")  # the embedded server, as `opsconsole` opens it
+    app = OpsConsoleApp(factory, refresh_s=0, reopen=reopen)
     async with app.run_test(size=(120, 40)) as pilot:
         while app.refreshes == 0:
             await pilot.pause(0.005)
@@ -76,7 +79,10 @@ def cold_start() -> list[float]:
     times = []
     for _ in range(3):
         with tempfile.TemporaryDirectory() as home:
-            env = {**os.environ, "OPSCONSOLE_HOME": home}
+            env = {**os.environ, "OPSCONSOLE_HOME": home, "OPSCONSOLE_SANDBOX_READER": "sim"}
+            for name in ("OPSCONSOLE_SERVER", "OPSCONSOLE_TOKEN"):  # no team server: the embedded one
+                env.pop(name, None)
+            env["XDG_CONFIG_HOME"] = os.path.join(home, "config")
             done = subprocess.run(
                 [sys.executable, "-c", COLD_START.format(root=str(ROOT))],
                 env=env,

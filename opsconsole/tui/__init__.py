@@ -1,13 +1,100 @@
-"""The Textual console (``opsconsole`` in a terminal). See :mod:`opsconsole.tui.app`."""
+"""The Textual console (``opsconsole`` in a terminal), a client of the ops server. See
+:mod:`opsconsole.tui.app`.
+
+:func:`run` opens the API the console talks to: the team's ops server when one is configured
+(``opsconsole login``, or ``OPSCONSOLE_SERVER`` + ``OPSCONSOLE_TOKEN``), else the embedded server in
+this process (the sandbox, or ``--live`` read-only) — the same HTTP client either way. Who the console
+acts as is what the server answers (``whoami``): the token's person, or, on the embedded server, the
+``--as`` cast member (else the OS user as ``rbac.yml`` maps them). ``as bob`` in the palette works on the
+sandbox's embedded server only: it opens another client of that same server, with a session token
+minted for bob.
+"""
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from opsconsole.core.facade import OpsCore
+    from opsconsole.core.api import OpsApi
+    from opsconsole.server.embedded import EmbeddedServer
+
+#: What ``--as`` with a team server is told (the CLI says the same).
+AS_WITH_SERVER = "--as is for the sandbox; with a server you act as your token's person"
+
+ApiFactory = Callable[[], AbstractContextManager["OpsApi"]]
+Reopen = Callable[[str], AbstractContextManager["OpsApi"]]
+
+
+def open_api(
+    inventory: Path | None = None, *, acting_as: str | None = None, live: bool = False
+) -> tuple[ApiFactory, Reopen | None]:
+    """How the console reaches the ops server: ``(factory, reopen)``.
+
+    ``factory()`` opens the API (a context manager: the client, and the embedded server behind it when
+    there is no team server); ``reopen(person)`` opens another client of the embedded sandbox server
+    for a member of its cast, ``None`` where that makes no sense (a team server, a live fleet).
+
+    Raises:
+        UsageError: ``acting_as`` with a team server; a bad client configuration.
+        Unauthenticated: a server is configured without a token.
+    """
+    from opsconsole.client.config import settings  # noqa: PLC0415 - cheap, but only when the console opens
+    from opsconsole.core.errors import UsageError  # noqa: PLC0415
+
+    found = settings()
+    if found is not None:
+        if acting_as is not None:
+            raise UsageError(AS_WITH_SERVER)
+
+        def remote() -> AbstractContextManager[OpsApi]:
+            from opsconsole.client.remote import RemoteClient  # noqa: PLC0415
+
+            return RemoteClient(found.url, found.token, verify=found.verify)
+
+        return remote, None
+
+    servers: list[EmbeddedServer] = []
+
+    @contextmanager
+    def embedded() -> Iterator[OpsApi]:
+        from opsconsole.server.embedded import EmbeddedServer  # noqa: PLC0415 - the server loads here only
+
+        with EmbeddedServer.start(inventory=inventory, live=live, acting_as=acting_as) as server:
+            servers.append(server)
+            try:
+                with server.client() as client:
+                    yield client
+            finally:
+                servers.remove(server)
+
+    def reopen(person: str) -> AbstractContextManager[OpsApi]:
+        if not servers:
+            raise UsageError("the console is not connected to its server yet")
+        return client_as(servers[-1], person)
+
+    return embedded, None if live else reopen
+
+
+def client_as(server: EmbeddedServer, person: str) -> AbstractContextManager[OpsApi]:
+    """A client of the embedded ``server`` for ``person`` of the sandbox cast (``as bob``): a session
+    token minted by the server's own authenticator for the cast member, over the same socket.
+
+    Raises:
+        UsageError: ``person`` is not in the sandbox cast.
+    """
+    from opsconsole.client.remote import RemoteClient  # noqa: PLC0415
+    from opsconsole.server.embedded import BASE_URL  # noqa: PLC0415
+
+    client_for = getattr(server, "client_for", None)  # the server's own way, where it offers one
+    if client_for is not None:
+        made: AbstractContextManager[OpsApi] = client_for(person)
+        return made
+    identity = server.core.directory.cast_member(person)
+    token = server.runtime.auth.mint_session(identity)
+    return RemoteClient(BASE_URL, token, uds=server.socket_path)
 
 
 def run(
@@ -17,11 +104,9 @@ def run(
     live: bool = False,
     read_only: bool = False,
 ) -> None:
-    """Open the console on the sandbox (or the live fleet) until the user quits."""
+    """Open the console on the team's ops server, or on the embedded one (the sandbox, or the live
+    fleet read-only), until the user quits."""
     from opsconsole.tui.app import OpsConsoleApp  # noqa: PLC0415 - Textual loads only when the TUI opens
-    from opsconsole.wiring import live_core, sandbox_core  # noqa: PLC0415
 
-    def factory() -> AbstractContextManager[OpsCore]:
-        return live_core(inventory) if live else sandbox_core(inventory)
-
-    OpsConsoleApp(factory, acting_as=acting_as, read_only=read_only, live=live).run()
+    factory, reopen = open_api(inventory, acting_as=acting_as, live=live)
+    OpsConsoleApp(factory, read_only=read_only, live=live, reopen=reopen).run()

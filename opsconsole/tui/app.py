@@ -1,18 +1,23 @@
-"""The Textual console: the SRE's home screen for the whole fleet.
+"""The Textual console: the SRE's home screen for the whole fleet, a client of the ops server.
 
-The app owns the one :class:`OpsCore` of the process and the data every screen shows (the latest
-:class:`FleetView`, the approval queue, the recent jobs, an hour of region history). Screens never call
-the core themselves: they ask the app (:meth:`OpsConsoleApp.call_core`), which runs the call in a thread
-worker and hands the answer back as a message on the UI thread; the refresh runs the same way every
-``refresh_s`` seconds, so input is never blocked. Events of the core's bus (job progress, requests decided
-in Slack or the CLI) arrive on worker threads and are re-posted as messages.
+The app holds one :class:`~opsconsole.core.api.OpsApi` (a client of the team's ops server, or of the
+embedded server ``make run`` starts in-process: the same client either way) and the data every screen
+shows (the latest :class:`FleetView`, the approval queue, the recent jobs, an hour of region history).
+Screens never call the API themselves on the UI thread: they ask the app (:meth:`OpsConsoleApp.call_api`,
+or :meth:`ConsoleScreen.ask`), which runs the call in a thread worker and hands the answer back as a
+message on the UI thread — dropped if the screen that asked is gone by then. The fleet is polled every
+``refresh_s`` seconds the same way, so input is never blocked; the server's event stream (job progress,
+requests decided in Slack or the CLI) is read on a background thread and re-posted as messages.
 
-``read_only`` hides every action binding and refuses every action, whichever way it is asked for.
+Who the console acts as is the server's answer (:meth:`OpsApi.whoami`), never this process's login
+name. ``read_only`` (``--read-only``), or a server that only reads (``--live`` without a team server),
+hides every action binding and refuses every action, whichever way it is asked for.
 """
 
 from __future__ import annotations
 
-import getpass
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, ExitStack
@@ -21,19 +26,28 @@ from typing import Any, ClassVar, TypeVar
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.message_pump import MessagePump
+from textual.screen import Screen
 
-from opsconsole.core.change.rbac import Identity
+from opsconsole.core.api import Caller, OpsApi
 from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.errors import OpsError
-from opsconsole.core.facade import OpsCore
 from opsconsole.core.fleet.engine import SourceStatus
 from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.records import Job
 from opsconsole.tui.commands import FleetCommands
 from opsconsole.tui.data import RegionHistory
-from opsconsole.tui.messages import BusEvent, CoreDone, CoreFailed, CoreReady, FleetRefreshed, RefreshFailed
+from opsconsole.tui.messages import (
+    ApiAnswer,
+    ApiFailed,
+    ApiReady,
+    FleetRefreshed,
+    RefreshFailed,
+    ServerEvent,
+)
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: Actions that change something: hidden and refused in read-only mode.
 WRITE_ACTIONS = frozenset(
@@ -50,6 +64,12 @@ WRITE_ACTIONS = frozenset(
         "act",
     }
 )
+#: The longest wait between two attempts to reconnect to the server's event stream.
+STREAM_RETRY_MAX_S = 30.0
+
+ApiFactory = Callable[[], AbstractContextManager[OpsApi]]
+#: Opens the API as another member of the sandbox cast (``as bob`` in the palette).
+Reopen = Callable[[str], AbstractContextManager[OpsApi]]
 
 
 def error_text(exc: BaseException) -> tuple[str, str]:
@@ -61,8 +81,17 @@ def error_text(exc: BaseException) -> tuple[str, str]:
 
 
 class OpsConsoleApp(App[None]):
-    """The console. ``core_factory`` builds the core (it is entered on a worker thread: it may start the
-    local cloud); ``refresh_s`` 0 turns the automatic refresh off (tests refresh by hand)."""
+    """The console.
+
+    Args:
+        api_factory: opens the API (entered on a worker thread: it may start the embedded server and
+            the local cloud); closed when the app exits.
+        read_only: refuse every change (``--read-only``).
+        refresh_s: seconds between two polls of the fleet; 0 turns the automatic refresh off (tests
+            refresh by hand).
+        live: the console looks at the live fleet (the title says so before the server answers).
+        reopen: opens the API as another person (``as bob``): only the sandbox's embedded server has it.
+    """
 
     CSS_PATH = "app.tcss"
     TITLE = "opsconsole"
@@ -82,31 +111,38 @@ class OpsConsoleApp(App[None]):
 
     def __init__(
         self,
-        core_factory: Callable[[], AbstractContextManager[OpsCore]],
+        api_factory: ApiFactory,
         *,
-        acting_as: str | None = None,
         read_only: bool = False,
         refresh_s: float = 2.0,
         live: bool = False,
+        reopen: Reopen | None = None,
     ) -> None:
         super().__init__()
-        self._core_factory = core_factory
+        self._api_factory = api_factory
+        self._reopen = reopen
         self._stack = ExitStack()
-        self.acting_as = acting_as
+        #: What the API opened by ``as NAME`` holds (closed when replaced, and at exit).
+        self._identity_stack: ExitStack | None = None
+        self._quitting = threading.Event()
         self.read_only = read_only
         self.refresh_s = refresh_s
         self.live = live
-        self.core: OpsCore | None = None
-        self.who: Identity | None = None
+        self.api: OpsApi | None = None
+        self.who: Caller | None = None
+        #: Bumped whenever the API is replaced: answers and events of an older one are dropped.
+        self.generation = 0
         self.view: FleetView | None = None
         self.requests: list[ChangeRequest] = []
         self.jobs: list[Job] = []
+        #: Who may still vote on each open request, as the server last said: id -> (version, names).
+        self.may_vote: dict[str, tuple[int, tuple[str, ...]]] = {}
         self.history = RegionHistory()
         self.refreshes = 0
         self.last_refresh_s = 0.0
         self._refreshing = False
+        self._interval_started = False
         self._source_status: dict[str, SourceStatus] = {}
-        self._unsubscribe: Callable[[], None] | None = None
         if read_only:
             self.sub_title = "READ-ONLY"
 
@@ -116,86 +152,144 @@ class OpsConsoleApp(App[None]):
         from opsconsole.tui.screens.fleet import OverviewScreen  # noqa: PLC0415 - screens import the app
 
         self.push_screen(OverviewScreen())
-        self._open_core()
+        self._open_api()
 
-    @work(thread=True, group="core", exit_on_error=False)
-    def _open_core(self) -> None:
+    @work(thread=True, group="api", exit_on_error=False)
+    def _open_api(self) -> None:
         try:
-            core = self._stack.enter_context(self._core_factory())
+            api = self._stack.enter_context(self._api_factory())
+            caller = api.whoami()
         except Exception as exc:
-            self.post_message(CoreFailed(*error_text(exc)))
+            self.post_message(ApiFailed(*error_text(exc)))
             return
-        self.post_message(CoreReady(core))
+        self.post_message(ApiReady(api, caller))
 
-    def on_core_ready(self, message: CoreReady) -> None:
-        core = self.core = message.core
-        try:
-            self.who = (
-                core.directory.cast_member(self.acting_as)
-                if self.acting_as
-                else core.directory.os_user(getpass.getuser())
-            )
-        except OpsError as exc:
-            self.notify(str(exc), title=exc.title, severity="error")
-        try:
-            self._unsubscribe = core.runner.bus.subscribe(self._from_bus)
-        except OpsError:
-            self._unsubscribe = None  # a core that only reads has no run engine: no job events
+    def on_api_ready(self, message: ApiReady) -> None:
+        replaced = self._identity_stack if message.stack is not None else None
+        if message.stack is not None:
+            self._identity_stack = message.stack
+        self.generation += 1
+        self.api = message.api
+        self.who = message.caller
+        self.may_vote.clear()
         self.update_title()
+        self.refresh_bindings()
+        self._start_stream(message.api, self.generation)
+        self._refreshing = False  # an answer of the old API is dropped: do not wait for it
         self.action_refresh()
-        if self.refresh_s > 0:
+        if self.refresh_s > 0 and not self._interval_started:
+            self._interval_started = True
             self.set_interval(self.refresh_s, self.action_refresh)
+        if message.stack is not None:
+            self.notify(f"now acting as {message.caller.person} ({message.caller.role})", title="identity")
+        if replaced is not None:
+            threading.Thread(target=replaced.close, name="opsconsole-close-identity", daemon=True).start()
 
-    def _from_bus(self, event: object) -> None:
-        """Called on the publisher's thread: re-post to the UI thread (post_message is thread-safe)."""
-        self.post_message(BusEvent(event))
-
-    def on_core_failed(self, message: CoreFailed) -> None:
+    def on_api_failed(self, message: ApiFailed) -> None:
         self.notify(message.text, title=message.title, severity="error", timeout=30)
 
     def update_title(self) -> None:
-        where = "LIVE" if self.live else "sandbox"
-        who = self.who.person if self.who else "?"
-        role = "" if self.who is None or self.who.known else " (viewer)"
-        self.sub_title = f"{where} · {who}{role}" + (" · READ-ONLY" if self.read_only else "")
+        who = self.who
+        where = "LIVE" if (who.world == "live" if who else self.live) else "sandbox"
+        person = who.person if who else "?"
+        role = " (viewer)" if who is not None and who.role == "viewer" else ""
+        self.sub_title = f"{where} · {person}{role}" + (" · READ-ONLY" if self.writes_refused() else "")
 
     async def on_unmount(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        # The core's close joins threads and may stop the local cloud: not on the UI thread's time.
-        await self.run_in_thread(self._stack.close)
+        self._quitting.set()
+
+        def close() -> None:
+            if self._identity_stack is not None:
+                self._identity_stack.close()
+            self._stack.close()
+
+        # Closing may stop the embedded server and the local cloud: not on the UI thread's time.
+        await self.run_in_thread(close)
 
     async def run_in_thread(self, fn: Callable[[], T]) -> T:
         import asyncio  # noqa: PLC0415
 
         return await asyncio.get_running_loop().run_in_executor(None, fn)
 
+    # -- the server's event stream ---------------------------------------------------------------------
+
+    def _start_stream(self, api: OpsApi, generation: int) -> None:
+        # A daemon thread, not a Textual worker: a stream blocked in a read must never hold up the exit
+        # (the loop's executor is joined at exit). It ends when the API is closed or replaced.
+        threading.Thread(
+            target=self._read_stream, args=(api, generation), name="opsconsole-stream", daemon=True
+        ).start()
+
+    def _read_stream(self, api: OpsApi, generation: int) -> None:
+        wait = 1.0
+        while not self._quitting.is_set() and generation == self.generation:
+            try:
+                for event in api.stream():
+                    if self._quitting.is_set() or generation != self.generation:
+                        return
+                    wait = 1.0
+                    if event.kind in ("job", "request"):
+                        self.post_message(ServerEvent(event, generation))
+            except Exception as exc:  # a dropped connection: the poll goes on, the stream comes back
+                log.debug("event stream ended: %s", exc)
+            if self._quitting.wait(wait):
+                return
+            wait = min(wait * 2, STREAM_RETRY_MAX_S)
+
+    def on_server_event(self, message: ServerEvent) -> None:
+        if message.generation != self.generation:
+            return
+        event = message.event
+        if event.kind == "request":
+            request_id = str(event.data.get("id", ""))
+            if request_id:
+                self.call_api(lambda api: api.request(request_id), self._request_moved, quiet=True)
+        from opsconsole.tui.screens.base import ConsoleScreen  # noqa: PLC0415
+
+        for screen in self.screen_stack:
+            if isinstance(screen, ConsoleScreen):
+                screen.on_server_event(event)
+
+    def _request_moved(self, detail: Any) -> None:
+        self.remember(detail.request, detail.may_still_vote)
+        self.update_screens()
+
+    def remember(self, request: ChangeRequest, may_still_vote: Iterable[str] | None = None) -> None:
+        """Put what the server said of ``request`` in the queue (and who may still vote on it)."""
+        if any(r.id == request.id for r in self.requests):
+            self.requests = [request if r.id == request.id else r for r in self.requests]
+        else:
+            self.requests.insert(0, request)
+        if may_still_vote is not None:
+            self.may_vote[request.id] = (request.version, tuple(may_still_vote))
+
     # -- refresh ---------------------------------------------------------------------------------------
 
     def action_refresh(self) -> None:
-        if self.core is None or self._refreshing:
-            return  # a slow source must not pile refreshes up
+        if self.api is None or self._refreshing:
+            return  # a slow server must not pile refreshes up
         self._refreshing = True
-        self._refresh_worker(self.core)
+        self._refresh_worker(self.api, self.generation)
 
     @work(thread=True, group="refresh", exit_on_error=False)
-    def _refresh_worker(self, core: OpsCore) -> None:
+    def _refresh_worker(self, api: OpsApi, generation: int) -> None:
         started = time.perf_counter()
         try:
-            view = core.refresh()
+            view = api.fleet()
             requests: list[ChangeRequest] = []
             jobs: list[Job] = []
             try:
-                core.pipeline.expire_due()
-                requests = core.pipeline.requests.list(limit=100)
-                jobs = core.jobs.list(limit=50)
+                requests = api.requests(open_only=False, limit=100)
+                jobs = api.jobs(limit=50)
             except OpsError:
-                pass  # no run engine (a reading core): no jobs; the fleet still shows
-            self.post_message(FleetRefreshed(view, requests, jobs, time.perf_counter() - started))
+                pass  # a server that only reads has no runs: the fleet still shows
+            self.post_message(FleetRefreshed(view, requests, jobs, time.perf_counter() - started, generation))
         except Exception as exc:
             self.post_message(RefreshFailed(": ".join(error_text(exc))))
 
     def on_fleet_refreshed(self, message: FleetRefreshed) -> None:
+        if message.generation != self.generation:
+            return
         self._refreshing = False
         self.refreshes += 1
         self.last_refresh_s = message.took_s
@@ -227,61 +321,84 @@ class OpsConsoleApp(App[None]):
             if isinstance(screen, ConsoleScreen):
                 screen.show_data()
 
-    def on_bus_event(self, message: BusEvent) -> None:
-        from opsconsole.tui.screens.base import ConsoleScreen  # noqa: PLC0415
+    # -- server calls ----------------------------------------------------------------------------------
 
-        for screen in self.screen_stack:
-            if isinstance(screen, ConsoleScreen):
-                screen.on_core_event(message.event)
-
-    # -- core calls ------------------------------------------------------------------------------------
-
-    def call_core(
+    def call_api(
         self,
-        fn: Callable[[OpsCore], T],
+        fn: Callable[[OpsApi], T],
         done: Callable[[T], None] | None = None,
         failed: Callable[[BaseException], None] | None = None,
+        *,
+        owner: MessagePump | None = None,
+        quiet: bool = False,
     ) -> None:
-        """Run ``fn(core)`` on a worker thread; ``done(result)`` then runs on the UI thread. An error is
-        shown as a notification (and passed to ``failed``), never as a crash."""
-        if self.core is None:
-            self.notify("the console is still connecting to the fleet", severity="warning")
+        """Run ``fn(api)`` on a worker thread; ``done(result)`` then runs on the UI thread. An error is
+        shown as a notification (unless ``quiet``: the caller shows it) and passed to ``failed``, never
+        a crash. With ``owner`` (the screen that asks), the answer is dropped if the owner is gone."""
+        if self.api is None:
+            self.notify("the console is still connecting to the ops server", severity="warning")
             return
-        self._call_worker(self.core, fn, done, failed)
+        self._call_worker(self.api, fn, done, failed, owner, quiet)
 
     @work(thread=True, group="calls", exit_on_error=False)
     def _call_worker(
         self,
-        core: OpsCore,
-        fn: Callable[[OpsCore], Any],
+        api: OpsApi,
+        fn: Callable[[OpsApi], Any],
         done: Callable[[Any], None] | None,
         failed: Callable[[BaseException], None] | None,
+        owner: MessagePump | None,
+        quiet: bool,
     ) -> None:
         try:
-            result = fn(core)
+            result = fn(api)
         except Exception as exc:
-            title, text = error_text(exc)
-            self.call_from_thread(self.notify, text, title=title, severity="error", timeout=8)
-            if failed is not None:
-                self.call_from_thread(failed, exc)
+            if not quiet:
+                title, text = error_text(exc)
+                self.call_from_thread(self.notify, text, title=title, severity="error", timeout=8)
+            self.post_message(ApiAnswer(None, exc, None, failed, owner))
             return
-        self.post_message(CoreDone(result, done))
+        self.post_message(ApiAnswer(result, None, done, None, owner))
 
-    def on_core_done(self, message: CoreDone) -> None:
-        if message.done is not None:
+    def alive(self, owner: MessagePump | None) -> bool:
+        """True while ``owner`` (a screen or a widget of one) is still on the screen stack."""
+        if owner is None:
+            return True
+        screen = owner if isinstance(owner, Screen) else getattr(owner, "screen", None)
+        return owner.is_attached and screen in self.screen_stack
+
+    def on_api_answer(self, message: ApiAnswer) -> None:
+        if not self.alive(message.owner):
+            return  # the screen that asked was closed meanwhile
+        if message.error is not None:
+            if message.failed is not None:
+                message.failed(message.error)
+        elif message.done is not None:
             message.done(message.result)
 
     # -- permissions -----------------------------------------------------------------------------------
 
+    def writes_refused(self) -> bool:
+        """True with ``--read-only``, or on a server that only reads."""
+        return self.read_only or (self.who is not None and not self.who.may_change)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # False hides the binding from the footer and does not run it.
-        return not (self.read_only and action in WRITE_ACTIONS)
+        return not (self.writes_refused() and action in WRITE_ACTIONS)
 
     def may_write(self, what: str) -> bool:
         """True if changes are allowed; else a notification says why not."""
         if self.read_only:
             self.notify(
                 f"{what}: refused, the console was started with --read-only",
+                title="read-only",
+                severity="error",
+            )
+            return False
+        if self.who is not None and not self.who.may_change:
+            self.notify(
+                f"{what}: refused, this server only reads (`--live` without a team server); ask the "
+                "team's ops server (opsconsole login --server URL)",
                 title="read-only",
                 severity="error",
             )
@@ -313,7 +430,7 @@ class OpsConsoleApp(App[None]):
         for node in nodes:
             for binding in getattr(node, "BINDINGS", []):
                 if isinstance(binding, Binding) and binding.description and binding.key not in seen:
-                    if self.read_only and binding.action.split("(")[0] in WRITE_ACTIONS:
+                    if self.writes_refused() and binding.action.split("(")[0] in WRITE_ACTIONS:
                         continue
                     seen.add(binding.key)
                     yield binding.key, binding.description
@@ -334,15 +451,35 @@ class OpsConsoleApp(App[None]):
             return
         self.push_screen(RegionScreen(region))
 
+    @property
+    def can_act_as(self) -> bool:
+        """True when ``as NAME`` works: on the sandbox's own (embedded) server only."""
+        return self._reopen is not None
+
     def act_as(self, person: str) -> None:
-        """Sandbox only: act as a member of the cast (to approve your own request as a colleague)."""
-        if self.core is None:
+        """Sandbox only: act as another member of the cast (to approve your own request as a colleague).
+
+        The embedded server opens a client for that person (see :func:`opsconsole.tui.run`); the
+        identity is then the server's answer, as always."""
+        if self._reopen is None:
+            self.notify(
+                "`as NAME` works only on the sandbox's own server: with a team server you are who your "
+                "credential says",
+                title="identity",
+                severity="error",
+            )
             return
+        self._switch_worker(self._reopen, person)
+
+    @work(thread=True, group="identity", exit_on_error=False)
+    def _switch_worker(self, reopen: Reopen, person: str) -> None:
+        stack = ExitStack()
         try:
-            self.who = self.core.directory.cast_member(person)
-        except OpsError as exc:
-            self.notify(str(exc), title=exc.title, severity="error")
+            api = stack.enter_context(reopen(person))
+            caller = api.whoami()
+        except Exception as exc:
+            stack.close()
+            title, text = error_text(exc)
+            self.call_from_thread(self.notify, text, title=title, severity="error")
             return
-        self.acting_as = person
-        self.update_title()
-        self.notify(f"now acting as {person}", title="identity")
+        self.post_message(ApiReady(api, caller, stack))

@@ -3,7 +3,8 @@
 Typed sentences are parsed by :func:`parse_command`: "scale checkout in eu-west-1 to
 12" and "failover eu-west-1 to eu-central-1" open the action's form filled in (so the preview and the risk
 are always seen before a submit); "approve ID" / "reject ID reason" decide a request; "as bob" acts as a
-member of the sandbox cast. In read-only mode the actions are not offered and are refused.
+member of the sandbox cast (only on the sandbox's own embedded server: see
+:meth:`OpsConsoleApp.act_as`). In read-only mode the actions are not offered and are refused.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 if TYPE_CHECKING:
+    from opsconsole.core.api import Decided, OpsApi
     from opsconsole.tui.app import OpsConsoleApp
 
 
@@ -93,21 +95,22 @@ def run_intent(app: OpsConsoleApp, intent: Intent) -> None:
 
 
 def _decide(app: OpsConsoleApp, action: str, params: dict[str, Any]) -> None:
-    who = app.who
-    if who is None:
-        return
     request_id = params["request"]
 
-    def decide(core: Any) -> Any:
+    def decide(api: OpsApi) -> Decided:
         if action == "approve":
-            return core.pipeline.approve(request_id, who, face="tui")
-        return core.pipeline.reject(request_id, who, face="tui", reason=params["reason"])
+            return api.approve(request_id, run=True)
+        return api.reject(request_id, reason=params["reason"])
 
-    def decided(request: Any) -> None:
+    def decided(answer: Decided) -> None:
+        request = answer.request
+        app.remember(request, answer.may_still_vote)
         app.notify(f"request {request.short_id} is {request.status.value}")
+        if answer.job is not None:
+            app.notify(f"request {request.short_id} runs as job {answer.job.id[:12]}", title="running")
         app.action_refresh()
 
-    app.call_core(decide, decided)
+    app.call_api(decide, decided)
 
 
 class FleetCommands(Provider):
@@ -126,7 +129,7 @@ class FleetCommands(Provider):
                     (f"Region {region.id} ({region.name})", partial(app.open_region, region.id), "drill down")
                 )
         items.append(("Refresh now", app.action_refresh, "read every source"))
-        if not app.read_only:
+        if not app.writes_refused():
             items += [
                 (
                     "Scale a workload…",
@@ -158,7 +161,7 @@ class FleetCommands(Provider):
     async def search(self, query: str) -> Hits:
         intent = parse_command(query)
         app = self.console
-        if intent is not None and not (app.read_only and intent.action in WRITE_INTENTS):
+        if intent is not None and not (app.writes_refused() and intent.action in WRITE_INTENTS):
             yield Hit(
                 1.0,
                 f"Do: {query.strip()}",

@@ -55,6 +55,11 @@ def pct(value: float | None, digits: int = 0) -> str:
     return "—" if value is None else f"{value * 100:.{digits}f}%"
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 finding``, ``2 findings``, ``0 findings``."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
+
+
 def env_cell(environment: Environment) -> Text:
     """Production is always bold red-on-nothing so it never looks like staging."""
     if environment is Environment.PROD:

@@ -25,7 +25,7 @@ from opsconsole.tui.widgets.cards import RegionCard
 from opsconsole.tui.widgets.table import FleetTable
 from opsconsole.wiring import sandbox_core
 
-from .helpers import refreshed, sim_app, until
+from .helpers import harness_of, refreshed, sim_app, until
 
 
 async def test_requests_filed_and_decided_in_another_face_show_within_one_refresh() -> None:
@@ -59,7 +59,7 @@ async def test_requests_filed_and_decided_in_another_face_show_within_one_refres
             await pilot.click("#confirm")
             await until(pilot, lambda: table.cell_text(filed.id, "votes") == "1/2")
             seen = slack.pipeline.requests.get(filed.id)  # what the bot reads
-            assert [(v.person, v.face) for v in seen.votes] == [("bob", "tui")]
+            assert [(v.person, v.face) for v in seen.votes] == [("bob", "api")]
 
             carol = slack.directory.cast_member("carol")
             slack.pipeline.reject(filed.id, carol, face="slack", reason="not during the sale")
@@ -73,8 +73,9 @@ async def test_schedules_overrides_go_through_the_scheduler_and_a_warning_shows_
     app = sim_app(clock=clock, acting_as="alice")
     async with app.run_test(size=(120, 40)) as pilot:
         await refreshed(pilot, app)
-        assert app.core is not None
-        scheduler = Scheduler(app.core)
+        core = harness_of(app).core
+        assert core is not None
+        scheduler = Scheduler(core)
         unit = next(
             s for s in scheduler.status() if s.region and any(t.state == DOWN for t in s.next_transitions)
         )
@@ -105,13 +106,14 @@ async def test_schedules_overrides_go_through_the_scheduler_and_a_warning_shows_
             unit.environment,
             unit.region,
             "alice",
-            "tui",
+            "api",
         )
         await until(pilot, lambda: not banner.display)  # kept awake: no shutdown within the lead
         await override("t")
         await until(pilot, lambda: any(o.kind is OverrideKind.SKIP_TONIGHT for o in scheduler.overrides()))
 
         app.act_as("victor")  # a viewer: refused by the scheduler, said in a notification
+        await until(pilot, lambda: app.who is not None and app.who.person == "victor")
         before = len(scheduler.overrides())
         await override("k")
         await until(pilot, lambda: any("viewer" in n.message for n in app._notifications))

@@ -1,6 +1,8 @@
-"""The "Done when" flow on the local cloud, keyboard first: find a region, drill down, scale a workload
-with a check-mode preview (a real run of scale.yml in check mode), file it, approve it as a second
-person, watch the job stream to its end, and see the new replica count in the table."""
+"""The "Done when" flow on the local cloud, keyboard first, through the embedded ops server (as
+``opsconsole`` opens it): find a region, drill down, scale a workload with a check-mode preview (a real
+run of scale.yml in check mode, its log followed through the server's stream), file it, approve it as
+a second person (``as bob``: another client of the same server), watch the job stream to its end, and
+see the new replica count in the table."""
 
 from __future__ import annotations
 
@@ -9,21 +11,22 @@ import pytest
 from opsconsole.core.change.approvals import RequestStatus
 from opsconsole.core.fleet.model import WorkloadState
 from opsconsole.core.runs.records import JobStatus
-from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.screens.change import ActionScreen, ApprovalsScreen, JobsScreen
 from opsconsole.tui.screens.dialogs import ConfirmScreen
 from opsconsole.tui.screens.fleet import RegionScreen
 from opsconsole.tui.widgets.table import FleetTable
-from opsconsole.wiring import sandbox_core
 
-from .helpers import refreshed, screen_text, until
+from .helpers import embedded_app, refreshed, screen_text, until
 
 pytestmark = pytest.mark.slow
 KEY = "workload/eks-euw1-prod/checkout"
 
 
-async def test_scale_with_preview_approved_by_someone_else_runs_and_shows() -> None:
-    app = OpsConsoleApp(lambda: sandbox_core(reader="cloud"), acting_as="alice", refresh_s=0)
+async def test_scale_with_preview_approved_by_someone_else_runs_and_shows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPSCONSOLE_SANDBOX_READER", "cloud")
+    app = embedded_app(acting_as="alice")
     async with app.run_test(size=(120, 40)) as pilot:
         await refreshed(pilot, app, timeout=90)
         await pilot.press("right", "right", "right", "right", "enter")  # eu-west-1
@@ -46,9 +49,11 @@ async def test_scale_with_preview_approved_by_someone_else_runs_and_shows() -> N
         form.query_one("#f-replicas").value = str(target)  # type: ignore[attr-defined]
         # One approval, or two when the region's live state raises the risk (the world follows the wall
         # clock's time of day, so either may happen).
-        await until(pilot, lambda: form.assessment is not None and form.assessment.approvals_needed >= 1)
+        await until(
+            pilot, lambda: form.assessment is not None and form.assessment.risk.approvals_needed >= 1
+        )
         assert form.assessment is not None
-        approvers = ["bob", "carol"][: form.assessment.approvals_needed]
+        approvers = ["bob", "carol"][: form.assessment.risk.approvals_needed]
         await pilot.press("ctrl+t")  # check mode: a real run of scale.yml that changes nothing
         await until(pilot, lambda: form.preview_status is JobStatus.SUCCEEDED, timeout=120)
         assert "changed" in screen_text(app)
@@ -62,6 +67,7 @@ async def test_scale_with_preview_approved_by_someone_else_runs_and_shows() -> N
 
         for approver in approvers:  # the sandbox cast: other people, approvers
             app.act_as(approver)
+            await until(pilot, lambda: app.who is not None and app.who.person == approver)  # noqa: B023
             await refreshed(pilot, app, timeout=60)
             await pilot.press("a")
             await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
@@ -87,5 +93,9 @@ async def test_scale_with_preview_approved_by_someone_else_runs_and_shows() -> N
 
         await pilot.press("escape", "escape")  # back to the region
         await until(pilot, lambda: isinstance(app.screen, RegionScreen))
-        await refreshed(pilot, app, timeout=60)
-        await until(pilot, lambda: table.cell_text(KEY, "ready").endswith(f"/{target}"), timeout=30)
+        for _ in range(60):  # the server's cache takes the change in on its next refresh
+            await refreshed(pilot, app, timeout=60)
+            if table.cell_text(KEY, "ready").endswith(f"/{target}"):
+                break
+            await pilot.pause(0.5)
+        assert table.cell_text(KEY, "ready").endswith(f"/{target}")

@@ -23,7 +23,7 @@ from opsconsole.tui.screens.records import AuditScreen, SchedulesScreen
 from opsconsole.tui.widgets.cards import spark_text
 from opsconsole.tui.widgets.table import FleetTable
 
-from .helpers import REPO, refreshed, screen_text, sim_app, until
+from .helpers import REPO, core_app, refreshed, screen_text, sim_app, until
 
 
 class StaticSource:
@@ -50,7 +50,7 @@ def static_app(records: list[FleetRecord], *extra: object, **kwargs: object) -> 
         with OpsCore(fleet, [StaticSource("test", records), *extra], clock=FakeClock(), sandbox=True) as core:  # type: ignore[list-item]
             yield core
 
-    return OpsConsoleApp(factory, refresh_s=0, **kwargs)  # type: ignore[arg-type]
+    return core_app(factory, **kwargs)  # type: ignore[arg-type]
 
 
 async def test_overview_shows_every_region_the_totals_and_the_sources() -> None:
@@ -159,6 +159,21 @@ async def test_read_only_hides_and_refuses_every_action() -> None:
         assert "Failover" not in footer
 
 
+async def test_a_server_that_only_reads_hides_and_refuses_every_action() -> None:
+    app = sim_app(acting_as="alice", may_change=False)  # `--live` without a team server
+    async with app.run_test(size=(120, 40)) as pilot:
+        await refreshed(pilot, app)
+        assert "READ-ONLY" in app.sub_title and "alice" in app.sub_title
+        await pilot.press("f")
+        await pilot.pause()
+        assert not isinstance(app.screen, ActionScreen)
+        app.open_action("failback", {"region": "eu-west-1"})
+        await pilot.pause()
+        assert not isinstance(app.screen, ActionScreen)
+        assert any("only reads" in n.message for n in app._notifications)
+        assert "Failover" not in screen_text(app).splitlines()[-1]
+
+
 async def test_scale_form_validates_and_shows_preview_and_risk() -> None:
     app = sim_app(acting_as="alice")
     async with app.run_test(size=(120, 40)) as pilot:
@@ -178,8 +193,8 @@ async def test_scale_form_validates_and_shows_preview_and_risk() -> None:
         assert isinstance(form, ActionScreen)
         await until(pilot, lambda: "expected a whole number" in screen_text(app))
         form.query_one("#f-replicas").value = "100000"  # type: ignore[attr-defined]
-        await pilot.pause()
-        assert form.plan is None
+        await until(pilot, lambda: "✗" in screen_text(app) and not form._in_flight)  # the server refuses it
+        assert form.assessment is None
         form.query_one("#f-replicas").value = "4"  # type: ignore[attr-defined]
         await until(pilot, lambda: form.assessment is not None)
         await until(pilot, lambda: "approval" in screen_text(app))
@@ -191,6 +206,7 @@ async def test_scale_form_validates_and_shows_preview_and_risk() -> None:
         await pilot.press("enter")  # Enter on Cancel: nothing is filed
         await pilot.pause()
         assert isinstance(app.screen, ActionScreen) and form.submission is None
+        assert "needs 1 approval before it runs" in text  # not "1 approval(s)"
 
 
 async def test_palette_commands_parse_and_open_the_form() -> None:

@@ -1,10 +1,12 @@
-"""What every screen of the console shares: Escape goes back, ``/`` filters the table in focus, and a
-``show_data`` hook the app calls after each refresh (screens redraw from the app's data, never by
-calling the core)."""
+"""What every screen of the console shares: Escape goes back, ``/`` filters the table in focus, a
+``show_data`` hook the app calls after each refresh (screens redraw from the app's data), and
+:meth:`ConsoleScreen.ask`, the one way a screen calls the ops server: the call runs on a worker thread,
+and its answer is dropped if the screen was closed before it came back."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -14,7 +16,10 @@ from textual.widgets import Footer, Header, Input
 from opsconsole.tui.widgets.table import FleetTable
 
 if TYPE_CHECKING:
+    from opsconsole.core.api import OpsApi, StreamEvent
     from opsconsole.tui.app import OpsConsoleApp
+
+T = TypeVar("T")
 
 
 class ConsoleScreen(Screen[None]):
@@ -52,8 +57,20 @@ class ConsoleScreen(Screen[None]):
     def show_data(self) -> None:
         """Redraw from the app's latest data (called after every refresh)."""
 
-    def on_core_event(self, event: object) -> None:
-        """A job event or a request change from the core's bus."""
+    def on_server_event(self, event: StreamEvent) -> None:
+        """An event of the server's stream (``job`` or ``request``)."""
+
+    def ask(
+        self,
+        fn: Callable[[OpsApi], T],
+        done: Callable[[T], None] | None = None,
+        failed: Callable[[BaseException], None] | None = None,
+        *,
+        quiet: bool = False,
+    ) -> None:
+        """Call the server on a worker thread; ``done`` / ``failed`` run on the UI thread only if this
+        screen is still open then (see :meth:`OpsConsoleApp.call_api`)."""
+        self.console.call_api(fn, done, failed, owner=self, quiet=quiet)
 
     def filter_target(self) -> FleetTable | None:
         focused = self.focused

@@ -1,9 +1,16 @@
-"""Changing the fleet: the action form (validation, the preview in words, the risk and the approvals it
+"""Changing the fleet: the action form (the server's preview in words, the risk and the approvals it
 needs, a check-mode run of its playbook), the approval queue shared with Slack and the CLI, and the jobs
-with their live log. Everything that changes something asks first, with Cancel as the default."""
+with their live log. Everything that changes something asks first, with Cancel as the default.
+
+The console plans nothing itself: the form sends the action's name and parameters to the ops server
+(:meth:`OpsApi.assess`), which plans it on its latest snapshot and judges its risk; what the form shows
+is the server's answer. Live logs follow the server's event stream and catch up with
+:meth:`OpsApi.job_events`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -13,21 +20,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, RichLog, Static
 
-from opsconsole.core.change.actions import (
-    ActionPlan,
-    plan_environment,
-    plan_failback,
-    plan_failover,
-    plan_scale,
-)
+from opsconsole.core.api import Assessment, Decided, Filed, RequestDetail, StreamEvent
 from opsconsole.core.change.approvals import RequestStatus
-from opsconsole.core.change.pipeline import RequestChanged, Submission
 from opsconsole.core.change.records import ChangeRequest
-from opsconsole.core.change.risk import RiskAssessment
 from opsconsole.core.errors import UsageError
-from opsconsole.core.fleet.model import Environment
 from opsconsole.core.runs.events import EventKind, JobEvent
 from opsconsole.core.runs.records import Job, JobStatus
+from opsconsole.tui.data import plural
 from opsconsole.tui.screens.base import ConsoleScreen
 from opsconsole.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from opsconsole.tui.widgets.table import FleetTable
@@ -76,9 +75,131 @@ def event_line(event: JobEvent) -> Text | None:
     return Text(f"{event.at:%H:%M:%S} {event.kind.value:<10} {what}{detail}", style=style)
 
 
+#: The form's names of the actions -> the server's (see ``ACTIONS`` in :mod:`opsconsole.core.api`).
+API_ACTION = {"scale": "scale", "failover": "failover", "failback": "failback", "env": "environment"}
+
+
+def form_request(action: str, v: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """The form's text as the server's action name and parameters (numbers parsed; empty fields left
+    out). Checks only what the form itself must: the server validates the rest.
+
+    Raises:
+        UsageError: a number field holds something else.
+    """
+
+    def number(name: str) -> int | None:
+        if not v.get(name):
+            return None
+        try:
+            return int(v[name])
+        except ValueError:
+            what = name.replace("_", " ")
+            raise UsageError(f"{what}: expected a whole number, found {v[name]!r}") from None
+
+    params: dict[str, Any]
+    if action == "scale":
+        params = {
+            "service": v["service"],
+            "region": v["region"],
+            "environment": v["environment"] or "prod",
+            "cluster": v["cluster"] or None,
+            "replicas": number("replicas"),
+            "hpa_min": number("hpa_min"),
+            "hpa_max": number("hpa_max"),
+        }
+    elif action == "failover":
+        params = {"from_region": v["region"], "to_region": v["to"]}
+    elif action == "failback":
+        params = {"region": v["region"]}
+    else:
+        state = {"stop": "stopped", "start": "started"}.get(v["state"], v["state"])
+        params = {"environment": v["environment"], "state": state, "region": v["region"] or None}
+    return API_ACTION[action], {k: value for k, value in params.items() if value is not None}
+
+
+def touches_production(action: str, params: dict[str, Any]) -> bool:
+    """Whether the change touches production (the form turns red): failovers and failbacks always do,
+    a non-prod environment never, a scale when its environment is prod."""
+    if action == "environment":
+        return False
+    if action == "scale":
+        return str(params.get("environment", "prod")) == "prod"
+    return True
+
+
+class JobLog:
+    """Follows one job's events into a log: from the start (:meth:`OpsApi.job_events`), then as the
+    server's stream announces them. One fetch at a time, in ``seq`` order, nothing shown twice."""
+
+    def __init__(
+        self,
+        screen: ConsoleScreen,
+        write: Callable[[JobEvent], None],
+        on_status: Callable[[JobStatus], None] | None = None,
+    ) -> None:
+        self.screen = screen
+        self.write = write
+        self.on_status = on_status
+        self.job_id: str | None = None
+        self.seq = 0
+        self._fetching = False
+        self._again = False
+
+    def follow(self, job_id: str) -> None:
+        self.job_id, self.seq, self._again = job_id, 0, False
+        self.fetch()
+
+    def fetch(self) -> None:
+        job_id = self.job_id
+        if job_id is None:
+            return
+        if self._fetching:
+            self._again = True
+            return
+        self._fetching = True
+
+        def fetched(events: list[JobEvent]) -> None:
+            self._fetching = False
+            if job_id == self.job_id:
+                for event in events:
+                    self.take(event)
+            if self._again:
+                self._again = False
+                self.fetch()
+
+        def failed(_exc: BaseException) -> None:
+            self._fetching = False
+
+        after = self.seq
+        self.screen.ask(lambda api: api.job_events(job_id, after_seq=after), fetched, failed, quiet=True)
+
+    def take(self, event: JobEvent) -> None:
+        if event.job_id != self.job_id or event.seq <= self.seq:
+            return
+        self.seq = event.seq
+        self.write(event)
+        if (
+            self.on_status is not None
+            and event.kind is EventKind.JOB_STATUS
+            and event.message in {s.value for s in JobStatus}
+        ):
+            self.on_status(JobStatus(event.message))
+
+    def on_server_event(self, event: StreamEvent) -> None:
+        """A ``job`` event: the pushed one if it is the next, else a fetch of what was missed."""
+        if event.kind != "job" or event.data.get("job_id") != self.job_id:
+            return
+        pushed = event.data.get("event")
+        if isinstance(pushed, JobEvent) and pushed.seq == self.seq + 1 and not self._fetching:
+            self.take(pushed)
+        else:
+            self.fetch()
+
+
 class ActionScreen(ConsoleScreen):
-    """The form of one action. The plan is re-made on every keystroke (pure, fast), so a mistake shows at
-    once; the risk comes from the pipeline; ctrl+t runs the playbook in check mode; ctrl+s submits."""
+    """The form of one action. Every change of a field asks the server to assess it again (one call in
+    flight, the latest values sent when it answers), so a mistake shows at once with the server's
+    words; ctrl+t runs the playbook in check mode; ctrl+s submits."""
 
     screen_name = "action"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -91,11 +212,18 @@ class ActionScreen(ConsoleScreen):
         super().__init__()
         self.action_name = action
         self.params = {k: "" if v is None else str(v) for k, v in params.items()}
-        self.plan: ActionPlan | None = None
-        self.assessment: RiskAssessment | None = None
-        self.preview_job: str | None = None
+        #: The server's answer for the form as it is now (``None`` while it is wrong or being assessed).
+        self.assessment: Assessment | None = None
+        #: What was last sent to be assessed, and what is waiting to be sent after it.
+        self._asked: tuple[str, dict[str, Any]] | None = None
+        self._in_flight = False
         self.preview_status: JobStatus | None = None
-        self.submission: Submission | None = None
+        self.submission: Filed | None = None
+        self._preview = JobLog(self, self._preview_line, self._preview_status)
+
+    @property
+    def preview_job(self) -> str | None:
+        return self._preview.job_id
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
@@ -126,46 +254,13 @@ class ActionScreen(ConsoleScreen):
             name: self.query_one(f"#f-{name}", Input).value.strip() for name, _ in FIELDS[self.action_name]
         }
 
-    def make_plan(self) -> ActionPlan:
-        view = self.console.view
-        if view is None:
-            raise UsageError("no fleet data yet: wait for the first refresh")
-        v = self.values()
+    def request(self) -> tuple[str, dict[str, Any]]:
+        """The server's action name and parameters for the form as it is now (see :func:`form_request`)."""
+        return form_request(self.action_name, self.values())
 
-        def number(name: str) -> int | None:
-            if not v.get(name):
-                return None
-            try:
-                return int(v[name])
-            except ValueError:
-                raise UsageError(
-                    f"{name.replace('_', ' ')}: expected a whole number, found {v[name]!r}"
-                ) from None
-
-        if self.action_name == "scale":
-            try:
-                env = Environment(v["environment"] or "prod")
-            except ValueError:
-                raise UsageError(f"environment {v['environment']!r}: expected prod, staging or dev") from None
-            return plan_scale(
-                view.fleet,
-                view.snapshot,
-                service=v["service"],
-                region=v["region"],
-                replicas=number("replicas"),
-                hpa_min=number("hpa_min"),
-                hpa_max=number("hpa_max"),
-                environment=env,
-                cluster=v["cluster"] or None,
-            )
-        if self.action_name == "failover":
-            return plan_failover(view.fleet, view.snapshot, from_region=v["region"], to_region=v["to"])
-        if self.action_name == "failback":
-            return plan_failback(view.fleet, view.snapshot, region=v["region"])
-        state = {"stop": "stopped", "start": "started"}.get(v["state"], v["state"])
-        return plan_environment(
-            view.fleet, view.snapshot, environment=v["environment"], state=state, region=v["region"] or None
-        )
+    def show_data(self) -> None:
+        if self._asked is None and self.assessment is None and not self._in_flight:
+            self.replan()  # the server was not there yet when the form opened
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id and event.input.id.startswith("f-"):
@@ -173,44 +268,81 @@ class ActionScreen(ConsoleScreen):
         else:
             super().on_input_changed(event)
 
+    def _wrong(self, message: str) -> None:
+        self.assessment = None
+        self.query_one("#plan", Static).update(Text(f"✗ {message}", style="bold red"))
+        self.query_one("#risk", Static).update("")
+        self.query_one("#production", Static).update("")
+        self.set_class(False, "-production")
+
     def replan(self) -> None:
-        before = self.plan
+        """Ask the server to assess the form as it is now (unless it is being asked already: the latest
+        values go when the answer comes)."""
         try:
-            self.plan = self.make_plan()
+            wanted = self.request()
         except UsageError as exc:
-            self.plan = None
-            self.assessment = None
-            self.query_one("#plan", Static).update(Text(f"✗ {exc}", style="bold red"))
-            self.query_one("#risk", Static).update("")
-            self.query_one("#production", Static).update("")
-            self.set_class(False, "-production")
+            self._asked = None
+            self._wrong(str(exc))
             return
-        plan = self.plan
-        self.set_class(plan.production, "-production")
+        if wanted == self._asked and (self.assessment is not None or self._in_flight):
+            return
+        self.assessment = None
+        if self._in_flight:
+            return  # sent when the answer to the one in flight comes back
+        if self.console.api is None:
+            self.query_one("#risk", Static).update("waiting for the ops server…")
+            return
+        self._asked = wanted
+        self._in_flight = True
+        self.query_one("#risk", Static).update("assessing the risk…")
+        action, params = wanted
+        self.ask(
+            lambda api: api.assess(action, params),
+            lambda answer: self._assessed(wanted, answer),
+            lambda exc: self._refused(wanted, exc),
+            quiet=True,
+        )
+
+    def _current(self, asked: tuple[str, dict[str, Any]]) -> bool:
+        """True if the answer to ``asked`` is still the one to show (else ask again for the form now)."""
+        self._in_flight = False
+        try:
+            now = self.request()
+        except UsageError as exc:
+            self._wrong(str(exc))
+            return False
+        if now != asked:
+            self.replan()
+            return False
+        return True
+
+    def _refused(self, asked: tuple[str, dict[str, Any]], exc: BaseException) -> None:
+        if self._current(asked):
+            self._wrong(str(exc))
+
+    def _assessed(self, asked: tuple[str, dict[str, Any]], assessment: Assessment) -> None:
+        if not self._current(asked):
+            return
+        self.assessment = assessment
+        production = touches_production(*asked)
+        self.set_class(production, "-production")
         self.query_one("#production", Static).update(
             Text(" PRODUCTION CHANGE ", style="bold white on red")
-            if plan.production
+            if production
             else Text(" non-production ", style="black on cyan")
         )
         self.query_one("#plan", Static).update(
-            Text("\n".join(["Preview (what would change):", *[f"  {line}" for line in plan.summary]]))
+            Text("\n".join(["Preview (what would change):", *[f"  {line}" for line in assessment.summary]]))
         )
-        if before is None or before.summary != plan.summary or before.params != plan.params:
-            view = self.console.view
-            snapshot = view.snapshot if view else None
-            self.query_one("#risk", Static).update("assessing the risk…")
-            self.console.call_core(lambda core: core.pipeline.assess(plan, snapshot), self._show_risk)
-
-    def _show_risk(self, assessment: RiskAssessment) -> None:
-        self.assessment = assessment
-        style = {"low": "green", "medium": "yellow", "high": "bold red"}.get(assessment.level.value, "")
+        risk = assessment.risk
+        style = {"low": "green", "medium": "yellow", "high": "bold red"}.get(risk.level.value, "")
         needs = "runs at once, no approval needed"
-        if assessment.approvals_needed:
-            needs = f"needs {assessment.approvals_needed} approval(s) before it runs"
-        lines = [Text.assemble(("Risk ", "bold"), (assessment.level.value.upper(), style), f": {needs}")]
-        lines += [Text(f"  · {reason}") for reason in assessment.reasons]
-        if assessment.freeze:
-            lines.append(Text(f"  REFUSED by a change freeze: {assessment.freeze}", style="bold red"))
+        if risk.approvals_needed:
+            needs = f"needs {plural(risk.approvals_needed, 'approval')} before it runs"
+        lines = [Text.assemble(("Risk ", "bold"), (risk.level.value.upper(), style), f": {needs}")]
+        lines += [Text(f"  · {reason}") for reason in risk.reasons]
+        if risk.freeze:
+            lines.append(Text(f"  REFUSED by a change freeze: {risk.freeze}", style="bold red"))
         who = self.console.who
         if who is not None:
             lines.append(Text(f"  you are {who.person}", style="dim"))
@@ -224,65 +356,69 @@ class ActionScreen(ConsoleScreen):
         elif event.button.id == "submit":
             self.action_submit()
 
+    def _form_request(self) -> tuple[str, dict[str, Any]] | None:
+        """The form's request if the server's assessment of it is in, else ``None`` (said)."""
+        if self.assessment is None or self._asked is None:
+            self.notify("fix the form first (or wait for the assessment)", severity="warning")
+            return None
+        return self._asked
+
     def action_preview(self) -> None:
-        plan, who = self.plan, self.console.who
-        if plan is None or who is None:
-            self.notify("fix the form first", severity="warning")
+        ready = self._form_request()
+        if ready is None:
             return
+        action, params = ready
         log = self.query_one("#preview-log", RichLog)
         log.display = True
         log.clear()
         log.write(Text("check mode: the playbook runs and reports, nothing changes", style="bold"))
 
         def started(job: Job) -> None:
-            self.preview_job = job.id
             self.preview_status = job.status
+            self._preview.follow(job.id)
 
-        self.console.call_core(
-            lambda core: core.preview(plan, actor=who.person, face="tui", wait=False), started
-        )
+        self.ask(lambda api: api.preview(action, params), started)
 
-    def on_core_event(self, event: object) -> None:
-        if isinstance(event, JobEvent) and event.job_id == self.preview_job:
-            line = event_line(event)
-            if line is not None:
-                self.query_one("#preview-log", RichLog).write(line)
-            if event.kind is EventKind.JOB_STATUS and event.message in {s.value for s in JobStatus}:
-                self.preview_status = JobStatus(event.message)
+    def _preview_line(self, event: JobEvent) -> None:
+        line = event_line(event)
+        if line is not None:
+            self.query_one("#preview-log", RichLog).write(line)
+
+    def _preview_status(self, status: JobStatus) -> None:
+        self.preview_status = status
+
+    def on_server_event(self, event: StreamEvent) -> None:
+        self._preview.on_server_event(event)
 
     def action_submit(self) -> None:
-        plan, who = self.plan, self.console.who
         if not self.console.may_write("submit"):
             return
-        if plan is None or who is None:
-            self.notify("fix the form first", severity="warning")
+        ready, assessment, who = self._form_request(), self.assessment, self.console.who
+        if ready is None or assessment is None:
             return
-        where = "PRODUCTION" if plan.production else "non-production"
-        question = f"Submit this {where} change as {who.person}?\n\n" + "\n".join(plan.summary)
+        action, params = ready
+        where = "PRODUCTION" if touches_production(action, params) else "non-production"
+        person = f" as {who.person}" if who is not None else ""
+        question = f"Submit this {where} change{person}?\n\n" + "\n".join(assessment.summary)
 
         def answered(yes: bool | None) -> None:
             if yes:
-                view = self.console.view
-                snapshot = view.snapshot if view else None
-                self.console.call_core(
-                    lambda core: core.pipeline.submit(plan, who, face="tui", snapshot=snapshot, wait=False),
-                    self._submitted,
-                )
+                self.ask(lambda api: api.submit(action, params), self._submitted)
 
         self.app.push_screen(ConfirmScreen(question, "Submit"), answered)
 
-    def _submitted(self, submission: Submission) -> None:
-        self.submission = submission
-        request = submission.request
+    def _submitted(self, filed: Filed) -> None:
+        self.submission = filed
+        request = filed.request
+        self.console.remember(request, filed.may_still_vote)
         self.app.pop_screen()
-        if submission.job is not None:
-            self.notify(
-                f"request {request.short_id} runs now as job {submission.job.id[:12]}", title="running"
-            )
-            self.app.push_screen(JobsScreen(select=submission.job.id))
+        if filed.job is not None:
+            self.notify(f"request {request.short_id} runs now as job {filed.job.id[:12]}", title="running")
+            self.app.push_screen(JobsScreen(select=filed.job.id))
         else:
             self.notify(
-                f"request {request.short_id} filed: {request.approvals_missing} approval(s) needed",
+                f"request {request.short_id} filed: "
+                f"{plural(request.approvals_missing, 'approval')} needed",
                 title="filed",
             )
             self.app.push_screen(ApprovalsScreen(select=request.id))
@@ -317,7 +453,8 @@ def _until(moment: datetime, now: datetime) -> str:
 
 
 class ApprovalsScreen(ConsoleScreen):
-    """The approval queue, shared with Slack and the CLI (re-read every refresh, and on every bus event)."""
+    """The approval queue, shared with Slack and the CLI (re-read every refresh, and whenever the
+    server's stream says a request moved)."""
 
     screen_name = "approvals"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -330,6 +467,7 @@ class ApprovalsScreen(ConsoleScreen):
     def __init__(self, select: str | None = None) -> None:
         super().__init__()
         self._select = select
+        self._asking_votes: set[tuple[str, int]] = set()
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
@@ -342,8 +480,8 @@ class ApprovalsScreen(ConsoleScreen):
         self.query_one("#requests", FleetTable).focus()
 
     def show_data(self) -> None:
-        core = self.console.core
-        now = core.clock.now() if core else None
+        view = self.console.view
+        now = view.snapshot.taken_at if view is not None else None  # the server's time, as of the refresh
         rows: dict[str, tuple[Any, ...]] = {}
         ordered = sorted(self.console.requests, key=lambda r: (not r.status.open, -r.created_at.timestamp()))
         for r in ordered:
@@ -368,68 +506,88 @@ class ApprovalsScreen(ConsoleScreen):
         key = self.query_one("#requests", FleetTable).selected_key
         return next((r for r in self.console.requests if r.id == key), None)
 
-    def _detail(self) -> None:
-        r, core = self.selected(), self.console.core
-        box = self.query_one("#request-detail", Static)
-        if r is None or core is None:
-            box.update("no request selected" if core else "")
-            return
+    def detail_text(self, r: ChangeRequest) -> str:
+        """The selected request in words. Who may still vote is said only while it is open (the
+        server's answer, asked for when not known for this version of the request)."""
         votes = [
             f"{v.person} {v.decision.value}" + (f" ({v.reason})" if v.reason else "") + f" via {v.face}"
             for v in r.votes
         ]
-        may = core.pipeline.may_still_vote(r) if r.status.open else []
         lines = [
             f"{r.short_id} {r.action} — {r.status.value} — risk {r.risk} — by {r.requester} via {r.face}",
             *[f"  {line}" for line in r.summary],
             *[f"  · {reason}" for reason in r.risk_reasons],
             f"votes: {', '.join(votes) or 'none'}; approvals {len(r.approvers)} of {r.approvals_needed}",
-            f"may still vote: {', '.join(may) or '—'}; expires {r.expires_at:%Y-%m-%d %H:%M} UTC",
         ]
+        if r.status.open:
+            known = self.console.may_vote.get(r.id)
+            may = (", ".join(known[1]) or "—") if known and known[0] == r.version else "…"
+            lines.append(f"may still vote: {may}; expires {r.expires_at:%Y-%m-%d %H:%M} UTC")
+        elif r.decided_at is not None:
+            lines.append(f"{r.status.value} {r.decided_at:%Y-%m-%d %H:%M} UTC")
         if r.reason:
             lines.append(f"reason: {r.reason}")
         if r.drift:
             lines.append(f"drift: {dict(r.drift)}")
-        box.update("\n".join(lines))
+        return "\n".join(lines)
+
+    def _detail(self) -> None:
+        r = self.selected()
+        box = self.query_one("#request-detail", Static)
+        if r is None:
+            box.update("no request selected" if self.console.api is not None else "")
+            return
+        box.update(self.detail_text(r))
+        known = self.console.may_vote.get(r.id)
+        if r.status.open and (known is None or known[0] != r.version):
+            self._ask_votes(r)
+
+    def _ask_votes(self, r: ChangeRequest) -> None:
+        key = (r.id, r.version)
+        if key in self._asking_votes:
+            return
+        self._asking_votes.add(key)
+
+        def answered(detail: RequestDetail) -> None:
+            self._asking_votes.discard(key)
+            self.console.remember(detail.request, detail.may_still_vote)
+            self.show_data()
+
+        def failed(_exc: BaseException) -> None:
+            self._asking_votes.discard(key)
+
+        self.ask(lambda api: api.request(r.id), answered, failed, quiet=True)
 
     def on_data_table_row_highlighted(self, _event: FleetTable.RowHighlighted) -> None:
         self._detail()
 
-    def on_core_event(self, event: object) -> None:
-        if isinstance(event, RequestChanged):
-            self.console.requests = [
-                event.request if r.id == event.request.id else r for r in self.console.requests
-            ]
-            if all(r.id != event.request.id for r in self.console.requests):
-                self.console.requests.insert(0, event.request)
-            self.show_data()
-
-    def _decide(self, what: str, fn: Any, done: Any = None) -> None:
-        r, who = self.selected(), self.console.who
-        if r is None or who is None or not self.console.may_write(what):
-            return
-        self.console.call_core(lambda core: fn(core, r, who), done or self._decided)
-
-    def _decided(self, request: ChangeRequest) -> None:
-        self.console.requests = [request if r.id == request.id else r for r in self.console.requests]
+    def _decided(self, decided: Decided) -> None:
+        request = decided.request
+        self.console.remember(request, decided.may_still_vote)
         self.show_data()
         self.notify(f"request {request.short_id} is {request.status.value}", title="decided")
+        if decided.job is not None:  # the approval that completed it started the run, as in the CLI and Slack
+            self._show_run(request, decided.job)
+
+    def _show_run(self, request: ChangeRequest, job: Job) -> None:
+        self.notify(f"request {request.short_id} runs as job {job.id[:12]}", title="running")
+        self.app.push_screen(JobsScreen(select=job.id))
 
     def action_approve(self) -> None:
-        r = self.selected()
-        if r is None:
+        r, who = self.selected(), self.console.who
+        if r is None or not self.console.may_write("approve"):
             return
-
-        def approved(request: ChangeRequest) -> None:
-            self._decided(request)
-            if request.status is RequestStatus.APPROVED:
-                self._run(request)  # the approval that completes a request runs it, as in the CLI and Slack
+        if who is not None and who.person == r.requester:
+            self.notify(
+                f"you filed {r.short_id}: another approver must approve it",
+                title="approve refused",
+                severity="error",
+            )
+            return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._decide(
-                    "approve", lambda core, req, who: core.pipeline.approve(req.id, who, face="tui"), approved
-                )
+                self.ask(lambda api: api.approve(r.id, run=True), self._decided)
 
         self.app.push_screen(
             ConfirmScreen(f"Approve {r.short_id}?\n" + "\n".join(r.summary), "Approve", danger=False),
@@ -443,10 +601,7 @@ class ApprovalsScreen(ConsoleScreen):
 
         def answered(reason: str | None) -> None:
             if reason:
-                self._decide(
-                    "reject",
-                    lambda core, req, who: core.pipeline.reject(req.id, who, face="tui", reason=reason),
-                )
+                self.ask(lambda api: api.reject(r.id, reason=reason), self._decided)
 
         self.app.push_screen(
             PromptScreen(f"Why reject {r.short_id}?", "the reason, for the requester"), answered
@@ -459,27 +614,14 @@ class ApprovalsScreen(ConsoleScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._decide("cancel", lambda core, req, who: core.pipeline.cancel(req.id, who, face="tui"))
+                self.ask(lambda api: api.cancel_request(r.id), self._decided)
 
         self.app.push_screen(ConfirmScreen(f"Cancel request {r.short_id}?", "Cancel request"), answered)
 
     def action_run_request(self) -> None:
         r = self.selected()
         if r is not None and self.console.may_write("run"):
-            self._run(r)
-
-    def _run(self, request: ChangeRequest) -> None:
-        who = self.console.who
-        if who is None:
-            return
-
-        def started(job: Job) -> None:
-            self.notify(f"request {request.short_id} runs as job {job.id[:12]}", title="running")
-            self.app.push_screen(JobsScreen(select=job.id))
-
-        self.console.call_core(
-            lambda core: core.pipeline.execute(request.id, who, face="tui", wait=False), started
-        )
+            self.ask(lambda api: api.run_request(r.id), lambda job: self._show_run(r, job))
 
 
 JOB_COLUMNS = (
@@ -512,8 +654,11 @@ class JobsScreen(ConsoleScreen):
     def __init__(self, select: str | None = None) -> None:
         super().__init__()
         self._select = select
-        self.log_job: str | None = None
-        self._log_seq = 0
+        self._log = JobLog(self, self._write, self._status)
+
+    @property
+    def log_job(self) -> str | None:
+        return self._log.job_id
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
@@ -550,31 +695,23 @@ class JobsScreen(ConsoleScreen):
         self._follow(self.query_one("#jobs", FleetTable).selected_key)
 
     def _follow(self, job_id: str | None) -> None:
-        if job_id is None or job_id == self.log_job:
+        if job_id is None or job_id == self._log.job_id:
             return
-        self.log_job, self._log_seq = job_id, 0
         self.query_one("#job-log", RichLog).clear()
-        self.console.call_core(
-            lambda core: core.jobs.events(job_id), lambda events: self._catch_up(job_id, events)
-        )
+        self._log.follow(job_id)
 
-    def _catch_up(self, job_id: str, events: list[JobEvent]) -> None:
-        for event in events:
-            self._append(job_id, event)
-
-    def _append(self, job_id: str, event: JobEvent) -> None:
-        if job_id != self.log_job or event.seq <= self._log_seq:
-            return
-        self._log_seq = event.seq
+    def _write(self, event: JobEvent) -> None:
         line = event_line(event)
         if line is not None:
             self.query_one("#job-log", RichLog).write(line)
 
-    def on_core_event(self, event: object) -> None:
-        if isinstance(event, JobEvent):
-            self._append(event.job_id, event)
-            if event.kind is EventKind.JOB_STATUS:
-                self.console.action_refresh()  # the table's status column follows at once
+    def _status(self, _status: JobStatus) -> None:
+        self.console.action_refresh()  # the table's status column follows at once
+
+    def on_server_event(self, event: StreamEvent) -> None:
+        self._log.on_server_event(event)
+        if event.kind == "job" and event.data.get("status"):
+            self.console.action_refresh()  # some job ended or started: its row follows at once
 
     def action_cancel_job(self) -> None:
         job_id = self.query_one("#jobs", FleetTable).selected_key
@@ -585,12 +722,13 @@ class JobsScreen(ConsoleScreen):
             self.notify(f"job {job.id[:12]} already {job.status.value}", timeout=3)
             return
 
+        def cancelled(after: Job) -> None:
+            self.notify(f"job {after.id[:12]} is {after.status.value}", title="cancel")
+            self.console.action_refresh()
+
         def answered(yes: bool | None) -> None:
             if yes:
-                self.console.call_core(
-                    lambda core: core.runner.cancel(job.id),
-                    lambda ok: self.notify("cancelled" if ok else "it was not running"),
-                )
+                self.ask(lambda api: api.cancel_job(job.id), cancelled)
 
         self.app.push_screen(
             ConfirmScreen(f"Cancel job {job.id[:12]} ({job.action})?", "Cancel job"), answered

@@ -167,7 +167,7 @@ class RegionScreen(ConsoleScreen):
         summary = next(s for s in region_summaries(view) if s.id == self.region_id)
         self.query_one("#region-title", Static).update(
             f"{region.id} · {region.name} · tier {region.tier} · {summary.health.value.upper()} · "
-            f"partner {region.failover_partner} · {summary.findings} findings"
+            f"partner {region.failover_partner} · {data.plural(summary.findings, 'finding')}"
         )
         workloads = self.query_one("#workloads", FleetTable)
         changes = view.changes
@@ -272,7 +272,7 @@ class FindingsScreen(ConsoleScreen):
         if view is None:
             return
         self.query_one("#findings-title", Static).update(
-            f"{len(view.findings)} findings, worst first — Enter opens the suggested action"
+            f"{data.plural(len(view.findings), 'finding')}, worst first — Enter opens the suggested action"
         )
         self.query_one("#findings", FleetTable).show(data.finding_rows(view.findings))
         self._show_evidence()

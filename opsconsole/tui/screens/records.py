@@ -1,22 +1,30 @@
 """Schedules and audit: what non-prod does at night (and its overrides), and the hash-chained log of
-every decision with the result of verifying the chain."""
+every decision with the result of verifying the chain — both as the ops server reports them
+(:meth:`OpsApi.schedules`, :meth:`OpsApi.audit`, :meth:`OpsApi.audit_verify`). The scheduler's records
+are read by attribute: importing its module would pull the store in at the console's start."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
-from opsconsole.core.facade import OpsCore
-from opsconsole.core.schedule.engine import DOWN, EnvironmentStatus, Override, OverrideKind, Scheduler
 from opsconsole.tui.screens.base import ConsoleScreen
 from opsconsole.tui.screens.dialogs import ConfirmScreen
 from opsconsole.tui.widgets.table import FleetTable
+
+if TYPE_CHECKING:
+    from opsconsole.core.schedule.engine import EnvironmentStatus, Override
+
+#: The scheduler's word for a shutdown transition (``opsconsole.core.schedule.engine.DOWN``).
+DOWN = "down"
+#: The overrides the keys set (``OverrideKind`` values).
+OVERRIDE_KINDS = ("keep_awake", "skip_tonight", "force_down")
 
 SCHEDULE_COLUMNS = (
     ("env", "Environment"),
@@ -31,7 +39,7 @@ SCHEDULE_COLUMNS = (
 
 @dataclass(frozen=True)
 class ScheduleView:
-    """One read of the scheduler: its status per (environment, region), at ``now`` (the core's clock)."""
+    """One read of the scheduler: its status per (environment, region), at ``now`` (the server's clock)."""
 
     now: datetime
     statuses: tuple[EnvironmentStatus, ...]
@@ -78,27 +86,20 @@ def shutdown_warnings(view: ScheduleView) -> list[str]:
 
 
 class SchedulesScreen(ConsoleScreen):
-    """Non-prod environments as the scheduler sees them; ``k`` / ``t`` / ``d`` set an override on the
-    selected row through :meth:`Scheduler.override` (which checks the role and audits), and a banner
-    names every shutdown whose warning lead has begun (the warning Slack gets too)."""
+    """Non-prod environments as the server's scheduler sees them; ``k`` / ``t`` / ``d`` set an override on
+    the selected row (the server checks the role and audits), and a banner names every shutdown whose
+    warning lead has begun (the warning Slack gets too)."""
 
     screen_name = "schedules"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("k", "override('KEEP_AWAKE')", "Keep awake"),
-        Binding("t", "override('SKIP_TONIGHT')", "Skip tonight"),
-        Binding("d", "override('FORCE_DOWN')", "Force down"),
+        Binding("k", "override('keep_awake')", "Keep awake"),
+        Binding("t", "override('skip_tonight')", "Skip tonight"),
+        Binding("d", "override('force_down')", "Force down"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
-        self._scheduler: Scheduler | None = None
         self.schedule: ScheduleView | None = None
-
-    def scheduler(self, core: OpsCore) -> Scheduler:
-        """One scheduler per screen (it reads ``schedules.yml`` once); made on a worker thread."""
-        if self._scheduler is None or self._scheduler.core is not core:
-            self._scheduler = Scheduler(core)
-        return self._scheduler
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
@@ -113,9 +114,14 @@ class SchedulesScreen(ConsoleScreen):
         self.query_one("#schedules", FleetTable).focus()
 
     def show_data(self) -> None:
-        self.console.call_core(
-            lambda core: ScheduleView(core.clock.now(), tuple(self.scheduler(core).status())), self._show
-        )
+        if self.console.api is None:
+            return
+
+        def read(api: Any) -> ScheduleView:
+            now, statuses = api.schedules()
+            return ScheduleView(now, tuple(statuses))
+
+        self.ask(read, self._show)
 
     def _show(self, view: ScheduleView) -> None:
         self.schedule = view
@@ -131,33 +137,28 @@ class SchedulesScreen(ConsoleScreen):
         self.query_one("#schedules", FleetTable).show(schedule_rows(view.statuses))
 
     def action_override(self, kind: str) -> None:
-        if not self.console.may_write("override"):
+        if kind not in OVERRIDE_KINDS or not self.console.may_write("override"):
             return
         key = self.query_one("#schedules", FleetTable).selected_key
-        who = self.console.who
-        if key is None or who is None:
+        if key is None:
             return
         environment, _, region = key.partition("/")
-        override_kind = OverrideKind[kind]
-
-        def apply(core: OpsCore) -> Override:
-            return self.scheduler(core).override(
-                environment, override_kind, who=who, face="tui", region=None if region == "*" else region
-            )
 
         def applied(override: Override) -> None:
-            self.notify(
-                f"{override.kind.value} on {key} until {override.until:%a %H:%M} UTC", title="override"
-            )
+            what = str(getattr(override.kind, "value", override.kind))
+            self.notify(f"{what} on {key} until {override.until:%a %H:%M} UTC", title="override")
             self.show_data()
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.console.call_core(apply, applied)
+                self.ask(
+                    lambda api: api.schedule_override(
+                        environment, kind, region=None if region == "*" else region
+                    ),
+                    applied,
+                )
 
-        self.app.push_screen(
-            ConfirmScreen(f"{override_kind.value.replace('_', ' ')} for {key}?", "Apply"), answered
-        )
+        self.app.push_screen(ConfirmScreen(f"{kind.replace('_', ' ')} for {key}?", "Apply"), answered)
 
 
 AUDIT_COLUMNS = (
@@ -185,9 +186,8 @@ class AuditScreen(ConsoleScreen):
         self.query_one("#audit", FleetTable).focus()
 
     def show_data(self) -> None:
-        self.console.call_core(
-            lambda core: (core.pipeline.audit.entries(limit=500), core.pipeline.audit.verify()), self._show
-        )
+        if self.console.api is not None:
+            self.ask(lambda api: (api.audit(limit=500), api.audit_verify()), self._show)
 
     def _show(self, result: tuple[list[Any], Any]) -> None:
         entries, verification = result
