@@ -83,8 +83,6 @@ class CliContext:
             return
         from opsconsole.server.embedded import EmbeddedServer  # noqa: PLC0415 — FastAPI, the core
 
-        if self.acting_as is None:
-            pin_os_account()
         with ExitStack() as stack:
             with progress("Starting the embedded ops server…" if message else ""):
                 server = stack.enter_context(
@@ -96,30 +94,6 @@ class CliContext:
     def uses_server(self) -> bool:
         """True when commands go to a team server rather than the local embedded one."""
         return self.remote() is not None
-
-
-#: What ``getpass.getuser()`` reads before it asks the system: anyone can set these.
-_ACCOUNT_VARIABLES = ("LOGNAME", "USER", "LNAME", "USERNAME")
-
-
-def pin_os_account() -> None:
-    """Make the account variables say the process's real account (from its uid).
-
-    The embedded server maps "the OS user" through rbac.yml, and on the sandbox each cast member is also
-    the OS user of their name: a ``LOGNAME=bob`` in the environment must not make anyone bob. The
-    server asks ``getpass.getuser()``, which trusts these variables first, so they are set here to what
-    the uid says before it starts (nothing else in this process reads them for identity).
-    """
-    try:
-        import pwd  # noqa: PLC0415 — POSIX only
-
-        account = pwd.getpwuid(os.getuid()).pw_name
-    except (ImportError, KeyError, AttributeError):
-        return
-    for name in _ACCOUNT_VARIABLES:
-        if name in os.environ and os.environ[name] != account:
-            os.environ[name] = account
-    os.environ.setdefault("LOGNAME", account)
 
 
 def cli_context(ctx: typer.Context) -> CliContext:

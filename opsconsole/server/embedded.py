@@ -17,7 +17,6 @@ Use::
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
 import shutil
@@ -141,7 +140,7 @@ def _embedded(
         core_cm = wiring.live_core(inventory) if live else wiring.sandbox_core(inventory, home=home)
         core = stack.enter_context(core_cm)
         directory = core.directory
-        identity = directory.cast_member(acting_as) if acting_as else directory.os_user(getpass.getuser())
+        identity = directory.cast_member(acting_as) if acting_as else directory.os_user(os_account())
         hub = Hub()
         stack.callback(hub.close)
         cache = FleetCache(core, hub, refresh_s=refresh_s, clock=core.clock)
@@ -164,3 +163,12 @@ def _embedded(
         os.chmod(socket_path, 0o600)
         log.debug("embedded ops server on %s for %s", socket_path, identity.person)
         yield cls(core=core, runtime=runtime, socket_path=socket_path, token=token, identity=identity)
+
+
+def os_account() -> str:
+    """The account this process runs as, from its uid: never ``LOGNAME`` / ``USER``, which anyone can set
+    (``getpass.getuser()`` trusts them first). On the sandbox each cast member is also the OS user of
+    their name, so ``LOGNAME=bob`` must not make anyone bob."""
+    import pwd  # noqa: PLC0415 - POSIX only, like the rest of the embedded server
+
+    return pwd.getpwuid(os.getuid()).pw_name
