@@ -78,7 +78,7 @@ class CliContext:
                 raise UsageError(AS_WITH_SERVER)
             from opsconsole.client.remote import RemoteClient  # noqa: PLC0415
 
-            with RemoteClient(remote.url, remote.token, verify=remote.verify) as client:
+            with RemoteClient(remote.url, remote.token, verify=remote.verify, face="cli") as client:
                 yield client
             return
         from opsconsole.server.embedded import EmbeddedServer  # noqa: PLC0415 — FastAPI, the core
@@ -88,7 +88,7 @@ class CliContext:
                 server = stack.enter_context(
                     EmbeddedServer.start(inventory=self.inventory, live=self.live, acting_as=self.acting_as)
                 )
-            yield server.client()
+            yield server.client(face="cli")
 
     @property
     def uses_server(self) -> bool:

@@ -26,14 +26,11 @@ Importing this module loads httpx and the wire codec only (no SQLAlchemy, no clo
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import typing
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from enum import Enum
-from types import TracebackType, UnionType
-from typing import TYPE_CHECKING, Any, Union
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -80,6 +77,8 @@ class RemoteClient:
         uds: a Unix socket path to connect to instead of TCP.
         verify: TLS verification: ``True`` (system CAs), a CA bundle path, or ``False`` (tests only).
         timeout_s: how long one call may take (long-polls add their own wait).
+        face: which face this client is (``cli``, ``tui``): what the audit's ``face`` column shows. It
+            says nothing about who is calling; the server knows that from the token.
     """
 
     def __init__(
@@ -90,6 +89,7 @@ class RemoteClient:
         uds: str | None = None,
         verify: bool | str = True,
         timeout_s: float = 30.0,
+        face: str = "api",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
@@ -104,6 +104,7 @@ class RemoteClient:
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/json",
                 "User-Agent": f"opsconsole/{__version__}",
+                "X-Opsconsole-Face": face,
             },
         )
 
@@ -154,7 +155,7 @@ class RemoteClient:
         if response.status_code >= 400:
             raise self._error(response)
         try:
-            return repair_enums(wire.loads(response.content))
+            return wire.loads(response.content)
         except wire.WireError as exc:
             raise ServerError(f"{method} {path}: {exc.message}", title=exc.title) from None
 
@@ -310,7 +311,7 @@ def parse_sse(lines: Iterator[str]) -> Iterator[StreamEvent]:
         line = raw.rstrip("\r")
         if not line:
             if data:
-                event = repair_enums(wire.loads("\n".join(data)))
+                event = wire.loads("\n".join(data))
                 data = []
                 yield event
             continue
@@ -322,88 +323,11 @@ def parse_sse(lines: Iterator[str]) -> Iterator[StreamEvent]:
         if name == "data":
             data.append(value)
     if data:
-        yield repair_enums(wire.loads("\n".join(data)))
+        yield wire.loads("\n".join(data))
 
 
 # -- enums that arrived as strings -------------------------------------------------------------------------
 #
-# ``wire.encode`` tests for ``str`` before ``Enum``, so a StrEnum member (Health, JobStatus, RequestStatus…)
-# goes on the wire as its bare value and comes back as a ``str``. Until the encoder tests Enum first, the
-# client puts the members back from the records' own field types. Once it does, this finds nothing to do.
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    found = _HINTS.get(cls)
-    if found is None:
-        try:
-            found = typing.get_type_hints(cls)
-        except Exception:  # a hint that does not resolve here: leave that record as it came
-            found = {}
-        _HINTS[cls] = found
-    return found
-
-
-def _as(hint: Any, value: Any) -> Any:
-    """``value`` (already repaired inside) made to fit ``hint`` where an enum member arrived as a str."""
-    if isinstance(value, str):
-        if isinstance(hint, type) and issubclass(hint, Enum):
-            if isinstance(value, hint):
-                return value
-            try:
-                return hint(value)
-            except ValueError:
-                return value
-        for option in typing.get_args(hint) if typing.get_origin(hint) in (Union, UnionType) else ():
-            fitted = _as(option, value)
-            if fitted is not value:
-                return fitted
-        return value
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, UnionType):
-        for option in args:
-            if option is not type(None):
-                value = _as(option, value)
-        return value
-    if isinstance(value, tuple) and args:
-        items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
-        if len(items) == len(value):
-            fitted = tuple(_as(h, v) for h, v in zip(items, value, strict=True))
-            return fitted if any(a is not b for a, b in zip(fitted, value, strict=True)) else value
-        return value
-    if isinstance(value, frozenset) and args:
-        return frozenset(_as(args[0], v) for v in value)
-    if isinstance(value, list) and args:
-        return [_as(args[0], v) for v in value]
-    if isinstance(value, dict) and len(args) == 2:
-        return {_as(args[0], k): _as(args[1], v) for k, v in value.items()}
-    return value
-
-
-def repair_enums(value: Any) -> Any:
-    """``value`` with every record field typed as an enum holding its member again (see above)."""
-    if isinstance(value, list):
-        return [repair_enums(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(repair_enums(v) for v in value)
-    if isinstance(value, frozenset):
-        return frozenset(repair_enums(v) for v in value)
-    if isinstance(value, dict):
-        return {k: repair_enums(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        hints = _hints(type(value))
-        for f in dataclasses.fields(value):
-            current = getattr(value, f.name)
-            fixed = repair_enums(current)
-            hint = hints.get(f.name)
-            if hint is not None:
-                fixed = _as(hint, fixed)
-            if fixed is not current:
-                object.__setattr__(value, f.name, fixed)
-    return value
-
-
 def _plain(value: Any) -> Any:
     """Request bodies are plain JSON: times as ISO-8601 strings."""
     if isinstance(value, datetime):

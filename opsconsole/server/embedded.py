@@ -103,12 +103,12 @@ class EmbeddedServer:
         return caller_for(self.identity, credential="embedded", sandbox=self.core.sandbox,
                           may_change=self.runtime.may_change)
 
-    def client(self) -> Any:
+    def client(self, *, face: str = "api") -> Any:
         """An :class:`~opsconsole.core.api.OpsApi` over the socket:
-        ``opsconsole.client.remote.RemoteClient(BASE_URL, token, uds=socket_path)``."""
+        ``opsconsole.client.remote.RemoteClient(BASE_URL, token, uds=socket_path, face=face)``."""
         from opsconsole.client.remote import RemoteClient  # noqa: PLC0415 - the client is another package
 
-        return RemoteClient(BASE_URL, self.token, uds=self.socket_path)
+        return RemoteClient(BASE_URL, self.token, uds=self.socket_path, face=face)
 
     @classmethod
     def start(

@@ -52,6 +52,7 @@ def test_a_prod_failover_needs_two_approvers_and_identity_comes_from_the_server(
     assert (voted["status"], voted["needs"]["approvals"], voted["approvers"]) == ("requested", 1, ["bob"])
     shown = as_json(opsconsole("approvals", "show", rid[:8], "--json"))
     assert shown["approvers"] == ["bob"] and set(shown["may_still_vote"]) == {"carol", "erin"}
+    assert shown["face"] == "cli" and shown["votes"][0]["face"] == "cli"  # the audit says which face
     assert "failover" in opsconsole("approvals", "show", rid[:8]).stdout
     opsconsole("--as", "alice", "approvals", "cancel", rid[:8], "--reason", "drill called off")
     assert as_json(opsconsole("approvals", "show", rid, "--json"))["status"] == "cancelled"
