@@ -59,9 +59,15 @@ def audit_verify(ctx: typer.Context, as_json: AsJson = False) -> None:
         print(json.dumps(render.verification_document(result), indent=2))
     elif result.ok:
         out.print(f"[green]audit log intact[/]: {result.checked} entries, head #{result.head_seq} "
+                  f"{result.head_hash[:12]}; every request agrees with it", soft_wrap=True)
+    elif result.chain.ok:
+        out.print(f"[green]audit chain intact[/]: {result.checked} entries, head #{result.head_seq} "
                   f"{result.head_hash[:12]}", soft_wrap=True)
+        out.print(f"[bold red]the store disagrees with the audit log[/] ({len(result.discrepancies)}):")
+        for line in result.discrepancies:
+            out.print(f"  {escape(line)}", soft_wrap=True)
     else:
-        out.print(f"[bold red]audit log broken[/]: {escape(result.problem)}", soft_wrap=True)
+        out.print(f"[bold red]audit log broken[/]: {escape(result.chain.problem)}", soft_wrap=True)
         entry, bad = result.entry, result.first_bad_seq
         if entry is not None and entry.seq == bad:
             out.print(f"  first bad entry: {escape(render.describe_entry(entry))}", soft_wrap=True)

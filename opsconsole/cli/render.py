@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from opsconsole.core.audit.records import AuditEntry, AuditVerification
+    from opsconsole.core.audit.records import AuditEntry, AuditVerification, StoreVerification
     from opsconsole.core.change.records import ChangeRequest
     from opsconsole.core.change.risk import RiskAssessment
     from opsconsole.core.fleet.view import FleetView
@@ -324,12 +324,13 @@ def describe_entry(entry: AuditEntry) -> str:
     return f"#{entry.seq} {utc(entry.at)} UTC {entry.kind} by {entry.actor} ({entry.face}){about}"
 
 
-def verification_document(result: AuditVerification) -> dict[str, Any]:
+def verification_document(result: AuditVerification | StoreVerification) -> dict[str, Any]:
     return {
         "ok": result.ok, "checked": result.checked, "head_seq": result.head_seq,
         "head_hash": result.head_hash,
         "first_bad_seq": result.first_bad_seq, "problem": result.problem or None,
         "entry": result.entry.document() if result.entry is not None else None,
+        "discrepancies": list(getattr(result, "discrepancies", ())),
     }
 
 

@@ -184,7 +184,8 @@ class OpsApi(Protocol):
         ...
 
     def audit_verify(self) -> Any:
-        """The chain checked (:class:`~opsconsole.core.audit.records.AuditVerification`)."""
+        """The chain checked, and every request's status and votes against it
+        (:class:`~opsconsole.core.audit.records.StoreVerification`)."""
         ...
 
     def schedules(self) -> tuple[datetime, list[Any]]:

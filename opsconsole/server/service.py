@@ -40,7 +40,7 @@ from opsconsole.core.change.approvals import RequestStatus
 from opsconsole.core.change.gate import Act, Forbidden, authorize, fleet_scope
 from opsconsole.core.change.rbac import Identity, Role
 from opsconsole.core.change.records import ChangeRequest
-from opsconsole.core.change.requests import RequestRefused
+from opsconsole.core.change.requests import RequestNotFound, RequestRefused
 from opsconsole.core.change.risk import plan_scope
 from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.facade import ExecutionUnavailable, OpsCore
@@ -389,11 +389,19 @@ class OpsService:
         if not 1 <= limit <= 10_000:
             raise UsageError(f"limit {limit}: expected 1 to 10000")
         audit = self.core.pipeline.audit
-        full_id = self.core.pipeline.requests.get(request_id).id if request_id else None
+        full_id = None
+        if request_id:
+            # A unique prefix of a request the store holds is widened to its id; any other id is taken as
+            # given: the audit outlives requests (a purged one, one from an older store).
+            try:
+                full_id = self.core.pipeline.requests.get(request_id).id
+            except RequestNotFound:
+                full_id = request_id
         return list(audit.entries(since=since, request_id=full_id, kinds=kinds or None, limit=limit))
 
     def audit_verify(self) -> Any:
-        return self.core.pipeline.audit.verify()
+        """The chain (hashes, MACs, the published head) and every request's status and votes against it."""
+        return self.core.pipeline.verify_consistency()
 
     def schedules(self) -> tuple[datetime, list[Any]]:
         scheduler = self._scheduler()

@@ -134,6 +134,33 @@ class StoreVerification:
     def ok(self) -> bool:
         return self.chain.ok and not self.discrepancies
 
+    # The chain's figures, so that a face can show either kind of verification the same way.
+
+    @property
+    def checked(self) -> int:
+        return self.chain.checked
+
+    @property
+    def head_seq(self) -> int:
+        return self.chain.head_seq
+
+    @property
+    def head_hash(self) -> str:
+        return self.chain.head_hash
+
+    @property
+    def first_bad_seq(self) -> int | None:
+        return self.chain.first_bad_seq
+
+    @property
+    def entry(self) -> AuditEntry | None:
+        return self.chain.entry
+
+    @property
+    def problem(self) -> str:
+        """What is wrong, in words: the chain's problem first, else the requests' discrepancies."""
+        return self.chain.problem if not self.chain.ok else "; ".join(self.discrepancies)
+
 
 # -- the canonical encoding and the hash (pure) -------------------------------------------------------
 
