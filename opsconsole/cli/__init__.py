@@ -147,9 +147,10 @@ def root(
 
             run(inventory, acting_as=acting_as, live=live, read_only=read_only)
             return
-        from opsconsole.cli.fleet import print_status, read_fleet  # noqa: PLC0415
+        from opsconsole.cli import render  # noqa: PLC0415
+        from opsconsole.cli.fleet import read_status  # noqa: PLC0415
 
-        print_status(read_fleet(state), region=None)
+        out.print(render.status_view(read_status(state, None)))
 
 
 def _register() -> None:

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from opsconsole.core.audit.records import AuditEntry, AuditVerification, StoreVerification
     from opsconsole.core.change.records import ChangeRequest
     from opsconsole.core.change.risk import RiskAssessment
-    from opsconsole.core.fleet.view import FleetView
     from opsconsole.core.runs.events import JobEvent
     from opsconsole.core.runs.records import Job
 
@@ -84,30 +83,33 @@ def print_json(document: Any, *, ensure_ascii: bool = True) -> None:
 # -- the fleet --------------------------------------------------------------------------------------------
 
 
-def status_view(view: FleetView, region: str | None) -> Group:
-    """The status screen as one renderable, printed once or redrawn by ``--watch``."""
-    from opsconsole.core.fleet.report import region_summaries, totals  # noqa: PLC0415 — see the docstring
-
+def status_view(document: Mapping[str, Any]) -> Group:
+    """The status screen (from the ``opsconsole.fleet.status/v1`` document the server sends) as one
+    renderable, printed once or redrawn by ``--watch``. Rendering the document, not the whole fleet view,
+    keeps the thin client's work and what it downloads small."""
     lines: list[RenderableType] = []
-    targets = view.fleet.targets
-    total = totals(view)
-    stamp = view.snapshot.taken_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-    partial = " [bold yellow](partial: some sources stale or failed)[/]" if total.partial else ""
+    total = document["totals"]
+    stamp = datetime.fromisoformat(document["taken_at"]).strftime("%Y-%m-%d %H:%M:%S UTC")
+    partial = " [bold yellow](partial: some sources stale or failed)[/]" if document["partial"] else ""
     lines.append(f"[bold]Fleet status[/] at {stamp}{partial}")
-    p95_style = "red" if (total.worst_p95_ms or 0) > targets.api_p95_ms else "green"
+    p95_target = total["api_p95_target_ms"]
+    p95_style = "red" if (total["worst_p95_ms"] or 0) > p95_target else "green"
     lines.append(
-        f"  traffic {total.rps:,.0f} rps / {total.api_rps_target:,.0f} target · "
-        f"users {total.concurrent_users:,} · "
-        f"p95 [{p95_style}]{fmt(total.api_p95_ms, '.0f')} ms[/] (worst {fmt(total.worst_p95_ms, '.0f')}) "
-        f"/ {targets.api_p95_ms:.0f} ms · avg {fmt(total.global_avg_latency_ms, '.0f')} ms "
-        f"/ {targets.global_avg_latency_ms:.0f} ms"
+        f"  traffic {total['rps']:,.0f} rps / {total['api_rps_target']:,.0f} target · "
+        f"users {total['concurrent_users']:,} · "
+        f"p95 [{p95_style}]{fmt(total['api_p95_ms'], '.0f')} ms[/] "
+        f"(worst {fmt(total['worst_p95_ms'], '.0f')}) "
+        f"/ {p95_target:.0f} ms · avg {fmt(total['global_avg_latency_ms'], '.0f')} ms "
+        f"/ {fmt(total.get('global_avg_latency_target_ms'), '.0f')} ms"
     )
     lines.append(
-        f"  availability {availability(total.availability)} / {targets.availability_platform * 100:.2f}% · "
-        f"error-budget burn {fmt(total.error_budget_burn, '.1f', 'x')} · "
-        f"worst replica lag {fmt(total.worst_replica_lag_s, '.1f', ' s')} / RPO {targets.rpo_db_s:.0f} s · "
-        f"DB {total.db_tps:,.0f} tps"
+        f"  availability {availability(total['availability'])} / {total['availability_target'] * 100:.2f}% · "
+        f"error-budget burn {fmt(total['error_budget_burn'], '.1f', 'x')} · "
+        f"worst replica lag {fmt(total['worst_replica_lag_s'], '.1f', ' s')} "
+        f"/ RPO {total['rpo_target_s']:.0f} s · "
+        f"DB {total['db_tps']:,.0f} tps"
     )
+    regions = document["regions"]
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
     for column, justify in (
         ("region", "left"), ("tier", "right"), ("clouds", "left"), ("health", "left"), ("p95 ms", "right"),
@@ -116,69 +118,69 @@ def status_view(view: FleetView, region: str | None) -> Group:
     ):
         # The region id is what a reader looks for: never cut or wrapped, whatever the width.
         table.add_column(column, justify=justify, no_wrap=column == "region",  # type: ignore[arg-type]
-                         min_width=max((len(r) for r in view.fleet.regions), default=6)
+                         min_width=max((len(r["id"]) for r in regions), default=6)
                          if column == "region" else None)
-    for summary in region_summaries(view):
-        if region is not None and summary.id != region:
-            continue
+    for summary in regions:
         clouds = "/".join(
             f"{CLOUD_ABBREVIATION.get(cloud, cloud)}{share * 100:.0f}"
-            for cloud, share in summary.cloud_mix.items()
+            for cloud, share in summary["cloud_mix"].items()
         )
-        p95 = Text(fmt(summary.p95_ms, ".0f"))
-        if summary.p95_ms is not None and summary.p95_ms > targets.api_p95_ms:
+        p95 = Text(fmt(summary["p95_ms"], ".0f"))
+        if summary["p95_ms"] is not None and summary["p95_ms"] > p95_target:
             p95.stylize("bold red")
-        lag = Text(fmt(summary.replica_lag_s, ".1f"))
-        if summary.replica_lag_s is not None and summary.replica_lag_s > targets.rpo_db_s:
+        lag = Text(fmt(summary["replica_lag_s"], ".1f"))
+        if summary["replica_lag_s"] is not None and summary["replica_lag_s"] > total["rpo_target_s"]:
             lag.stylize("bold red")
-        findings = Text(str(summary.findings))
-        if summary.worst_severity is not None:
-            findings.stylize(style(SEVERITY_STYLE, summary.worst_severity))
+        findings = Text(str(summary["findings"]))
+        if summary["worst_severity"] is not None:
+            findings.stylize(style(SEVERITY_STYLE, summary["worst_severity"]))
+        db_role = summary["db_role"]
         table.add_row(
-            f"{summary.id}",
-            str(summary.tier),
+            summary["id"],
+            str(summary["tier"]),
             clouds,
-            Text(summary.health.value, style=style(HEALTH_STYLE, summary.health)),
+            Text(summary["health"], style=style(HEALTH_STYLE, summary["health"])),
             p95,
-            availability(summary.availability),
-            fmt(summary.rps, ",.0f"),
-            "primary" if summary.db_role == "write_primary" else ("replica" if summary.db_role else "—"),
+            availability(summary["availability"]),
+            fmt(summary["rps"], ",.0f"),
+            "primary" if db_role == "write_primary" else ("replica" if db_role else "—"),
             lag,
-            f"{summary.pods_ready}/{summary.pods_desired}",
-            f"{summary.nodes_ready}/{summary.nodes}",
-            summary.cache_nodes or "—",
+            f"{summary['pods_ready']}/{summary['pods_desired']}",
+            f"{summary['nodes_ready']}/{summary['nodes']}",
+            summary["cache_nodes"] or "—",
             findings,
         )
     lines.append(table)
     sources = " · ".join(
-        f"{s.name} [{style(SOURCE_STATUS_STYLE, s.status, 'yellow')}]{s.status.value}[/]"
-        + (f" ({s.error})" if s.error else "")
-        + (f" age {s.age_s:.1f} s" if s.age_s is not None else "")
-        for s in view.snapshot.sources
+        f"{s['name']} [{style(SOURCE_STATUS_STYLE, s['status'], 'yellow')}]{s['status']}[/]"
+        + (f" ({s['error']})" if s["error"] else "")
+        + (f" age {s['age_s']:.1f} s" if s["age_s"] is not None else "")
+        for s in document["sources"]
     )
-    count = sum(1 for f in view.findings if region is None or f.region == region)
+    count = document["findings_count"]
     lines.append(f"  sources: {sources}")
-    lines.append(f"  {count} finding(s); details: opsconsole fleet findings")
+    lines.append(f"  {count} finding{'' if count == 1 else 's'}; details: opsconsole fleet findings")
     return Group(*lines)
 
 
-def findings_table(view: FleetView, region: str | None) -> Table | None:
-    """What is off target, worst first; None when every target is met."""
-    findings = [f for f in view.findings if region is None or f.region == region]
+def findings_table(document: Mapping[str, Any]) -> Table | None:
+    """What is off target, worst first (from the ``opsconsole.fleet.findings/v1`` document); None when
+    every target is met."""
+    findings = document["findings"]
     if not findings:
         return None
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
     for column in ("severity", "region", "finding", "measured", "target", "suggested action"):
         table.add_column(column)
     for finding in findings:
-        action = finding.suggested_action
+        action = finding["suggested_action"]
         table.add_row(
-            Text(finding.severity.value, style=style(SEVERITY_STYLE, finding.severity)),
-            finding.region or "fleet",
-            finding.title,
-            measure(finding.measured),
-            measure(finding.target),
-            action.summary if action else "—",
+            Text(finding["severity"], style=style(SEVERITY_STYLE, finding["severity"])),
+            finding["region"] or "fleet",
+            finding["title"],
+            measure(finding["measured"]),
+            measure(finding["target"]),
+            action["summary"] if action else "—",
         )
     return table
 

@@ -189,6 +189,14 @@ class RemoteClient:
         result: FleetView = self._call("GET", "/fleet")
         return result
 
+    def status(self, region: str | None = None) -> dict[str, Any]:
+        document: dict[str, Any] = self._call("GET", "/fleet/status", params=_region(region))
+        return document
+
+    def findings(self, region: str | None = None) -> dict[str, Any]:
+        document: dict[str, Any] = self._call("GET", "/fleet/findings", params=_region(region))
+        return document
+
     def assess(self, action: str, params: Mapping[str, Any]) -> Assessment:
         result: Assessment = self._call("POST", "/assess", body={"action": action, "params": dict(params)})
         return result
@@ -340,3 +348,7 @@ def _seg(identifier: str) -> str:
     if not identifier.strip():
         raise UsageError("an id is required")
     return quote(identifier.strip(), safe="")
+
+
+def _region(region: str | None) -> dict[str, str] | None:
+    return {"region": region} if region else None

@@ -119,6 +119,15 @@ class OpsApi(Protocol):
         """The latest view of the fleet from the server's cache (no cloud call per client)."""
         ...
 
+    def status(self, region: str | None = None) -> dict[str, Any]:
+        """The ``opsconsole.fleet.status/v1`` document (what ``fleet status --json`` prints), computed by
+        the server from its cache: small, so a status call stays quick however large the fleet."""
+        ...
+
+    def findings(self, region: str | None = None) -> dict[str, Any]:
+        """The ``opsconsole.fleet.findings/v1`` document."""
+        ...
+
     def assess(self, action: str, params: Mapping[str, Any]) -> Assessment:
         """Plan ``action`` on the latest snapshot and judge its risk; nothing is filed."""
         ...

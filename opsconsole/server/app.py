@@ -435,6 +435,14 @@ def create_app(runtime: Runtime) -> FastAPI:
             return Response(svc.cache.latest_encoded(), media_type="application/json")
         return _wire(svc.fleet())
 
+    @app.get(f"{API}/fleet/status", tags=["api"])
+    def fleet_status(request: Request, region: str | None = None) -> Response:
+        return JSONResponse(service(request).status(region))
+
+    @app.get(f"{API}/fleet/findings", tags=["api"])
+    def fleet_findings(request: Request, region: str | None = None) -> Response:
+        return JSONResponse(service(request).findings(region))
+
     @app.post(f"{API}/assess", tags=["api"])
     def assess(request: Request, body: PlanBody) -> Response:
         return _wire(service(request).assess(body.action, body.params))

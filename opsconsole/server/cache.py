@@ -36,6 +36,7 @@ from opsconsole.core.change.pipeline import RequestChanged
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import OpsError
 from opsconsole.core.facade import OpsCore
+from opsconsole.core.fleet.report import findings_document, status_document
 from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.events import EventKind, JobEvent
 
@@ -184,6 +185,7 @@ class FleetCache:
         self._have = threading.Condition()
         self._encode_lock = threading.Lock()
         self._encoded: tuple[FleetView, bytes] | None = None
+        self._documents: tuple[FleetView, dict[tuple[str, str | None], dict[str, Any]]] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: Seconds the last refresh took, and the monotonic time it finished (for /metrics).
@@ -274,6 +276,18 @@ class FleetCache:
             if self._encoded is None or self._encoded[0] is not view:
                 self._encoded = (view, wire.dumps(view).encode())
             return self._encoded[1]
+
+    def document(self, kind: str, region: str | None) -> dict[str, Any]:
+        """The latest view's ``status`` or ``findings`` document (a region's, or all), made once a view."""
+        view = self.latest()
+        with self._encode_lock:
+            if self._documents is None or self._documents[0] is not view:
+                self._documents = (view, {})
+            made = self._documents[1]
+            if (kind, region) not in made:
+                make = status_document if kind == "status" else findings_document
+                made[(kind, region)] = make(view, region)
+            return made[(kind, region)]
 
     def age_s(self) -> float | None:
         """Seconds since the last refresh finished."""

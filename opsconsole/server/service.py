@@ -46,6 +46,7 @@ from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.facade import ExecutionUnavailable, OpsCore
 from opsconsole.core.fleet.engine import Snapshot
 from opsconsole.core.fleet.model import Environment, Fleet
+from opsconsole.core.fleet.report import findings_document, status_document
 from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.events import JobEvent
 from opsconsole.core.runs.jobs import JobStore
@@ -251,6 +252,22 @@ class OpsService:
     def fleet(self) -> FleetView:
         return self._view()
 
+    def status(self, region: str | None = None) -> dict[str, Any]:
+        view = self._view()
+        _known_region(view, region)
+        if self.cache is not None:
+            cached: dict[str, Any] = self.cache.document("status", region)
+            return cached
+        return status_document(view, region)
+
+    def findings(self, region: str | None = None) -> dict[str, Any]:
+        view = self._view()
+        _known_region(view, region)
+        if self.cache is not None:
+            cached: dict[str, Any] = self.cache.document("findings", region)
+            return cached
+        return findings_document(view, region)
+
     def assess(self, action: str, params: Mapping[str, Any]) -> Assessment:
         plan, snapshot = self._plan(action, params)
         risk = self.core.pipeline.assess(plan, snapshot)
@@ -445,3 +462,9 @@ def _api_action(job: Job) -> tuple[str, Mapping[str, Any]]:
     if job.action in ("env_stop", "env_start"):
         return "environment", dict(job.params)
     return job.action, dict(job.params)
+
+
+def _known_region(view: FleetView, region: str | None) -> None:
+    if region is not None and region not in view.fleet.regions:
+        known = ", ".join(sorted(view.fleet.regions))
+        raise UsageError(f"--region {region}: unknown region; expected one of: {known}")

@@ -265,3 +265,19 @@ def test_oidc_bearer_tokens(serve: object, tmp_path: Path) -> None:
             _problem(http.get("/api/v1/whoami"), 401)
             _problem(http.post("/api/v1/requests", json=FAILOVER), 401)
     assert server.counts() == before
+
+
+def test_status_and_findings_documents_are_small_and_check_the_region(server: Served) -> None:
+    with server.http("victor") as http:
+        whole = http.get("/api/v1/fleet")
+        status = http.get("/api/v1/fleet/status")
+        assert status.status_code == 200
+        document = status.json()
+        assert document["schema"] == "opsconsole.fleet.status/v1" and len(document["regions"]) == 10
+        assert len(status.content) * 10 < len(whole.content)  # what a status call downloads
+        one = http.get("/api/v1/fleet/status", params={"region": "eu-west-1"}).json()
+        assert [r["id"] for r in one["regions"]] == ["eu-west-1"]
+        findings = http.get("/api/v1/fleet/findings", params={"region": "eu-west-1"}).json()
+        assert findings["schema"] == "opsconsole.fleet.findings/v1"
+        unknown = http.get("/api/v1/fleet/status", params={"region": "mars-1"})
+        assert unknown.status_code == 400 and "mars-1" in unknown.json()["detail"]

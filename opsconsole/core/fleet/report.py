@@ -72,6 +72,7 @@ class Totals:
     rps: float
     api_rps_target: float
     global_avg_latency_ms: float | None
+    global_avg_latency_target_ms: float
     api_p95_ms: float | None  # traffic-weighted across regions
     worst_p95_ms: float | None
     api_p95_target_ms: float
@@ -174,6 +175,7 @@ def totals(view: FleetView) -> Totals:
         rps=rps,
         api_rps_target=targets.api_rps,
         global_avg_latency_ms=weighted([(t.avg_latency_ms, t.rps) for t in traffic]),
+        global_avg_latency_target_ms=targets.global_avg_latency_ms,
         api_p95_ms=weighted([(t.p95_ms, t.rps) for t in traffic]),
         worst_p95_ms=max((t.p95_ms for t in traffic), default=None),
         api_p95_target_ms=targets.api_p95_ms,
