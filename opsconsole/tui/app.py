@@ -16,10 +16,11 @@ hides every action binding and refuses every action, whichever way it is asked f
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, ExitStack
 from typing import Any, ClassVar, TypeVar
 
@@ -37,6 +38,7 @@ from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.records import Job
 from opsconsole.tui.commands import FleetCommands
 from opsconsole.tui.data import RegionHistory
+from opsconsole.tui.host import ConsoleHost
 from opsconsole.tui.messages import (
     ApiAnswer,
     ApiFailed,
@@ -45,6 +47,11 @@ from opsconsole.tui.messages import (
     RefreshFailed,
     ServerEvent,
 )
+from opsconsole.tui.screens.base import ConsoleScreen
+from opsconsole.tui.screens.change import ActionScreen, ApprovalsScreen, JobsScreen
+from opsconsole.tui.screens.dialogs import HelpScreen
+from opsconsole.tui.screens.fleet import FindingsScreen, OverviewScreen, RegionScreen
+from opsconsole.tui.screens.records import AuditScreen, SchedulesScreen
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -97,6 +104,16 @@ class OpsConsoleApp(App[None]):
     TITLE = "opsconsole"
     COMMANDS = App.COMMANDS | {FleetCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012 - Textual types it; re-annotating clashes (mypy)
+    #: The screens ``go(name)`` opens (the keys 2–6, "Go to …" in the palette); ``go('overview')`` (key 1)
+    #: goes back down to the overview, the bottom of the stack. Not Textual's ``SCREENS``: an installed
+    #: screen is one instance for the app's whole life, so a screen opened again would show its old
+    #: filter, selection and data, and 2 → 3 → 2 would put the same instance twice on the stack. Nor
+    #: ``MODES``: each mode has a stack of its own, so Escape would no longer lead back to the overview
+    #: nor to the screen you came from. Each ``go`` pushes a new screen on the one stack instead.
+    NAMED_SCREENS: ClassVar[Mapping[str, Callable[[], ConsoleScreen]]] = {
+        screen.screen_name: screen
+        for screen in (FindingsScreen, ApprovalsScreen, JobsScreen, SchedulesScreen, AuditScreen)
+    }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help"),
         Binding("1", "go('overview')", "Fleet", show=False),
@@ -149,8 +166,6 @@ class OpsConsoleApp(App[None]):
     # -- life cycle ------------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        from opsconsole.tui.screens.fleet import OverviewScreen  # noqa: PLC0415 - screens import the app
-
         self.push_screen(OverviewScreen())
         self._open_api()
 
@@ -207,8 +222,6 @@ class OpsConsoleApp(App[None]):
         await self.run_in_thread(close)
 
     async def run_in_thread(self, fn: Callable[[], T]) -> T:
-        import asyncio  # noqa: PLC0415
-
         return await asyncio.get_running_loop().run_in_executor(None, fn)
 
     # -- the server's event stream ---------------------------------------------------------------------
@@ -244,8 +257,6 @@ class OpsConsoleApp(App[None]):
             request_id = str(event.data.get("id", ""))
             if request_id:
                 self.call_api(lambda api: api.request(request_id), self._request_moved, quiet=True)
-        from opsconsole.tui.screens.base import ConsoleScreen  # noqa: PLC0415
-
         for screen in self.screen_stack:
             if isinstance(screen, ConsoleScreen):
                 screen.on_server_event(event)
@@ -315,8 +326,6 @@ class OpsConsoleApp(App[None]):
         self.notify(message.text, title="refresh failed", severity="error")
 
     def update_screens(self) -> None:
-        from opsconsole.tui.screens.base import ConsoleScreen  # noqa: PLC0415
-
         for screen in self.screen_stack:
             if isinstance(screen, ConsoleScreen):
                 screen.show_data()
@@ -408,19 +417,15 @@ class OpsConsoleApp(App[None]):
     # -- navigation ------------------------------------------------------------------------------------
 
     def action_go(self, name: str) -> None:
-        from opsconsole.tui.screens import make_screen  # noqa: PLC0415
-
         if getattr(self.screen, "screen_name", None) == name:
             return
         if name == "overview":
             while len(self.screen_stack) > 2:
                 self.pop_screen()
             return
-        self.push_screen(make_screen(name))
+        self.push_screen(self.NAMED_SCREENS[name]())
 
     def action_help(self) -> None:
-        from opsconsole.tui.screens.dialogs import HelpScreen  # noqa: PLC0415
-
         self.push_screen(HelpScreen(self._binding_lines()))
 
     def _binding_lines(self) -> Iterable[tuple[str, str]]:
@@ -437,15 +442,11 @@ class OpsConsoleApp(App[None]):
 
     def open_action(self, action: str, params: dict[str, Any]) -> None:
         """Open the form of ``action`` (scale / failover / failback / env) with ``params`` filled in."""
-        from opsconsole.tui.screens.change import ActionScreen  # noqa: PLC0415
-
         if not self.may_write(action):
             return
         self.push_screen(ActionScreen(action, params))
 
     def open_region(self, region: str) -> None:
-        from opsconsole.tui.screens.fleet import RegionScreen  # noqa: PLC0415
-
         if self.view is not None and region not in self.view.fleet.regions:
             self.notify(f"unknown region {region}", severity="error")
             return
@@ -483,3 +484,8 @@ class OpsConsoleApp(App[None]):
             self.call_from_thread(self.notify, text, title=title, severity="error")
             return
         self.post_message(ApiReady(api, caller, stack))
+
+
+#: mypy proves here that the app is what its screens and its palette take it for (they see it only
+#: as a :class:`ConsoleHost`, so they never import this module back).
+_THE_APP_IS_A_HOST: type[ConsoleHost] = OpsConsoleApp

@@ -4,7 +4,7 @@ Typed sentences are parsed by :func:`parse_command`: "scale checkout in eu-west-
 12" and "failover eu-west-1 to eu-central-1" open the action's form filled in (so the preview and the risk
 are always seen before a submit); "approve ID" / "reject ID reason" decide a request; "as bob" acts as a
 member of the sandbox cast (only on the sandbox's own embedded server: see
-:meth:`OpsConsoleApp.act_as`). In read-only mode the actions are not offered and are refused.
+:meth:`ConsoleHost.act_as`). In read-only mode the actions are not offered and are refused.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 if TYPE_CHECKING:
     from opsconsole.core.api import Decided, OpsApi
-    from opsconsole.tui.app import OpsConsoleApp
+    from opsconsole.tui.host import ConsoleHost
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ SCREENS = (
 WRITE_INTENTS = {"scale", "failover", "failback", "env", "approve", "reject"}
 
 
-def run_intent(app: OpsConsoleApp, intent: Intent) -> None:
+def run_intent(app: ConsoleHost, intent: Intent) -> None:
     """Carry out a parsed command on ``app``."""
     params: dict[str, Any] = dict(intent.params)
     if intent.action in WRITE_INTENTS and not app.may_write(intent.action):
@@ -94,7 +94,7 @@ def run_intent(app: OpsConsoleApp, intent: Intent) -> None:
         app.open_action(intent.action, params)
 
 
-def _decide(app: OpsConsoleApp, action: str, params: dict[str, Any]) -> None:
+def _decide(app: ConsoleHost, action: str, params: dict[str, Any]) -> None:
     request_id = params["request"]
 
     def decide(api: OpsApi) -> Decided:
@@ -115,8 +115,9 @@ def _decide(app: OpsConsoleApp, action: str, params: dict[str, Any]) -> None:
 
 class FleetCommands(Provider):
     @property
-    def console(self) -> OpsConsoleApp:
-        return cast("OpsConsoleApp", self.app)
+    def console(self) -> ConsoleHost:
+        """The app, as the palette may use it (:class:`~opsconsole.tui.host.ConsoleHost`)."""
+        return cast("ConsoleHost", self.app)
 
     def _static(self) -> list[tuple[str, Any, str]]:
         app = self.console

@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import grimp
 import pytest
+from textual.binding import Binding
 
 from opsconsole.core.errors import SourceError
 from opsconsole.core.facade import OpsCore
@@ -15,6 +17,7 @@ from opsconsole.core.fleet.inventory import load_inventory
 from opsconsole.core.fleet.model import FleetRecord
 from opsconsole.testing import FakeClock, healthy_records, replace_record
 from opsconsole.tui.app import OpsConsoleApp
+from opsconsole.tui.commands import SCREENS as PALETTE_SCREENS
 from opsconsole.tui.commands import parse_command
 from opsconsole.tui.screens.change import ActionScreen, ApprovalsScreen, JobsScreen
 from opsconsole.tui.screens.dialogs import ConfirmScreen, HelpScreen
@@ -282,6 +285,52 @@ def test_tui_imports_no_bot_and_no_cloud_sdk() -> None:
         for line in text.splitlines():
             if line.lstrip().startswith(("import ", "from ")):
                 assert not any(f in line for f in forbidden), f"{path}: {line}"
+
+
+def test_only_the_entry_point_imports_the_app() -> None:
+    """Screens and the palette see the app as a ``ConsoleHost`` (opsconsole/tui/host.py): importing the
+    app back from them is the import cycle this keeps out."""
+    graph = grimp.build_graph("opsconsole")
+    importers = graph.find_modules_that_directly_import("opsconsole.tui.app")
+    assert {m for m in importers if m.startswith("opsconsole.tui")} == {"opsconsole.tui"}
+
+
+def test_the_keys_and_the_palette_name_the_screens_the_app_opens() -> None:
+    named = {"overview", *OpsConsoleApp.NAMED_SCREENS}
+    keys = {
+        b.action.removeprefix("go('").removesuffix("')")
+        for b in OpsConsoleApp.BINDINGS
+        if isinstance(b, Binding) and b.action.startswith("go(")
+    }
+    assert keys == named == {name for name, _ in PALETTE_SCREENS}
+    for name, screen in OpsConsoleApp.NAMED_SCREENS.items():
+        assert getattr(screen, "screen_name", None) == name
+
+
+async def test_a_named_screen_opens_anew_on_the_one_stack() -> None:
+    app = sim_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await refreshed(pilot, app)
+        await pilot.press("2")
+        await until(pilot, lambda: isinstance(app.screen, FindingsScreen))
+        first = app.screen
+        await pilot.press("2")  # already there: nothing happens
+        await pilot.press("3")
+        await until(pilot, lambda: isinstance(app.screen, ApprovalsScreen))
+        await pilot.press("2")
+        await until(pilot, lambda: isinstance(app.screen, FindingsScreen))
+        assert app.screen is not first  # a new screen, not the one below
+        assert [type(s) for s in app.screen_stack[1:]] == [
+            OverviewScreen,
+            FindingsScreen,
+            ApprovalsScreen,
+            FindingsScreen,
+        ]
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, ApprovalsScreen))
+        await pilot.press("1")
+        await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
+        assert len(app.screen_stack) == 2
 
 
 def test_the_card_sparkline_is_scaled_to_the_target_not_to_its_own_range() -> None:

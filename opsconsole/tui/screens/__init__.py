@@ -1,20 +1,8 @@
-"""The console's screens, by name (the app's ``go`` action and the command palette use the names)."""
+"""The console's screens: the fleet (:mod:`.fleet`), changes, approvals and jobs (:mod:`.change`),
+schedules and audit (:mod:`.records`), small dialogs (:mod:`.dialogs`), all built on
+:class:`.base.ConsoleScreen`.
 
-from __future__ import annotations
-
-from textual.screen import Screen
-
-
-def make_screen(name: str) -> Screen[None]:
-    from opsconsole.tui.screens.change import ApprovalsScreen, JobsScreen  # noqa: PLC0415
-    from opsconsole.tui.screens.fleet import FindingsScreen  # noqa: PLC0415
-    from opsconsole.tui.screens.records import AuditScreen, SchedulesScreen  # noqa: PLC0415
-
-    screens: dict[str, type[Screen[None]]] = {
-        "findings": FindingsScreen,
-        "approvals": ApprovalsScreen,
-        "jobs": JobsScreen,
-        "schedules": SchedulesScreen,
-        "audit": AuditScreen,
-    }
-    return screens[name]()
+Which screen a name opens (the keys 1–6, ``go`` in the command palette) is the app's table,
+``OpsConsoleApp.NAMED_SCREENS`` in :mod:`opsconsole.tui.app`; a screen reaches the app back only through
+:class:`opsconsole.tui.host.ConsoleHost`, so nothing here imports the app.
+"""

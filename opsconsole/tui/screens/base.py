@@ -17,7 +17,7 @@ from opsconsole.tui.widgets.table import FleetTable
 
 if TYPE_CHECKING:
     from opsconsole.core.api import OpsApi, StreamEvent
-    from opsconsole.tui.app import OpsConsoleApp
+    from opsconsole.tui.host import ConsoleHost
 
 T = TypeVar("T")
 
@@ -30,8 +30,9 @@ class ConsoleScreen(Screen[None]):
     ]
 
     @property
-    def console(self) -> OpsConsoleApp:
-        return cast("OpsConsoleApp", self.app)
+    def console(self) -> ConsoleHost:
+        """The app, as screens may use it (:class:`~opsconsole.tui.host.ConsoleHost`)."""
+        return cast("ConsoleHost", self.app)
 
     def compose_header(self) -> ComposeResult:
         yield Header()
@@ -69,7 +70,7 @@ class ConsoleScreen(Screen[None]):
         quiet: bool = False,
     ) -> None:
         """Call the server on a worker thread; ``done`` / ``failed`` run on the UI thread only if this
-        screen is still open then (see :meth:`OpsConsoleApp.call_api`)."""
+        screen is still open then (see :meth:`ConsoleHost.call_api`)."""
         self.console.call_api(fn, done, failed, owner=self, quiet=quiet)
 
     def filter_target(self) -> FleetTable | None:
