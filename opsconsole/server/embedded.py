@@ -32,7 +32,7 @@ import uvicorn
 
 from opsconsole.core.api import Caller
 from opsconsole.core.change.rbac import Identity
-from opsconsole.core.errors import OpsError
+from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.facade import OpsCore
 from opsconsole.server.app import Runtime, create_app
 from opsconsole.server.auth import Authenticator
@@ -109,6 +109,20 @@ class EmbeddedServer:
         from opsconsole.client.remote import RemoteClient  # noqa: PLC0415 - the client is another package
 
         return RemoteClient(BASE_URL, self.token, uds=self.socket_path, face=face)
+
+    def client_for(self, person: str, *, face: str = "api") -> Any:
+        """A client acting as another member of the sandbox cast (the console's "as bob"), over the same
+        socket with a session token of its own.
+
+        Raises:
+            UsageError: this server is not the sandbox's, or ``person`` is not in the cast.
+        """
+        from opsconsole.client.remote import RemoteClient  # noqa: PLC0415 - the client is another package
+
+        if not self.core.sandbox:
+            raise UsageError("acting as someone else is for the sandbox only")
+        token = self.runtime.auth.mint_session(self.core.directory.cast_member(person))
+        return RemoteClient(BASE_URL, token, uds=self.socket_path, face=face)
 
     @classmethod
     def start(

@@ -52,7 +52,7 @@ def open_api(
         def remote() -> AbstractContextManager[OpsApi]:
             from opsconsole.client.remote import RemoteClient  # noqa: PLC0415
 
-            return RemoteClient(found.url, found.token, verify=found.verify)
+            return RemoteClient(found.url, found.token, verify=found.verify, face="tui")
 
         return remote, None
 
@@ -65,7 +65,7 @@ def open_api(
         with EmbeddedServer.start(inventory=inventory, live=live, acting_as=acting_as) as server:
             servers.append(server)
             try:
-                with server.client() as client:
+                with server.client(face="tui") as client:
                     yield client
             finally:
                 servers.remove(server)
@@ -85,16 +85,8 @@ def client_as(server: EmbeddedServer, person: str) -> AbstractContextManager[Ops
     Raises:
         UsageError: ``person`` is not in the sandbox cast.
     """
-    from opsconsole.client.remote import RemoteClient  # noqa: PLC0415
-    from opsconsole.server.embedded import BASE_URL  # noqa: PLC0415
-
-    client_for = getattr(server, "client_for", None)  # the server's own way, where it offers one
-    if client_for is not None:
-        made: AbstractContextManager[OpsApi] = client_for(person)
-        return made
-    identity = server.core.directory.cast_member(person)
-    token = server.runtime.auth.mint_session(identity)
-    return RemoteClient(BASE_URL, token, uds=server.socket_path)
+    made: AbstractContextManager[OpsApi] = server.client_for(person, face="tui")
+    return made
 
 
 def run(
