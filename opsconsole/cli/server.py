@@ -86,6 +86,10 @@ def server(
     if not os.environ.get("OPSCONSOLE_LOG"):  # unattended: its own log at INFO unless told otherwise
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                             force=True)
+        # The SDKs log every call (and Azure every header) at INFO: the server's own lines are what an
+        # operator reads; OPSCONSOLE_LOG=debug brings theirs back.
+        for noisy in ("azure", "botocore", "boto3", "urllib3", "kubernetes", "google", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     scheme = "https" if settings.tls_cert else "http"
     err.print(f"opsconsole server ({'sandbox' if settings.sandbox else 'live'}) on "
               f"{scheme}://{settings.host}:{settings.port}")

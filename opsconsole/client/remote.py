@@ -151,7 +151,11 @@ class RemoteClient:
                 f"{timeout_s if timeout_s is not None else self.timeout_s:.0f} s"
             ) from None
         except httpx.TransportError as exc:
-            raise Unreachable(f"cannot reach the ops server at {self._where}: {exc}") from None
+            hint = ""
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
+                hint = ("; if the server's certificate is signed by your team's own CA, pass it: "
+                        "opsconsole login --server URL --ca-file CA.pem")
+            raise Unreachable(f"cannot reach the ops server at {self._where}: {exc}{hint}") from None
         if response.status_code >= 400:
             raise self._error(response)
         try:
