@@ -64,23 +64,6 @@ app = typer.Typer(
 )
 
 
-def _sandbox_cast(inventory: Path | None) -> dict[str, Any]:
-    """The sandbox cast of rbac.yml next to the inventory (for a clear ``--as`` message before anything
-    starts); empty when unreadable (the server then says what is wrong)."""
-    import yaml  # noqa: PLC0415 — keeps `--help` fast
-
-    from opsconsole.core.fleet.inventory import default_inventory_path  # noqa: PLC0415
-
-    root = inventory or default_inventory_path()
-    rbac = (root if root.is_dir() else root.parent) / "rbac.yml"
-    try:
-        data = yaml.safe_load(rbac.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-    cast = data.get("sandbox_cast") if isinstance(data, dict) else None
-    return cast if isinstance(cast, dict) else {}
-
-
 def _server_configured() -> bool:
     """A team server is configured (its token need not be valid: that is for the server to say)."""
     if os.environ.get("OPSCONSOLE_SERVER", "").strip():
@@ -132,13 +115,9 @@ def root(
         raise UsageError("--as acts as a member of the sandbox cast; it cannot be combined with --live")
     if live and ctx.invoked_subcommand == "sandbox":
         raise UsageError("the sandbox commands drive the simulated world; drop --live to use them")
-    if acting_as is not None and ctx.invoked_subcommand not in _LOCAL:
-        if _server_configured():
-            raise UsageError(AS_WITH_SERVER)
-        cast = _sandbox_cast(inventory)
-        if cast and acting_as not in cast:
-            raise UsageError(f"--as {acting_as}: not in the sandbox cast; expected one of: "
-                             f"{', '.join(sorted(cast))}")
+    # Who is in the cast is the embedded server's to say (rbac.yml, read once, by the core).
+    if acting_as is not None and ctx.invoked_subcommand not in _LOCAL and _server_configured():
+        raise UsageError(AS_WITH_SERVER)
     state = CliContext(inventory=inventory, live=live, acting_as=acting_as, read_only=read_only)
     ctx.obj = state
     if ctx.invoked_subcommand is None:

@@ -170,14 +170,6 @@ def test_acting_as_someone_outside_the_cast_lists_the_cast(seed_fleet: Fleet) ->
         directory.cast_member("mallory")
 
 
-def test_the_cli_still_reads_the_cast_from_the_seed_rbac_file(seed_fleet: Fleet) -> None:
-    from opsconsole.cli import _sandbox_cast  # noqa: PLC0415 — the CLI's own reader of rbac.yml
-
-    cast = _sandbox_cast(SEED)
-    assert sorted(cast) == CAST == list(Directory.load(SEED, sandbox=True, fleet=seed_fleet).cast)
-    assert all({"role", "slack"} <= set(entry) for entry in cast.values())
-
-
 def test_loading_without_a_fleet_reads_the_inventory_next_to_the_file() -> None:
     directory = Directory.load(SEED / "hosts.yml", sandbox=True)
     assert directory.cast == tuple(CAST)
