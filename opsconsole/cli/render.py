@@ -29,32 +29,19 @@ if TYPE_CHECKING:
     from opsconsole.core.runs.events import JobEvent
     from opsconsole.core.runs.records import Job
 
-# -- styles: the one place -------------------------------------------------------------------------------
+# -- styles: one home for both faces (opsconsole/styles.py) ------------------------------------------------
 
-HEALTH_STYLE = {"ok": "green", "degraded": "yellow", "down": "bold red", "unknown": "dim"}
-SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
-RISK_STYLE = {"low": "green", "medium": "yellow", "high": "bold red"}
-JOB_STATUS_STYLE = {
-    "succeeded": "green", "failed": "bold red", "cancelled": "yellow", "timed_out": "bold red",
-    "interrupted": "bold yellow", "running": "cyan", "queued": "dim",
-}
-REQUEST_STATUS_STYLE = {
-    "requested": "yellow", "approved": "cyan", "running": "cyan", "succeeded": "green",
-    "failed": "bold red", "rejected": "red", "expired": "dim", "cancelled": "dim",
-    "interrupted": "bold yellow",
-}
-EVENT_STYLE = {"changed": "yellow", "failed": "bold red", "unreachable": "bold red", "skipped": "dim",
-               "ok": "green"}
-SCHEDULE_STATE_STYLE = {"up": "green", "down": "dim"}
-SOURCE_STATUS_STYLE = {"ok": "green"}
-CLOUD_ABBREVIATION = {"azure": "az"}
-
-
-def style(table: Mapping[str, str], value: object, default: str = "") -> str:
-    """The style for an enum member or string ``value`` in one of the tables above."""
-    key = getattr(value, "value", value)
-    return table.get(str(key), default) if key is not None else default
-
+from opsconsole.styles import (
+    CLOUD_ABBREVIATION,
+    EVENT_STYLE,
+    HEALTH_STYLE,
+    JOB_STATUS_STYLE,
+    REQUEST_STATUS_STYLE,
+    RISK_STYLE,
+    SEVERITY_STYLE,
+    SOURCE_STATUS_STYLE,
+    style,
+)
 
 # -- small formats ----------------------------------------------------------------------------------------
 

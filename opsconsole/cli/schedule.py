@@ -22,9 +22,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from opsconsole.cli import render
 from opsconsole.cli.context import CliContext, cli_context, out
 from opsconsole.core.errors import OpsError, UsageError
+from opsconsole.styles import SCHEDULE_STATE_STYLE, style
 
 if TYPE_CHECKING:
     from opsconsole.core.schedule.engine import EnvironmentStatus, Override, Schedules
@@ -135,9 +135,9 @@ def schedule_show(
         notes += [f"[red]hold[/]: {h}" for h in s.holds]
         table.add_row(
             s.environment, s.region or "*",
-            Text(s.desired, style=render.style(render.SCHEDULE_STATE_STYLE, s.desired, "yellow")),
+            Text(s.desired, style=style(SCHEDULE_STATE_STYLE, s.desired, "yellow")),
             s.scheduled,
-            Text(s.applied or "unknown", style=render.style(render.SCHEDULE_STATE_STYLE, s.applied)),
+            Text(s.applied or "unknown", style=style(SCHEDULE_STATE_STYLE, s.applied)),
             f"{nxt[0].state} {_when(nxt[0].at, zone)}" if nxt else "—",
             f"{nxt[1].state} {_when(nxt[1].at, zone)}" if len(nxt) > 1 else "—",
             "\n".join(notes) or "",

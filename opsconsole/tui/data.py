@@ -24,25 +24,17 @@ from opsconsole.core.fleet.model import (
     DnsRecordSet,
     Environment,
     Fleet,
-    Health,
     NodeGroupState,
     RegionTraffic,
-    Severity,
     WorkloadMetrics,
     WorkloadState,
 )
 from opsconsole.core.fleet.view import FleetView
+from opsconsole.styles import SEVERITY_STYLE
 
 Cell = str | Text
 Row = tuple[Cell, ...]
 
-HEALTH_STYLE = {Health.OK: "green", Health.DEGRADED: "yellow", Health.DOWN: "bold red", Health.UNKNOWN: "dim"}
-SEVERITY_STYLE = {
-    Severity.CRITICAL: "bold red",
-    Severity.HIGH: "red",
-    Severity.MEDIUM: "yellow",
-    Severity.LOW: "cyan",
-}
 #: How much history the region charts keep (the issue asks for the last hour).
 HISTORY = timedelta(hours=1)
 

@@ -21,11 +21,11 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, RichLog, Static
 
 from opsconsole.core.api import Assessment, Decided, Filed, RequestDetail, StreamEvent
-from opsconsole.core.change.approvals import RequestStatus
 from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.errors import UsageError
 from opsconsole.core.runs.events import EventKind, JobEvent
 from opsconsole.core.runs.records import Job, JobStatus
+from opsconsole.styles import JOB_STATUS_STYLE, REQUEST_STATUS_STYLE, style
 from opsconsole.tui.data import plural
 from opsconsole.tui.screens.base import ConsoleScreen
 from opsconsole.tui.screens.dialogs import ConfirmScreen, PromptScreen
@@ -433,16 +433,6 @@ REQUEST_COLUMNS = (
     ("by", "By"),
     ("expires", "Expires"),
 )
-STATUS_STYLE = {
-    RequestStatus.REQUESTED: "bold yellow",
-    RequestStatus.APPROVED: "cyan",
-    RequestStatus.RUNNING: "cyan",
-    RequestStatus.SUCCEEDED: "green",
-    RequestStatus.FAILED: "bold red",
-    RequestStatus.REJECTED: "red",
-    RequestStatus.EXPIRED: "dim",
-    RequestStatus.CANCELLED: "dim",
-}
 
 
 def _until(moment: datetime, now: datetime) -> str:
@@ -488,7 +478,7 @@ class ApprovalsScreen(ConsoleScreen):
             votes = f"{len(r.approvers)}/{r.approvals_needed}" if r.approvals_needed else "—"
             rows[r.id] = (
                 r.short_id,
-                Text(r.status.value, style=STATUS_STYLE.get(r.status, "")),
+                Text(r.status.value, style=style(REQUEST_STATUS_STYLE, r.status)),
                 r.risk,
                 votes,
                 f"{r.action} " + " ".join(f"{k}={v}" for k, v in r.params.items()),
@@ -634,15 +624,6 @@ JOB_COLUMNS = (
     ("took", "Took"),
     ("task", "Last task"),
 )
-JOB_STYLE = {
-    JobStatus.SUCCEEDED: "green",
-    JobStatus.FAILED: "bold red",
-    JobStatus.CANCELLED: "yellow",
-    JobStatus.TIMED_OUT: "bold red",
-    JobStatus.INTERRUPTED: "bold yellow",
-    JobStatus.RUNNING: "cyan",
-    JobStatus.QUEUED: "dim",
-}
 
 
 class JobsScreen(ConsoleScreen):
@@ -676,7 +657,7 @@ class JobsScreen(ConsoleScreen):
             took = f"{job.duration_s:.0f}s" if job.duration_s is not None else ""
             rows[job.id] = (
                 job.id[:12],
-                Text(job.status.value, style=JOB_STYLE.get(job.status, "")),
+                Text(job.status.value, style=style(JOB_STATUS_STYLE, job.status)),
                 job.action,
                 "check" if job.check_mode else "run",
                 job.actor,

@@ -12,7 +12,8 @@ from textual.widgets import Static
 from opsconsole.core.fleet.engine import SourceHealth
 from opsconsole.core.fleet.model import Health
 from opsconsole.core.fleet.report import RegionSummary, Totals
-from opsconsole.tui.data import SEVERITY_STYLE, badge, fmt, pct
+from opsconsole.styles import SEVERITY_STYLE
+from opsconsole.tui.data import badge, fmt, pct
 
 
 def totals_text(t: Totals, worst: str | None) -> Text:
