@@ -27,9 +27,9 @@ from opsconsole.core.change.locks import (
     LeaseLost,
     LeaseMode,
     Leases,
-    pid_alive,
 )
 from opsconsole.core.clock import utc
+from opsconsole.core.processes import pid_alive
 from opsconsole.core.store.db import Database, StoreUnavailable, lease_guard_table, leases_table
 from opsconsole.testing import DEFAULT_NOW, FakeClock
 

@@ -42,7 +42,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -52,6 +51,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from opsconsole.core.clock import Clock, SystemClock, monotonic, utc
 from opsconsole.core.errors import OpsError
+from opsconsole.core.processes import pid_alive
 from opsconsole.core.store.db import Database, StoreUnavailable, db_value, lease_guard_table, leases_table
 
 __all__ = [
@@ -222,29 +222,6 @@ def _ago(seconds: float) -> str:
 
 
 # -- this machine's processes ----------------------------------------------------------------------
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this machine is alive; a zombie is dead. When in doubt: alive."""
-    if pid <= 0:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    if Path("/proc/self/stat").exists():
-        try:
-            text = stat.read_text()
-        except FileNotFoundError:
-            return False
-        except OSError:
-            return True
-        # "pid (comm) S …": comm may hold spaces or parentheses, the state follows the last ")".
-        return text[text.rfind(")") + 2 :][:1] not in ("Z", "X")
-    try:  # no /proc (macOS, BSD): existence only, a zombie looks alive until its parent reaps it
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- the leases ----------------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ import ansible_runner  # type: ignore[import-untyped]
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.paths import private_dir
+from opsconsole.core.processes import pid_alive, process_state
 from opsconsole.core.runs.events import EventBus, EventKind, JobEvent
 from opsconsole.core.runs.jobs import JobStore
 from opsconsole.core.runs.records import Job, JobStatus
@@ -206,24 +207,9 @@ class _RedactingFilter(logging.Filter):
 # -- processes ------------------------------------------------------------------------------------
 
 
-def _proc_state(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # "pid (comm) S …": comm may hold spaces or parentheses, the state follows the last ")".
-    return stat[stat.rfind(")") + 2:][:1] or None
-
-
 def process_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live (not zombie) process."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _proc_state(pid) not in (None, "Z", "X")
+    """Whether ``pid`` is a live (not zombie) process (see :mod:`opsconsole.core.processes`)."""
+    return pid_alive(pid)
 
 
 def job_processes(job_id: str, run_dir: Path | None = None) -> list[int]:
@@ -248,7 +234,7 @@ def job_processes(job_id: str, run_dir: Path | None = None) -> list[int]:
         except OSError:
             continue
         ours = marker in environ.split(b"\0") or (run_dir_bytes is not None and run_dir_bytes in cmdline)
-        if ours and _proc_state(pid) not in (None, "Z", "X"):
+        if ours and process_state(pid) not in (None, "Z", "X"):
             found.append(pid)
     return found
 
