@@ -77,7 +77,7 @@ def world_store(
 
 def sandbox_emulators(fleet: Fleet) -> list[Emulator]:
     """The local cloud's API emulators, one per adapter (imported here: they pull in moto and grpc)."""
-    from opsconsole.sandbox.aws_cloud import AwsCloud  # noqa: PLC0415
+    from opsconsole.sandbox.aws import AwsCloud  # noqa: PLC0415
     from opsconsole.sandbox.azure_monitor import AzureMonitorEmulator  # noqa: PLC0415
     from opsconsole.sandbox.gcp_monitoring import GcpMonitoringEmulator  # noqa: PLC0415
     from opsconsole.sandbox.kube_api import KubeApiEmulator  # noqa: PLC0415

@@ -193,7 +193,7 @@ class AwsSource:
     @classmethod
     def from_endpoints(cls, fleet: Fleet, endpoints: Any, *, timeout_s: float = 5.0,
                        name: str = SOURCE_NAME) -> AwsSource:
-        """Build the source for the sandbox's :class:`~opsconsole.sandbox.aws_cloud.AwsCloud` endpoints."""
+        """Build the source for the sandbox's :class:`~opsconsole.sandbox.aws.AwsCloud` endpoints."""
         urls: Mapping[str, str] = endpoints.urls
         settings: Mapping[str, str] = endpoints.settings
         endpoint_urls = {"*": urls["aws"]}

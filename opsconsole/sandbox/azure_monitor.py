@@ -38,10 +38,11 @@ What is published (subscription ``Endpoints.settings["subscription"]``, resource
   ``is_db_alive`` (Maximum 1/0), ``physical_replication_delay_in_seconds`` (Maximum, read replicas only),
   ``xact_total`` (Total per minute = tps × 60), and ``PGSQLQueryStoreRuntime`` rows for the query p95.
 
-Faults (:meth:`AzureMonitorEmulator.set_fault`): ``"down"`` closes the listening socket (connection
+Faults (``emulator.faults``, the sandbox's one :class:`~opsconsole.sandbox.emulator.Faults`; a request's
+``FaultRequest`` has the bearer token as ``client``): ``"down"`` closes the listening socket (connection
 refused) until cleared; ``"slow"`` delays every answer by ``seconds``; ``"forbidden"`` answers 403
-``AuthorizationFailed`` (``mode="expired"``: 401 ``ExpiredAuthenticationToken``); ``"throttle"`` answers
-429 ``TooManyRequests`` to the next ``times`` calls (default 3; ``retry_after`` seconds in a Retry-After
+``AuthorizationFailed`` (``mode="expired"``: 401 ``ExpiredAuthenticationToken``); ``"throttled"`` answers
+429 ``TooManyRequests`` to the next ``count`` calls (default 3; ``retry_after`` seconds in a Retry-After
 header when given); ``"malformed"`` returns a truncated JSON body (the first half of the real answer).
 
 ``collect`` does nothing: Azure Monitor is read-only, no client can change the world through it.
@@ -64,7 +65,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from opsconsole.core.errors import SandboxError
 from opsconsole.core.fleet.model import Cloud, DatabaseState, DbRole, Fleet, WorkloadState
-from opsconsole.sandbox.emulator import Endpoints, QuietHTTPServer
+from opsconsole.sandbox.emulator import FAULT_KINDS, Endpoints, FaultRequest, Faults, QuietHTTPServer
 from opsconsole.sandbox.world import World
 
 __all__ = [
@@ -113,15 +114,6 @@ class _Metric:
     unit: str
     #: dims (sorted tuple of (name, value)) -> minute start (epoch s) -> aggregates
     series: dict[tuple[tuple[str, str], ...], dict[int, dict[str, float]]] = field(default_factory=dict)
-
-
-@dataclass
-class _Fault:
-    kind: str | None = None
-    seconds: float = 5.0
-    remaining: int = 0
-    mode: str = ""
-    retry_after: str | None = None
 
 
 def _iso(ts: float) -> str:
@@ -185,7 +177,8 @@ class AzureMonitorEmulator:
         self._access: dict[tuple[str, str], list[tuple[float, float]]] = {}
         #: region -> [(time, query p95 ms)]
         self._query_store: dict[str, list[tuple[float, float]]] = {}
-        self._fault = _Fault()
+        #: Fault injection (see the module docstring).
+        self.faults = Faults("Azure Monitor", on_down=self._set_down, kinds=FAULT_KINDS[:-1])
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._port = 0
@@ -238,23 +231,10 @@ class AzureMonitorEmulator:
 
     # -- faults -----------------------------------------------------------------------------------
 
-    def set_fault(self, kind: str | None, **params: Any) -> None:
-        """Inject a fault (see the module docstring); ``None`` clears it (and restarts a downed server)."""
-        if kind not in {None, "down", "slow", "forbidden", "throttle", "malformed"}:
-            raise SandboxError(f"unknown fault {kind!r}; known: down, slow, forbidden, throttle, malformed")
-        with self._lock:
-            previous = self._fault.kind
-            retry_after = params.get("retry_after")
-            self._fault = _Fault(
-                kind=kind,
-                seconds=float(params.get("seconds", 5.0)),
-                remaining=int(params.get("times", 3)),
-                mode=str(params.get("mode", "")),
-                retry_after=None if retry_after is None else str(retry_after),
-            )
-        if kind == "down" and self._server is not None:
+    def _set_down(self, down: bool) -> None:
+        if down:
             self.stop()
-        elif previous == "down" and kind != "down" and self._server is None and self._port:
+        elif self._server is None and self._port:
             self._serve(self._port)
 
     # -- publish / collect ------------------------------------------------------------------------
@@ -362,19 +342,16 @@ class AzureMonitorEmulator:
         self.calls += 1
         length = int(req.headers.get("Content-Length") or 0)
         raw = req.rfile.read(length) if length else b""
-        with self._lock:
-            fault = self._fault
-            kind = fault.kind
-            if kind == "throttle":
-                if fault.remaining > 0:
-                    fault.remaining -= 1
-                else:
-                    kind = None
+        auth = req.headers.get("Authorization", "")
+        fault = self.faults.take(
+            FaultRequest(client=auth.removeprefix("Bearer ").strip(), scope=self._sub, path=req.path)
+        )
+        kind = fault.kind if fault is not None else None
         try:
-            if kind == "slow":
-                time.sleep(fault.seconds)
-            if kind == "forbidden":
-                if fault.mode == "expired":
+            if fault is not None and kind == "slow":
+                fault.stall()
+            if fault is not None and kind == "forbidden":
+                if fault.param("mode", "") == "expired":
                     raise _Served(
                         401,
                         "ExpiredAuthenticationToken",
@@ -386,8 +363,9 @@ class AzureMonitorEmulator:
                     f"The client does not have authorization to perform action "
                     f"'Microsoft.Insights/Metrics/Read' over scope '/subscriptions/{self._sub}'.",
                 )
-            if kind == "throttle":
-                headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            if fault is not None and kind == "throttled":
+                after = fault.param("retry_after", None)
+                headers = {"Retry-After": str(after)} if after is not None else {}
                 raise _Served(429, "TooManyRequests", "Rate limit exceeded (sandbox fault).", headers)
             if not req.headers.get("Authorization", "").startswith("Bearer "):
                 raise _Served(401, "AuthenticationFailed", "Authentication failed: no bearer token.")

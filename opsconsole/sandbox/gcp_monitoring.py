@@ -12,7 +12,7 @@ How to use it::
     endpoints = emulator.start()         # {"gcp": "127.0.0.1:PORT"}, settings {"project": ...}
     emulator.publish(world)              # one point per series, stamped with the wall clock
     ...
-    emulator.set_fault("throttle", times=2)
+    emulator.faults.inject("throttled", count=2)
     emulator.stop()
 
 What is published (one project, ``Endpoints.settings["project"]``) for every cluster whose cloud is
@@ -56,13 +56,14 @@ Server-side semantics implemented (a subset of Cloud Monitoring, enough for real
   (numbers, or merged distributions for SUM and percentiles); points are returned newest first;
 * ``page_size`` / ``page_token`` (the token is the offset, opaque to clients); view HEADERS omits points.
 
-Faults (:meth:`GcpMonitoringEmulator.set_fault`):
+Faults (``emulator.faults``, the sandbox's one :class:`~opsconsole.sandbox.emulator.Faults`; a
+request's ``FaultRequest`` has the gRPC peer as ``client`` and the project as ``scope``):
 
 * ``"down"``: the gRPC server is stopped (connections refused) until the fault is cleared, when it is
   started again on the same port;
 * ``"slow"``: every answer is delayed by ``seconds`` (default 5);
 * ``"forbidden"``: PERMISSION_DENIED, or UNAUTHENTICATED ("expired credentials") with ``mode="expired"``;
-* ``"throttle"``: RESOURCE_EXHAUSTED for the next ``times`` calls (default 3), then normal answers;
+* ``"throttled"``: RESOURCE_EXHAUSTED for the next ``count`` calls (default 3), then normal answers;
 * ``"malformed"``: by default a *truncated page*: the first page carries half the series and a
   ``next_page_token`` that the server then rejects with INVALID_ARGUMENT; with ``mode="garbled"`` the
   response bytes are garbage, which the client fails to parse (gRPC INTERNAL on the client side).
@@ -94,7 +95,7 @@ from google.cloud import monitoring_v3
 
 from opsconsole.core.errors import SandboxError
 from opsconsole.core.fleet.model import Cloud, DatabaseState, DbRole, Fleet, WorkloadState
-from opsconsole.sandbox.emulator import Endpoints
+from opsconsole.sandbox.emulator import FAULT_KINDS, Endpoints, FaultRequest, Faults
 from opsconsole.sandbox.world import World
 
 __all__ = [
@@ -362,14 +363,6 @@ def _numeric_percentile(values: Sequence[float], q: float) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Fault:
-    kind: str | None = None
-    seconds: float = 5.0
-    remaining: int = 0
-    mode: str = ""
-
-
 class GcpMonitoringEmulator:
     """Cloud Monitoring's ``MetricService.ListTimeSeries`` over gRPC on 127.0.0.1 (see the module doc).
 
@@ -391,7 +384,8 @@ class GcpMonitoringEmulator:
         self._series: dict[tuple[Any, ...], _Series] = {}
         self._by_type: dict[str, list[_Series]] = {}
         self._last_publish: float | None = None
-        self._fault = _Fault()
+        #: Fault injection (see the module docstring).
+        self.faults = Faults("Cloud Monitoring", on_down=self._set_down, kinds=FAULT_KINDS[:-1])
         self._server: grpc.Server | None = None
         self._port = 0
         self.calls = 0
@@ -437,22 +431,10 @@ class GcpMonitoringEmulator:
 
     # -- faults -----------------------------------------------------------------------------------
 
-    def set_fault(self, kind: str | None, **params: Any) -> None:
-        """Inject a fault (see the module docstring); ``None`` clears it (and restarts a downed server)."""
-        allowed = {None, "down", "slow", "forbidden", "throttle", "malformed"}
-        if kind not in allowed:
-            raise SandboxError(f"unknown fault {kind!r}; known: down, slow, forbidden, throttle, malformed")
-        with self._lock:
-            previous = self._fault.kind
-            self._fault = _Fault(
-                kind=kind,
-                seconds=float(params.get("seconds", 5.0)),
-                remaining=int(params.get("times", 3)),
-                mode=str(params.get("mode", "")),
-            )
-        if kind == "down" and self._server is not None:
+    def _set_down(self, down: bool) -> None:
+        if down:
             self.stop()
-        elif previous == "down" and kind != "down" and self._server is None and self._port:
+        elif self._server is None and self._port:
             self._serve(self._port)
 
     # -- publish / collect ------------------------------------------------------------------------
@@ -710,18 +692,14 @@ class GcpMonitoringEmulator:
 
     def _list_time_series(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.calls += 1
-        with self._lock:
-            fault = self._fault
-            kind = fault.kind
-            if kind == "throttle":
-                if fault.remaining > 0:
-                    fault.remaining -= 1
-                else:
-                    kind = None
-        if kind == "slow":
-            time.sleep(fault.seconds)
+        project = request.name.split("/", 2)[1] if request.name.startswith("projects/") else ""
+        fault = self.faults.take(FaultRequest(client=context.peer(), scope=project, path="ListTimeSeries"))
+        kind = fault.kind if fault is not None else None
+        mode = str(fault.param("mode", "")) if fault is not None else ""
+        if fault is not None and kind == "slow":
+            fault.stall()
         elif kind == "forbidden":
-            if fault.mode == "expired":
+            if mode == "expired":
                 context.abort(
                     grpc.StatusCode.UNAUTHENTICATED,
                     "Request had invalid authentication credentials (token expired).",
@@ -730,12 +708,12 @@ class GcpMonitoringEmulator:
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"Permission monitoring.timeSeries.list denied on resource {request.name}",
             )
-        elif kind == "throttle":
+        elif kind == "throttled":
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 "Quota exceeded for quota metric 'Time series queries' (sandbox fault)",
             )
-        elif kind == "malformed" and fault.mode == "garbled":
+        elif kind == "malformed" and mode == "garbled":
             return b"\xff\xff\xff garbled \x00\x01"
         try:
             return self._answer(request, truncate=kind == "malformed")

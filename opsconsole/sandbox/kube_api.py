@@ -43,14 +43,15 @@ Design choices:
 * **Continue tokens** resume after the last key of the previous page on the current state (real servers
   serve the snapshot of the first page; objects here only change at publish time, between reads).
 
-Faults (:meth:`KubeApiEmulator.set_fault`, for tests): ``down`` closes the listening socket and every open
-connection (clients get *connection refused*); ``slow`` sleeps ``seconds`` before every answer;
-``forbidden`` answers 403 (``code=401``: 401 Unauthorized, as for expired credentials); ``throttle``
-answers 429 with ``Retry-After`` (``retry_after``, default 1 s) to the next ``times`` (default 3)
-requests; ``malformed`` answers a truncated body (``mode="truncated"``, the default: the declared
-Content-Length is not delivered) or a garbled one (``mode="garbled"``); ``gone`` answers 410 ``Expired``
-to the next ``times`` (default 1) list requests that carry a continue token. Every kind but ``down``
-takes ``clusters=[...]`` to hit only some clusters. ``None`` clears.
+Faults (``emulator.faults``, the sandbox's one :class:`~opsconsole.sandbox.emulator.Faults`): ``down``
+closes the listening socket and every open connection (clients get *connection refused*); ``slow``
+waits ``seconds`` before every answer; ``forbidden`` answers 403 (``code=401``: 401 Unauthorized, as
+for expired credentials); ``throttled`` answers 429 with ``Retry-After`` (``retry_after``, default 1 s);
+``malformed`` answers a truncated body (``mode="truncated"``, the default: the declared Content-Length
+is not delivered) or a garbled one (``mode="garbled"``); ``gone`` answers 410 ``Expired`` to list
+requests that carry a continue token. A request's :class:`~opsconsole.sandbox.emulator.FaultRequest`
+has the bearer token as ``client`` and the cluster as ``scope``: ``match=scope_in("eks-use1-prod")``
+hits only that cluster.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ from opsconsole.core.fleet.model import (
     Fleet,
     WorkloadState,
 )
-from opsconsole.sandbox.emulator import Endpoints, QuietHTTPServer
+from opsconsole.sandbox.emulator import Endpoints, FaultRequest, Faults, QuietHTTPServer
 from opsconsole.sandbox.world import World
 
 __all__ = [
@@ -480,17 +481,6 @@ class _Cluster:
     held_zero: set[str] = field(default_factory=set)
 
 
-@dataclass
-class _Fault:
-    kind: str
-    params: dict[str, Any]
-    left: int | None
-    clusters: frozenset[str] | None
-
-
-_FAULT_KINDS = ("down", "slow", "forbidden", "throttle", "malformed", "gone")
-
-
 # --------------------------------------------------------------------------------------------------
 # The HTTP layer
 # --------------------------------------------------------------------------------------------------
@@ -525,7 +515,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         result = self.server.emulator._respond(
-            self.command, self.path, self.headers.get("Content-Type", ""), body
+            self.command, self.path, self.headers.get("Content-Type", ""), body,
+            self.headers.get("Authorization", ""),
         )
         if result is None:  # down: drop the connection without an answer
             self.close_connection = True
@@ -583,8 +574,8 @@ class KubeApiEmulator:
         self._port: int | None = None
         self._conns: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
-        self._fault: _Fault | None = None
-        self._fault_lock = threading.Lock()
+        #: Fault injection (see the module docstring).
+        self.faults = Faults("Kubernetes API", on_down=self._set_down)
         #: What collect() refused to apply, newest last (also logged).
         self.notes: deque[str] = deque(maxlen=_NOTES_KEPT)
         self._endpoints: Endpoints | None = None
@@ -676,53 +667,29 @@ class KubeApiEmulator:
 
     # -- faults ---------------------------------------------------------------------------------
 
-    def set_fault(self, kind: str | None, **params: Any) -> None:
-        """Inject a fault (see the module docstring for the kinds and their params); None clears."""
-        if kind is not None and kind not in _FAULT_KINDS:
-            raise ValueError(f"unknown fault {kind!r}; valid: {', '.join(_FAULT_KINDS)}")
-        was_down = self._fault is not None and self._fault.kind == "down"
-        times = params.get("times")
-        if times is None and kind == "throttle":
-            times = 3
-        if times is None and kind == "gone":
-            times = 1
-        clusters = params.get("clusters")
-        with self._fault_lock:
-            self._fault = (
-                None
-                if kind is None
-                else _Fault(kind, dict(params), times, frozenset(clusters) if clusters else None)
-            )
-        if kind == "down" and not was_down:
+    def _set_down(self, down: bool) -> None:
+        if down:
             self._unbind()
-        elif kind != "down" and was_down and self._port is not None:
+        elif self._port is not None:
             self._bind(self._port)
-
-    def _take_fault(self, cluster: str, *, listing_continue: bool) -> _Fault | None:
-        with self._fault_lock:
-            fault = self._fault
-            if fault is None:
-                return None
-            if fault.clusters is not None and cluster not in fault.clusters:
-                return None
-            if fault.kind == "gone" and not listing_continue:
-                return None
-            if fault.left is not None:
-                if fault.left <= 0:
-                    return None
-                fault.left -= 1
-            return fault
 
     # -- request handling -------------------------------------------------------------------------
 
     def _respond(
-        self, method: str, raw_path: str, content_type: str, body: bytes
+        self, method: str, raw_path: str, content_type: str, body: bytes, authorization: str = ""
     ) -> tuple[int, dict[str, str], bytes, bool] | None:
         parts = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         segments = [s for s in parts.path.split("/") if s]
         cluster = segments[1] if len(segments) >= 2 and segments[0] == "clusters" else ""
-        fault = self._take_fault(cluster, listing_continue=bool(query.get("continue")))
+        fault = self.faults.take(
+            FaultRequest(
+                client=authorization.removeprefix("Bearer ").strip(),
+                scope=cluster,
+                path=parts.path,
+                continued=bool(query.get("continue")),
+            )
+        )
         truncate = False
         headers: dict[str, str] = {}
         try:
@@ -730,9 +697,9 @@ class KubeApiEmulator:
                 if fault.kind == "down":
                     return None
                 if fault.kind == "slow":
-                    time.sleep(float(fault.params.get("seconds", 5.0)))
+                    fault.stall()
                 elif fault.kind == "forbidden":
-                    if int(fault.params.get("code", 403)) == 401:
+                    if int(fault.param("code", 403)) == 401:
                         raise _ApiError(401, "Unauthorized", "Unauthorized")
                     raise _ApiError(
                         403,
@@ -740,8 +707,8 @@ class KubeApiEmulator:
                         f'/{"/".join(segments[2:])} is forbidden: User "system:anonymous" cannot '
                         f"{method.lower()} this resource: the sandbox credentials were revoked",
                     )
-                elif fault.kind == "throttle":
-                    after = str(fault.params.get("retry_after", 1))
+                elif fault.kind == "throttled":
+                    after = str(fault.param("retry_after", 1))
                     raise _ApiError(
                         429,
                         "TooManyRequests",
@@ -779,7 +746,7 @@ class KubeApiEmulator:
                 else:
                     self._changed()
             if fault is not None and fault.kind == "malformed":
-                if fault.params.get("mode", "truncated") == "garbled":
+                if fault.param("mode", "truncated") == "garbled":
                     data = b'{"kind":"List","items":[{"metadata":' + data[:40] + b"\x00\xff garbled"
                 else:
                     truncate = True

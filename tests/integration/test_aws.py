@@ -1,4 +1,7 @@
-"""The AWS adapter against the sandbox's AWS emulator (moto + its own CloudWatch), over real sockets."""
+"""The AWS adapter against the sandbox's AWS emulator (moto + its own CloudWatch), over real sockets.
+
+The fault cases (down, slow, forbidden, throttled, malformed) are in test_source_contract.py.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,6 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 
-from opsconsole.core.errors import SourceError
-from opsconsole.core.fleet.engine import FleetService, SourceStatus
 from opsconsole.core.fleet.inventory import load_inventory
 from opsconsole.core.fleet.model import (
     CacheState,
@@ -23,7 +24,7 @@ from opsconsole.core.fleet.model import (
     RegionTraffic,
 )
 from opsconsole.providers.aws import AwsSource
-from opsconsole.sandbox.aws_cloud import HOSTED_ZONE, AwsCloud
+from opsconsole.sandbox.aws import HOSTED_ZONE, AwsCloud
 from opsconsole.sandbox.emulator import Endpoints
 from opsconsole.sandbox.world import World
 
@@ -52,7 +53,7 @@ def env(cloud: tuple[AwsCloud, Endpoints], fleet: Fleet) -> Iterator[tuple[AwsCl
     world = World(fleet, seed=42, start=START)  # ... and start from the pristine world again
     emulator.publish(world)
     yield emulator, endpoints, world
-    emulator.set_fault(None)
+    emulator.faults.clear()
 
 
 def _source(fleet: Fleet, endpoints: Endpoints, timeout_s: float = 5.0) -> AwsSource:
@@ -277,71 +278,3 @@ def test_region_down_shows_as_failed_health_and_database(
     cache = got["cache/eu-central-1"]
     assert isinstance(cache, CacheState) and cache.healthy_nodes == 0
     emulator.publish(World(fleet, seed=42, start=START))
-
-
-# -- faults ---------------------------------------------------------------------------------------
-
-
-def test_down_raises_naming_the_endpoint(env: tuple[AwsCloud, Endpoints, World], fleet: Fleet) -> None:
-    emulator, endpoints, _ = env
-    source = _source(fleet, endpoints, timeout_s=8.0)
-    emulator.set_fault("down")
-    with pytest.raises(SourceError) as err:
-        source.read()
-    assert "127.0.0.1" in str(err.value) and "connect" in str(err.value)
-    emulator.set_fault(None)
-    assert source.read().records
-
-
-def test_slow_is_cut_at_the_deadline(env: tuple[AwsCloud, Endpoints, World], fleet: Fleet) -> None:
-    emulator, endpoints, _ = env
-    source = _source(fleet, endpoints, timeout_s=3.0)
-    source.read()  # warm clients
-    emulator.set_fault("slow", seconds=4.0)
-    with FleetService([source], deadline_s=1.0) as service:
-        t0 = time.monotonic()
-        snapshot, _ = service.refresh()
-        took = time.monotonic() - t0
-    assert took < 1.1
-    health = snapshot.source("aws")
-    assert health is not None
-    assert health.status in (SourceStatus.ERROR, SourceStatus.STALE)
-    t0 = time.monotonic()
-    with pytest.raises(SourceError):
-        source.read()  # the adapter's own bound: timeout_s
-    assert time.monotonic() - t0 < 3.3
-
-
-@pytest.mark.parametrize("code", ["AccessDenied", "ExpiredToken"])
-def test_forbidden_names_profile_and_region(
-    env: tuple[AwsCloud, Endpoints, World], fleet: Fleet, code: str
-) -> None:
-    emulator, endpoints, _ = env
-    emulator.set_fault("forbidden", code=code)
-    with pytest.raises(SourceError) as err:
-        _source(fleet, endpoints).read()
-    text = str(err.value)
-    assert code in text and "credentials" in text
-    assert any(r in text for r in ("us-east-1", "eu-west-1", "ap-south-1", "sa-east-1", "us-west-2",
-                                   "ca-central-1", "eu-central-1", "ap-southeast-1", "ap-northeast-1",
-                                   "ap-southeast-2"))
-
-
-def test_throttling_backs_off_and_is_reported(env: tuple[AwsCloud, Endpoints, World], fleet: Fleet) -> None:
-    emulator, endpoints, _ = env
-    source = _source(fleet, endpoints, timeout_s=10.0)
-    source.read()
-    emulator.set_fault("throttle", times=2)
-    reading = source.read()
-    # Complete data after backing off: reported as a note, not as a half answer.
-    assert any("throttl" in n.lower() for n in reading.notes), reading.notes
-    assert reading.problems == ()
-    assert len([r for r in reading.records if isinstance(r, RegionTraffic)]) == len(fleet.regions)
-
-
-def test_malformed_body_is_an_error(env: tuple[AwsCloud, Endpoints, World], fleet: Fleet) -> None:
-    emulator, endpoints, _ = env
-    emulator.set_fault("malformed")
-    with pytest.raises(SourceError) as err:
-        _source(fleet, endpoints).read()
-    assert "malformed" in str(err.value)

@@ -2,7 +2,8 @@
 
 Checks that what :class:`AzureSource` reads through ``MetricsClient`` and ``LogsQueryClient`` matches the
 world (``World.observe()``) for its slice — AKS workloads and Azure-hosted databases — and that every
-fault of the emulator ends as the documented error or problem.
+fault of the emulator ends as the documented error or problem (the faults every adapter shares are in
+test_source_contract.py; this file keeps the Azure specific ones).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from azure.monitor.query import LogsQueryClient
 from azure.monitor.querymetrics import MetricsClient
 
 from opsconsole.core.errors import SourceError
-from opsconsole.core.fleet.engine import FleetService, SourceStatus
 from opsconsole.core.fleet.inventory import load_inventory
 from opsconsole.core.fleet.model import Cloud, DatabaseState, Fleet, WorkloadMetrics, WorkloadState
 from opsconsole.providers.azure import KQL_RESTARTS, AzureSource, SandboxCredential
@@ -142,79 +142,16 @@ def test_plain_sdk_calls_get_real_shapes(
     assert err.value.status_code == 400
 
 
-def test_down_names_the_endpoint(fleet: Fleet, emulator: tuple[AzureMonitorEmulator, Endpoints]) -> None:
-    emu, endpoints = emulator
-    emu.set_fault("down")
-    with pytest.raises(SourceError) as err:
-        AzureSource.from_endpoints(fleet, endpoints, timeout_s=2).read()
-    assert endpoints.urls["azure_metrics"] in err.value.message
-    emu.set_fault(None)
-    assert AzureSource.from_endpoints(fleet, endpoints).read().records
-
-
-def test_slow_is_cut_at_the_deadline(fleet: Fleet, emulator: tuple[AzureMonitorEmulator, Endpoints]) -> None:
-    emu, endpoints = emulator
-    emu.set_fault("slow", seconds=3)
-    source = AzureSource.from_endpoints(fleet, endpoints, timeout_s=5)
-    with FleetService([source], deadline_s=1.0) as service:
-        t0 = time.perf_counter()
-        snapshot, _ = service.refresh()
-        assert time.perf_counter() - t0 < 1.1
-    health = snapshot.source("azure")
-    assert health is not None and health.status is SourceStatus.ERROR
-    t0 = time.perf_counter()
-    with pytest.raises(SourceError) as err:
-        AzureSource.from_endpoints(fleet, endpoints, timeout_s=1.0).read()
-    assert time.perf_counter() - t0 < 1.5
-    assert endpoints.urls["azure_metrics"] in err.value.message
-
-
-@pytest.mark.parametrize("mode", ["denied", "expired"])
-def test_forbidden_names_the_subscription(
-    fleet: Fleet, emulator: tuple[AzureMonitorEmulator, Endpoints], mode: str
-) -> None:
-    emu, endpoints = emulator
-    emu.set_fault("forbidden", mode=mode)
-    with pytest.raises(SourceError) as err:
-        AzureSource.from_endpoints(fleet, endpoints).read()
-    assert endpoints.settings["subscription"] in err.value.message
-
-
-def test_throttling_backs_off_and_is_reported(
-    fleet: Fleet, emulator: tuple[AzureMonitorEmulator, Endpoints]
-) -> None:
-    emu, endpoints = emulator
-    emu.set_fault("throttle", times=2)
-    reading = AzureSource.from_endpoints(fleet, endpoints).read()
-    assert {r.key for r in reading.records if isinstance(r, WorkloadMetrics)} == _aks_keys(fleet)
-    assert all(
-        isinstance(r, WorkloadMetrics) and r.rps is not None
-        for r in reading.records
-        if isinstance(r, WorkloadMetrics)
-    )
-    assert any("429 x2" in n for n in reading.notes) and reading.problems == ()
-
-
 def test_endless_throttling_is_an_error(
     fleet: Fleet, emulator: tuple[AzureMonitorEmulator, Endpoints]
 ) -> None:
     emu, endpoints = emulator
-    emu.set_fault("throttle", times=10_000)
+    emu.faults.inject("throttled", count=10_000)
     t0 = time.perf_counter()
     with pytest.raises(SourceError) as err:
         AzureSource.from_endpoints(fleet, endpoints, timeout_s=2).read()
     assert time.perf_counter() - t0 < 2.5
     assert "throttled" in err.value.message
-
-
-def test_truncated_answers_are_errors_not_data(
-    fleet: Fleet, emulator: tuple[AzureMonitorEmulator, Endpoints]
-) -> None:
-    emu, endpoints = emulator
-    emu.set_fault("malformed")
-    with pytest.raises(SourceError) as err:
-        AzureSource.from_endpoints(fleet, endpoints).read()
-    assert "every query failed" in err.value.message
 
 
 def test_collect_changes_nothing(

@@ -2,7 +2,8 @@
 
 Checks that what :class:`GcpSource` reads through ``google-cloud-monitoring`` matches the world
 (``World.observe()``) for its slice — GKE workloads and GCP-hosted databases — and that every fault of
-the emulator ends as the documented error or problem.
+the emulator ends as the documented error or problem (the faults every adapter shares are in
+test_source_contract.py; this file keeps the Cloud Monitoring specific ones).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from google.cloud.monitoring_v3.services.metric_service.transports import Metric
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from opsconsole.core.errors import SourceError
-from opsconsole.core.fleet.engine import FleetService, SourceStatus
 from opsconsole.core.fleet.inventory import load_inventory
 from opsconsole.core.fleet.model import Cloud, DatabaseState, Fleet, WorkloadMetrics, WorkloadState
 from opsconsole.providers.gcp import GcpSource
@@ -178,59 +178,11 @@ def test_server_side_aggregation_and_paging(emulator: tuple[GcpMonitoringEmulato
         list(client.list_time_series(request={**base, "page_token": "bogus"}))
 
 
-def test_down_names_the_endpoint(fleet: Fleet, emulator: tuple[GcpMonitoringEmulator, Endpoints]) -> None:
-    emu, endpoints = emulator
-    emu.set_fault("down")
-    with pytest.raises(SourceError) as err:
-        GcpSource.from_endpoints(fleet, endpoints, timeout_s=2).read()
-    assert endpoints.urls["gcp"] in err.value.message
-    emu.set_fault(None)
-    assert GcpSource.from_endpoints(fleet, endpoints).read().records
-
-
-def test_slow_is_cut_at_the_deadline(fleet: Fleet, emulator: tuple[GcpMonitoringEmulator, Endpoints]) -> None:
-    emu, endpoints = emulator
-    emu.set_fault("slow", seconds=3)
-    source = GcpSource.from_endpoints(fleet, endpoints, timeout_s=5)
-    with FleetService([source], deadline_s=1.0) as service:
-        t0 = time.perf_counter()
-        snapshot, _ = service.refresh()
-        assert time.perf_counter() - t0 < 1.1
-    health = snapshot.source("gcp")
-    assert health is not None and health.status is SourceStatus.ERROR
-    t0 = time.perf_counter()
-    with pytest.raises(SourceError) as err:
-        GcpSource.from_endpoints(fleet, endpoints, timeout_s=0.5).read()
-    assert time.perf_counter() - t0 < 0.8
-    assert endpoints.urls["gcp"] in err.value.message
-
-
-@pytest.mark.parametrize("mode", ["denied", "expired"])
-def test_forbidden_names_the_project(
-    fleet: Fleet, emulator: tuple[GcpMonitoringEmulator, Endpoints], mode: str
-) -> None:
-    emu, endpoints = emulator
-    emu.set_fault("forbidden", mode=mode)
-    with pytest.raises(SourceError) as err:
-        GcpSource.from_endpoints(fleet, endpoints).read()
-    assert "voltage-sandbox" in err.value.message
-
-
-def test_throttling_backs_off_and_is_reported(
-    fleet: Fleet, emulator: tuple[GcpMonitoringEmulator, Endpoints]
-) -> None:
-    emu, endpoints = emulator
-    emu.set_fault("throttle", times=3)
-    reading = GcpSource.from_endpoints(fleet, endpoints).read()
-    assert len(reading.records) == 93
-    assert any("RESOURCE_EXHAUSTED x3" in n for n in reading.notes) and reading.problems == ()
-
-
 def test_endless_throttling_fails_within_the_deadline(
     fleet: Fleet, emulator: tuple[GcpMonitoringEmulator, Endpoints]
 ) -> None:
     emu, endpoints = emulator
-    emu.set_fault("throttle", times=10_000)
+    emu.faults.inject("throttled", count=10_000)
     t0 = time.perf_counter()
     with pytest.raises(SourceError) as err:
         GcpSource.from_endpoints(fleet, endpoints, timeout_s=1.0).read()
@@ -243,7 +195,7 @@ def test_malformed_answers_are_errors_not_data(
     fleet: Fleet, emulator: tuple[GcpMonitoringEmulator, Endpoints], mode: str
 ) -> None:
     emu, endpoints = emulator
-    emu.set_fault("malformed", mode=mode)
+    emu.faults.inject("malformed", mode=mode)
     with pytest.raises(SourceError) as err:
         GcpSource.from_endpoints(fleet, endpoints).read()
     assert "every query failed" in err.value.message

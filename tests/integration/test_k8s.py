@@ -23,10 +23,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from opsconsole.core.errors import SourceError
-from opsconsole.core.fleet.engine import FleetService, SourceStatus
 from opsconsole.core.fleet.model import ClusterState, Fleet, FleetRecord, WorkloadState
 from opsconsole.providers.k8s import KubernetesSource
-from opsconsole.sandbox.emulator import Endpoints
+from opsconsole.sandbox.emulator import Endpoints, scope_in
 from opsconsole.sandbox.kube_api import NAMESPACE, KubeApiEmulator
 from opsconsole.sandbox.world import World
 
@@ -46,7 +45,7 @@ def emulator(seed_fleet: Fleet) -> Iterator[KubeApiEmulator]:
     try:
         yield emu
     finally:
-        emu.set_fault(None)
+        emu.faults.clear()
         emu.stop()
 
 
@@ -206,7 +205,7 @@ def test_gone_relists_from_scratch_without_duplicates(
 ) -> None:
     source = KubernetesSource.from_endpoints(seed_fleet, endpoints, page_size=5, clusters=[CLUSTER])
     baseline = {r.key: r for r in source.read().records}
-    emulator.set_fault("gone", times=2)
+    gone = emulator.faults.inject("gone", count=2)
     reading = source.read()
     assert reading.complete, reading.problems
     assert _compare(reading.records, world) == [f"missing {k}" for k in sorted(_keys(world) - {*baseline})]
@@ -214,7 +213,8 @@ def test_gone_relists_from_scratch_without_duplicates(
     assert cluster.extra["relists"] == 2
     assert cluster.extra["pods"] == baseline[f"cluster/{CLUSTER}"].extra["pods"]  # no page counted twice
     # The raw API answers a Status with reason Expired.
-    emulator.set_fault("gone")
+    emulator.faults.clear(gone)
+    emulator.faults.inject("gone")
     core = client.CoreV1Api(_api(endpoints))
     token = core.list_namespaced_pod(NAMESPACE, limit=3).metadata._continue
     with pytest.raises(ApiException) as info:
@@ -362,56 +362,28 @@ def test_a_change_the_world_refuses_is_noted_and_undone(
 # --------------------------------------------------------------------------------------------------
 
 
-def test_down_is_connection_refused_naming_the_server(
+# The cases every adapter shares (down, slow, forbidden, throttled, malformed) are in
+# test_source_contract.py; these are the Kubernetes specific ones.
+
+
+def test_down_drops_open_keep_alive_connections(
     seed_fleet: Fleet, emulator: KubeApiEmulator, endpoints: Endpoints
 ) -> None:
     source = KubernetesSource.from_endpoints(seed_fleet, endpoints, timeout_s=5)
     source.read()  # keep-alive connections exist; "down" must drop them too
-    emulator.set_fault("down")
+    emulator.faults.inject("down")
     with pytest.raises(SourceError) as info:
         source.read()
     assert "connection refused" in info.value.message
     assert endpoints.urls["k8s"] in info.value.message
-    emulator.set_fault(None)
+    emulator.faults.clear()
     assert source.read().complete
-
-
-def test_slow_source_is_abandoned_at_the_deadline(
-    seed_fleet: Fleet, emulator: KubeApiEmulator, endpoints: Endpoints
-) -> None:
-    emulator.set_fault("slow", seconds=3)
-    source = KubernetesSource.from_endpoints(seed_fleet, endpoints, timeout_s=5, clusters=[CLUSTER])
-    with FleetService([source], deadline_s=1.0) as service:
-        t0 = time.perf_counter()
-        snapshot, _ = service.refresh()
-        elapsed = time.perf_counter() - t0
-    assert elapsed <= 1.1
-    health = snapshot.source("k8s")
-    assert health is not None and health.status is SourceStatus.ERROR
-    # The source itself also keeps to its own timeout.
-    own = KubernetesSource.from_endpoints(seed_fleet, endpoints, timeout_s=0.8, clusters=[CLUSTER])
-    t0 = time.perf_counter()
-    with pytest.raises(SourceError, match=r"within 0\.8 s"):
-        own.read()
-    assert time.perf_counter() - t0 <= 0.8 * 1.1 + 0.05
-
-
-@pytest.mark.parametrize("code", [403, 401])
-def test_forbidden_raises_naming_the_context(
-    seed_fleet: Fleet, emulator: KubeApiEmulator, endpoints: Endpoints, code: int
-) -> None:
-    emulator.set_fault("forbidden", code=code)
-    source = KubernetesSource.from_endpoints(seed_fleet, endpoints, clusters=[CLUSTER, "gke-euw1-prod"])
-    with pytest.raises(SourceError) as info:
-        source.read()
-    assert f"context '{CLUSTER}'" in info.value.message or "context 'gke-euw1-prod'" in info.value.message
-    assert str(code) in info.value.message
 
 
 def test_one_forbidden_cluster_is_a_half_answer(
     seed_fleet: Fleet, emulator: KubeApiEmulator, endpoints: Endpoints, world: World
 ) -> None:
-    emulator.set_fault("forbidden", clusters=["gke-euw1-prod"])
+    emulator.faults.inject("forbidden", match=scope_in("gke-euw1-prod"))
     reading = KubernetesSource.from_endpoints(seed_fleet, endpoints).read()
     assert len(reading.problems) == 1
     assert "gke-euw1-prod" in reading.problems[0] and "403" in reading.problems[0]
@@ -420,18 +392,16 @@ def test_one_forbidden_cluster_is_a_half_answer(
     assert sorted(_compare(reading.records, world)) == sorted(f"missing {k}" for k in missing)
 
 
-def test_throttling_backs_off_and_is_reported(
+def test_throttling_counts_every_retry_and_a_spent_budget_fails_one_cluster(
     seed_fleet: Fleet, emulator: KubeApiEmulator, endpoints: Endpoints, world: World
 ) -> None:
-    emulator.set_fault("throttle", times=3, retry_after=0.2)
-    reading = KubernetesSource.from_endpoints(seed_fleet, endpoints).read()
-    assert _compare(reading.records, world) == []
-    # Complete data after backing off: reported as a note, not as a half answer.
-    assert reading.problems == ()
+    with emulator.faults.injected("throttled", count=3, retry_after=0.2):
+        reading = KubernetesSource.from_endpoints(seed_fleet, endpoints).read()
+    assert _compare(reading.records, world) == [] and reading.problems == ()
     assert reading.notes and all("throttled (HTTP 429)" in n for n in reading.notes)
     assert sum(int(n.split(") ")[1].split(" ")[0]) for n in reading.notes) == 3
     # Throttled beyond the retry budget: that cluster fails, the others answer.
-    emulator.set_fault("throttle", times=1000, retry_after=0.05, clusters=[CLUSTER])
+    emulator.faults.inject("throttled", count=1000, retry_after=0.05, match=scope_in(CLUSTER))
     reading = KubernetesSource.from_endpoints(seed_fleet, endpoints, max_throttle_retries=2).read()
     assert any(CLUSTER in p and "still throttled" in p for p in reading.problems)
     assert any(isinstance(r, ClusterState) for r in reading.records)
@@ -441,10 +411,10 @@ def test_throttling_backs_off_and_is_reported(
 def test_malformed_answers_are_errors_not_data(
     seed_fleet: Fleet, emulator: KubeApiEmulator, endpoints: Endpoints, mode: str, text: str
 ) -> None:
-    emulator.set_fault("malformed", mode=mode, clusters=[CLUSTER])
-    reading = KubernetesSource.from_endpoints(seed_fleet, endpoints).read()
+    with emulator.faults.injected("malformed", mode=mode, match=scope_in(CLUSTER)):
+        reading = KubernetesSource.from_endpoints(seed_fleet, endpoints).read()
     assert len(reading.problems) == 1 and CLUSTER in reading.problems[0] and text in reading.problems[0]
-    emulator.set_fault("malformed", mode=mode)
+    emulator.faults.inject("malformed", mode=mode)
     with pytest.raises(SourceError, match=text):
         KubernetesSource.from_endpoints(seed_fleet, endpoints, clusters=[CLUSTER]).read()
 

@@ -32,6 +32,7 @@ from opsconsole.core.fleet.model import (
     WorkloadState,
 )
 from opsconsole.providers.sim import SimSource
+from opsconsole.sandbox.emulator import Emulator
 from opsconsole.sandbox.localcloud import LocalCloud, endpoints_path, read_running
 from opsconsole.sandbox.state import WorldStore
 from opsconsole.testing import FakeClock
@@ -55,7 +56,7 @@ def local_cloud(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Itera
     cloud.stop()
 
 
-def emulator(cloud: LocalCloud, name: str):  # type: ignore[no-untyped-def]
+def emulator(cloud: LocalCloud, name: str) -> Emulator:
     return next(e for e in cloud.emulators if e.name == name)
 
 
@@ -159,11 +160,11 @@ def test_one_cloud_down_leaves_the_others_answering(fleet: Fleet, local_cloud: L
     with OpsCore(fleet, sources, deadline_s=10.0) as core:
         first = core.refresh()
         assert all(s.status is SourceStatus.OK for s in first.snapshot.sources), first.snapshot.sources
-        aws.set_fault("down")
+        aws.faults.inject("down")
         try:
             second = core.refresh()
         finally:
-            aws.set_fault(None)
+            aws.faults.clear()
     status = {s.name: s for s in second.snapshot.sources}
     assert status["aws"].status is SourceStatus.STALE and "127.0.0.1" in (status["aws"].error or "")
     assert {status[n].status for n in ("k8s", "gcp", "azure")} == {SourceStatus.OK}

@@ -1,117 +1,26 @@
-"""The AWS side of the local cloud: moto for the control planes, a small CloudWatch of our own.
+"""The AWS emulator (:class:`AwsCloud`): seeds moto from the fleet, publishes the world, collects writes.
 
-Why this module exists: on the sandbox, opsconsole reads AWS only through boto3 (``providers/aws.py``),
-over sockets, exactly as in production. :class:`AwsCloud` is the :class:`~opsconsole.sandbox.emulator.
-Emulator` that stands behind it on 127.0.0.1:
-
-* **moto** (``ThreadedMotoServer``, one port) serves EC2, Auto Scaling, EKS, RDS, ElastiCache and
-  Route53. A thin WSGI front adds what moto lacks and the console needs: ElastiCache
-  ``IncreaseReplicaCount`` / ``DecreaseReplicaCount`` (applied to moto's replication group);
-* **CloudWatch** is served by this module (moto computes no percentiles): ``GetMetricData`` and
-  ``GetMetricStatistics``. The installed botocore's CloudWatch model lists ``smithy-rpc-v2-cbor``, ``json``
-  and ``query``, and botocore picks the first it supports in its own priority order, which today is
-  ``json`` (awsJson1_0: ``X-Amz-Target: GraniteServiceVersion20100801.<Op>``); ``smithy-rpc-v2-cbor``
-  (``POST /service/GraniteServiceVersion20100801/operation/<Op>``, CBOR both ways) is served too, for
-  the botocore that switches. Statistics: ``Sum``, ``SampleCount``, ``Average``, ``Minimum``, ``Maximum``
-  and ``pNN[.N]``
-  (nearest rank over the stored value/count pairs, as PutMetricData's ``Values``/``Counts`` define them).
-
-Seeded by :meth:`AwsCloud.start` from the inventory, in each region's AWS cloud region: per EKS cluster an
-EKS cluster, a nodegroup and an Auto Scaling group ``<cluster>-ng`` (metrics collection enabled, a
-MixedInstancesPolicy whose on-demand base is the reserved nodes and whose spot share is the inventory's
-spot ratio); for regions whose database is on AWS, RDS PostgreSQL ``pg-<region>`` (write primary, or a
-cross-region read replica whose source is the primary's ARN) plus local read replicas ``pg-<region>-rK``,
-all in a DB subnet group; ElastiCache ``redis-<region>``; one Route53 zone ``voltage.internal.`` with
-weighted records ``api.<region>.voltage.internal.`` (SetIdentifier = target region) and a health check
-per region (FQDN ``health.<region>.voltage.internal``).
-
-Seeding and publishing write moto's backends in this process directly (the server in this process serves
-the very same objects), with the arguments moto's request handlers would pass: no boto3 client, HTTP
-round trip or request parsing, so :meth:`AwsCloud.start` takes ~0.5 s and a first publish ~0.05 s. The
-EC2 backends of the fleet's regions hold only the seed's AMI, not moto's catalogue of ~1,300; ``start``
-then serves one call per service the adapter reads in-process, so the first read does not pay moto's
-lazy loading.
-
-How metrics are published (:meth:`AwsCloud.publish`), with wall-clock timestamps:
-
-* ``AWS/ApplicationELB TargetResponseTime`` (seconds, dimension ``LoadBalancer``): each publish stores a
-  value/count histogram ``{L: 94, p95: 1, p99: 5}`` (L chosen so the mean is the world's average); with
-  nearest-rank percentiles one publish gives back p95, p99 and the average exactly. Gauges keep one point
-  per minute (a newer publish within 60 s replaces the older point), so the newest 1-minute bucket of a
-  query is exactly the latest publish;
-* ``RequestCount`` / ``HTTPCode_Target_5XX_Count``: the world's 5 min and 1 h error windows are in sim
-  time, which runs at its own pace, so each publish *rewrites* these two series as two points: one at
-  publish time carrying the last 5 minutes (rps × 300 requests, error_rate of them failed) and one
-  30 minutes earlier carrying the rest of the hour such that the 1 h sums give error_rate_1h;
-* ``Voltage/Platform ActiveUsers`` (dimension ``Region``), ``AWS/RDS ReplicaLag`` (``DBInstanceIdentifier``),
-  ``Voltage/Platform DbQueryLatency`` (ms histogram, read with ``p95``) and ``DbTransactionsPerSecond``,
-  ``AWS/ElastiCache CacheHitRate`` (percent, ``CacheClusterId = redis-<region>-001``);
-* Route53 health check status: moto's GetHealthCheckStatus cannot be set, so it is reflected the way AWS
-  reports it to CloudWatch: ``AWS/Route53 HealthCheckStatus`` (1 / 0, dimension ``HealthCheckId``) in
-  us-east-1;
-* control-plane state through moto: ASG min/max/desired (moto launches and terminates the instances),
-  Route53 weights, RDS read replica count, role and source (replication links are rewired on moto's
-  objects, which have no API for it), RDS status ``failed`` while the region is down, ElastiCache member
-  count and status ``unavailable`` while the region is down (sandbox-only status, read as 0 healthy nodes).
-
-What :meth:`AwsCloud.collect` applies to the world (a client's change = differs from what was published):
-Route53 weights → ``set_dns_weights`` (invalid → logged and ignored; the next publish restores the world's);
-ASG min/max → ``set_cluster_node_bounds``; RDS ``PromoteReadReplica`` on ``pg-<region>`` → ``promote_replica``
-(moto's promote only clears its private ``is_replica`` flag and leaves
-``ReadReplicaSourceDBInstanceIdentifier``
-set, so the flag is what is watched; the link is then cleared on moto's object); read replicas created or
-deleted → ``set_read_replicas``; ElastiCache member count → ``set_cache_nodes``. A client's change of an
-ASG's desired capacity is not applied (the world's autoscaler owns it) and is overwritten by the next publish.
-
-Faults (:meth:`AwsCloud.set_fault`): ``down`` closes both listening sockets (connection refused; ``None``
-restarts them on the same ports, state kept); ``slow`` delays every CloudWatch answer by
-``params["seconds"]``; ``forbidden`` answers CloudWatch with 403 ``AccessDenied`` (or ``params["code"]``,
-e.g. ``ExpiredToken``); ``throttle`` answers ``ThrottlingException`` to the next ``params.get("times", 3)``
-CloudWatch calls; ``malformed`` answers 200 with a truncated body.
-
-Limits: moto keeps its state per process, so one :class:`AwsCloud` runs per process at a time
-(``start`` resets moto's state). The EKS nodegroups' scaling config is seeded but not kept in sync; the
-Auto Scaling group is the node group's truth.
+Why this file exists: it is the :class:`~opsconsole.sandbox.emulator.Emulator` of AWS, tying the moto
+front (:mod:`.moto_front`), the CloudWatch endpoint (:mod:`.cloudwatch`) and the metric store together.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import os
 import re
-import struct
 import threading
 import time
 import uuid
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from fractions import Fraction
 from functools import partial
-from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlencode
 
-from moto.autoscaling.models import autoscaling_backends
-from moto.core.models import DEFAULT_ACCOUNT_ID
-from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import AMIS, Ami
 from moto.eks.models import Cluster as EksCluster
 from moto.eks.models import Nodegroup as EksNodegroup
-from moto.eks.models import eks_backends
-from moto.elasticache.models import elasticache_backends
 from moto.moto_api._internal.models import moto_api_backend
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from moto.rds.models import rds_backends
-from moto.route53.models import route53_backends
-from werkzeug.serving import make_server
 from werkzeug.test import Client as WerkzeugClient
 
 from opsconsole.core.errors import SandboxError, UsageError
@@ -125,616 +34,27 @@ from opsconsole.core.fleet.model import (
     Fleet,
     RegionTraffic,
 )
-from opsconsole.sandbox.emulator import Endpoints, QuietHTTPServer
+from opsconsole.sandbox.aws.cloudwatch import _CloudWatchServer
+from opsconsole.sandbox.aws.metrics import MetricStore, _Point, series_key
+from opsconsole.sandbox.aws.moto_front import _MotoServer
+from opsconsole.sandbox.aws.naming import (
+    _BACKENDS,
+    _GIB_PER_TB,
+    _RDS_ARN,
+    _SEED_AMI,
+    ACCOUNT_ID,
+    HOSTED_ZONE,
+    ROUTE53_METRICS_REGION,
+    SANDBOX_CREDENTIALS,
+    _replication_group_args,
+    cache_cluster_id,
+    load_balancer_dimension,
+    relative_weights,
+)
+from opsconsole.sandbox.emulator import Endpoints, Faults
 from opsconsole.sandbox.world import World
 
-__all__ = [
-    "ACCOUNT_ID",
-    "CW_TARGET_PREFIX",
-    "HOSTED_ZONE",
-    "ROUTE53_METRICS_REGION",
-    "AwsCloud",
-    "cache_cluster_id",
-    "load_balancer_dimension",
-]
-
 log = logging.getLogger(__name__)
-
-ACCOUNT_ID = DEFAULT_ACCOUNT_ID
-HOSTED_ZONE = "voltage.internal."
-#: AWS publishes Route53 health check metrics in us-east-1 only.
-ROUTE53_METRICS_REGION = "us-east-1"
-CW_TARGET_PREFIX = "GraniteServiceVersion20100801"
-#: Rolling history kept per metric series (so 1 h windows work).
-HISTORY_S = 70 * 60
-#: Gauges keep at most one point per this many seconds (the newest publish wins).
-GAUGE_RESOLUTION_S = 60.0
-#: Sandbox credentials: not secrets, they only satisfy SigV4 signing.
-SANDBOX_CREDENTIALS = {
-    # Distinctive dummies: the run engine redacts secret-looking values wherever they appear, so a
-    # common word here would blank it out of every message.
-    "aws_access_key_id": "SANDBOXACCESSKEYID",
-    "aws_secret_access_key": "sandbox-secret-access-key",
-    "aws_session_token": "sandbox-session-token",
-}
-_SEED_AMI = "ami-12c6146b"
-_GIB_PER_TB = 1024
-_RDS_ARN = "arn:aws:rds:{region}:{account}:db:{name}"
-#: moto's backends this module seeds and edits in-process (the server in this process serves them).
-_BACKENDS: dict[str, object] = {
-    "autoscaling": autoscaling_backends,
-    "ec2": ec2_backends,
-    "eks": eks_backends,
-    "elasticache": elasticache_backends,
-    "rds": rds_backends,
-    "route53": route53_backends,
-}
-
-
-def _replication_group_args(group_id: str, description: str, *, replicas: int) -> dict[str, Any]:
-    """moto's ``create_replication_group`` arguments, as its CreateReplicationGroup handler passes them."""
-    args: dict[str, Any] = dict.fromkeys((
-        "global_replication_group_id", "primary_cluster_id", "multi_az_enabled", "num_cache_clusters",
-        "num_node_groups", "engine_version", "cache_parameter_group_name", "cache_subnet_group_name",
-        "cache_security_group_names", "security_group_ids", "snapshot_arns", "snapshot_name",
-        "preferred_maintenance_window", "port", "notification_topic_arn", "auto_minor_version_upgrade",
-        "snapshot_retention_limit", "snapshot_window", "auth_token", "transit_encryption_enabled",
-        "at_rest_encryption_enabled", "kms_key_id", "user_group_ids", "data_tiering_enabled",
-        "network_type", "ip_discovery", "transit_encryption_mode", "cluster_mode",
-        "serverless_cache_snapshot_name",
-    ))
-    args.update(
-        replication_group_id=group_id, replication_group_description=description, engine="redis",
-        cache_node_type="cache.r7g.large", automatic_failover_enabled=True,
-        replicas_per_node_group=replicas, preferred_cache_cluster_azs=[], node_group_configuration=[],
-        tags=[], log_delivery_configurations=[],
-    )
-    return args
-
-
-def relative_weights(weights: Mapping[str, int]) -> dict[str, int]:
-    """Route53's relative weights as the world's shares of 100 (largest remainder; zero weights drop out).
-
-    Route53 sends a record a share of ``weight / sum(weights)``, and splits evenly when every weight is
-    0. A client changing one record at a time (``amazon.aws.route53`` writes one record per call) passes
-    through states whose sum is not 100; they are still valid DNS, and the world takes them as shares.
-    """
-    positive = {t: w for t, w in weights.items() if w > 0}
-    if not positive:
-        positive = {t: 1 for t in weights}
-    total = sum(positive.values())
-    if total == 0:
-        return {}
-    exact = {t: w * 100 / total for t, w in positive.items()}
-    shares = {t: int(v) for t, v in exact.items()}
-    by_remainder = sorted(exact, key=lambda t: (exact[t] - shares[t], t), reverse=True)
-    for t in by_remainder[: 100 - sum(shares.values())]:
-        shares[t] += 1
-    return {t: v for t, v in shares.items() if v > 0}
-
-
-def load_balancer_dimension(region: str) -> str:
-    """The ``LoadBalancer`` dimension value of a region's ALB (``app/<name>/<id>``, as AWS spells it)."""
-    return f"app/api-{region}/{zlib.crc32(region.encode()):016x}"
-
-
-def cache_cluster_id(region: str) -> str:
-    """The CacheClusterId whose CacheHitRate stands for ``redis-<region>`` (its primary node)."""
-    return f"redis-{region}-001"
-
-
-# --------------------------------------------------------------------------------------------------
-# CBOR (RFC 8949), the subset smithy-rpc-v2-cbor uses
-# --------------------------------------------------------------------------------------------------
-
-
-class _Timestamp(float):
-    """Epoch seconds, encoded as CBOR tag 1 (the only tag botocore understands)."""
-
-
-def _cbor_head(major: int, n: int) -> bytes:
-    if n < 24:
-        return bytes([(major << 5) | n])
-    if n < 1 << 8:
-        return bytes([(major << 5) | 24, n])
-    if n < 1 << 16:
-        return bytes([(major << 5) | 25]) + n.to_bytes(2, "big")
-    if n < 1 << 32:
-        return bytes([(major << 5) | 26]) + n.to_bytes(4, "big")
-    return bytes([(major << 5) | 27]) + n.to_bytes(8, "big")
-
-
-def cbor_encode(value: object) -> bytes:
-    """Encode None/bool/int/float/str/bytes/list/dict/:class:`_Timestamp` as CBOR."""
-    out = io.BytesIO()
-    _cbor_write(out, value)
-    return out.getvalue()
-
-
-def _cbor_write(out: io.BytesIO, value: object) -> None:
-    if value is None:
-        out.write(b"\xf6")
-    elif value is True:
-        out.write(b"\xf5")
-    elif value is False:
-        out.write(b"\xf4")
-    elif isinstance(value, _Timestamp):
-        out.write(b"\xc1")
-        out.write(b"\xfb" + struct.pack(">d", float(value)))
-    elif isinstance(value, int):
-        out.write(_cbor_head(0, value) if value >= 0 else _cbor_head(1, -1 - value))
-    elif isinstance(value, float):
-        out.write(b"\xfb" + struct.pack(">d", value))
-    elif isinstance(value, str):
-        data = value.encode()
-        out.write(_cbor_head(3, len(data)) + data)
-    elif isinstance(value, bytes):
-        out.write(_cbor_head(2, len(value)) + value)
-    elif isinstance(value, (list, tuple)):
-        out.write(_cbor_head(4, len(value)))
-        for item in value:
-            _cbor_write(out, item)
-    elif isinstance(value, dict):
-        out.write(_cbor_head(5, len(value)))
-        for key, item in value.items():
-            _cbor_write(out, str(key))
-            _cbor_write(out, item)
-    else:
-        raise TypeError(f"cannot CBOR-encode {type(value).__name__}")
-
-
-class _CborError(ValueError):
-    pass
-
-
-def cbor_decode(data: bytes) -> Any:
-    """Decode one CBOR data item (definite and indefinite lengths; tag 1 → epoch seconds)."""
-    value, pos = _cbor_read(data, 0)
-    if pos != len(data):
-        raise _CborError("trailing bytes after the CBOR item")
-    return value
-
-
-def _cbor_need(data: bytes, pos: int, n: int) -> None:
-    if pos + n > len(data):
-        raise _CborError("truncated CBOR")
-
-
-def _cbor_read(data: bytes, pos: int) -> tuple[Any, int]:
-    _cbor_need(data, pos, 1)
-    initial = data[pos]
-    pos += 1
-    major, info = initial >> 5, initial & 0x1F
-    if major == 7:
-        if info == 20:
-            return False, pos
-        if info == 21:
-            return True, pos
-        if info in (22, 23):
-            return None, pos
-        sizes = {25: (2, ">e"), 26: (4, ">f"), 27: (8, ">d")}
-        if info in sizes:
-            n, fmt = sizes[info]
-            _cbor_need(data, pos, n)
-            return struct.unpack(fmt, data[pos : pos + n])[0], pos + n
-        raise _CborError(f"unsupported CBOR simple value {info}")
-    if info == 31:  # indefinite length
-        if major in (2, 3):
-            chunks: list[Any] = []
-            while True:
-                _cbor_need(data, pos, 1)
-                if data[pos] == 0xFF:
-                    pos += 1
-                    break
-                chunk, pos = _cbor_read(data, pos)
-                chunks.append(chunk)
-            return ("" if major == 3 else b"").join(chunks), pos
-        if major == 4:
-            items: list[Any] = []
-            while True:
-                _cbor_need(data, pos, 1)
-                if data[pos] == 0xFF:
-                    return items, pos + 1
-                item, pos = _cbor_read(data, pos)
-                items.append(item)
-        if major == 5:
-            mapping: dict[Any, Any] = {}
-            while True:
-                _cbor_need(data, pos, 1)
-                if data[pos] == 0xFF:
-                    return mapping, pos + 1
-                key, pos = _cbor_read(data, pos)
-                mapping[key], pos = _cbor_read(data, pos)
-        raise _CborError("indefinite length on a type that has none")
-    if info < 24:
-        n = info
-    elif info <= 27:
-        size = 1 << (info - 24)
-        _cbor_need(data, pos, size)
-        n = int.from_bytes(data[pos : pos + size], "big")
-        pos += size
-    else:
-        raise _CborError(f"reserved CBOR additional information {info}")
-    if major == 0:
-        return n, pos
-    if major == 1:
-        return -1 - n, pos
-    if major in (2, 3):
-        _cbor_need(data, pos, n)
-        raw = data[pos : pos + n]
-        return (raw.decode() if major == 3 else raw), pos + n
-    if major == 4:
-        arr = []
-        for _ in range(n):
-            item, pos = _cbor_read(data, pos)
-            arr.append(item)
-        return arr, pos
-    if major == 5:
-        obj: dict[Any, Any] = {}
-        for _ in range(n):
-            key, pos = _cbor_read(data, pos)
-            obj[key], pos = _cbor_read(data, pos)
-        return obj, pos
-    # major 6: a tag; tag 1 is epoch time, others pass their value through
-    value, pos = _cbor_read(data, pos)
-    return value, pos
-
-
-# --------------------------------------------------------------------------------------------------
-# The metric store
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Point:
-    ts: float
-    values: list[float]
-    counts: list[float]
-
-
-SeriesKey = tuple[str, str, str, tuple[tuple[str, str], ...]]
-
-
-def series_key(region: str, namespace: str, name: str, dimensions: Mapping[str, str]) -> SeriesKey:
-    return region, namespace, name, tuple(sorted(dimensions.items()))
-
-
-_PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")
-
-
-def compute_stat(points: Iterable[_Point], stat: str) -> float | None:
-    """One CloudWatch statistic over value/count pairs; ``None`` when there is no data."""
-    pairs = [(v, c) for p in points for v, c in zip(p.values, p.counts, strict=True) if c > 0]
-    if not pairs:
-        return None
-    total = sum(c for _, c in pairs)
-    if stat == "SampleCount":
-        return total
-    if stat == "Sum":
-        return sum(v * c for v, c in pairs)
-    if stat == "Average":
-        return sum(v * c for v, c in pairs) / total
-    if stat == "Minimum":
-        return min(v for v, _ in pairs)
-    if stat == "Maximum":
-        return max(v for v, _ in pairs)
-    match = _PERCENTILE.match(stat)
-    if match is None:
-        raise ValueError(f"unsupported statistic {stat!r}")
-    # Nearest rank on exact fractions: the smallest value whose cumulative count reaches p·N.
-    rank = Fraction(match.group(1)) / 100 * Fraction(total)  # Fraction(float) is exact
-    cumulative = Fraction(0)
-    for value, count in sorted(pairs):
-        cumulative += Fraction(count)
-        if cumulative >= rank:
-            return value
-    return max(v for v, _ in pairs)
-
-
-class MetricStore:
-    """Thread-safe in-memory CloudWatch data: series key → points, pruned to :data:`HISTORY_S`."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._series: dict[SeriesKey, list[_Point]] = {}
-
-    def put_gauge(self, key: SeriesKey, ts: float, values: list[float], counts: list[float]) -> None:
-        """Add a point; points of the same series less than a minute older are replaced."""
-        with self._lock:
-            points = self._series.setdefault(key, [])
-            keep = [p for p in points if p.ts <= ts - GAUGE_RESOLUTION_S and p.ts >= ts - HISTORY_S]
-            keep.append(_Point(ts, values, counts))
-            self._series[key] = keep
-
-    def replace(self, key: SeriesKey, points: list[_Point]) -> None:
-        with self._lock:
-            self._series[key] = sorted(points, key=lambda p: p.ts)
-
-    def query(
-        self, key: SeriesKey, stat: str, start: float, end: float, period: float
-    ) -> list[tuple[float, float]]:
-        """(bucket start, value) per non-empty bucket of ``period`` s from ``start``, oldest first."""
-        if period <= 0:
-            raise ValueError("Period must be positive")
-        with self._lock:
-            points = [p for p in self._series.get(key, ()) if start <= p.ts <= end]
-        buckets: dict[int, list[_Point]] = {}
-        for p in points:
-            buckets.setdefault(min(int((p.ts - start) // period), max(0, int((end - start) // period))),
-                               []).append(p)
-        out: list[tuple[float, float]] = []
-        for idx in sorted(buckets):
-            value = compute_stat(buckets[idx], stat)
-            if value is not None:
-                out.append((start + idx * period, value))
-        return out
-
-    def clear(self) -> None:
-        with self._lock:
-            self._series.clear()
-
-
-# --------------------------------------------------------------------------------------------------
-# Faults
-# --------------------------------------------------------------------------------------------------
-
-FAULT_KINDS = ("down", "slow", "forbidden", "throttle", "malformed")
-
-
-@dataclass
-class _Faults:
-    kind: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    remaining: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def take(self) -> tuple[str | None, dict[str, Any]]:
-        """The fault to apply to this call (a ``throttle`` is used up call by call)."""
-        with self.lock:
-            if self.kind == "throttle":
-                if self.remaining <= 0:
-                    return None, {}
-                self.remaining -= 1
-            return self.kind, dict(self.params)
-
-
-# --------------------------------------------------------------------------------------------------
-# The CloudWatch endpoint
-# --------------------------------------------------------------------------------------------------
-
-_REGION_OF_AUTH = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
-
-
-class _CloudWatchHandler(BaseHTTPRequestHandler):
-    """One CloudWatch call: awsJson1_0 (``X-Amz-Target``, what botocore picks today) or rpc-v2-cbor."""
-
-    server: _CloudWatchServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("cloudwatch %s", format % args)
-
-    def _send(self, status: int, body: bytes, cbor: bool, extra: Mapping[str, str] | None = None) -> None:
-        self.send_response(status)
-        if cbor:
-            self.send_header("Content-Type", "application/cbor")
-            self.send_header("smithy-protocol", "rpc-v2-cbor")
-        else:
-            self.send_header("Content-Type", "application/x-amz-json-1.0")
-        self.send_header("x-amzn-requestid", str(uuid.uuid4()))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _encode(self, value: object, cbor: bool) -> bytes:
-        return cbor_encode(value) if cbor else json.dumps(value).encode()
-
-    def _error(self, status: int, code: str, message: str, cbor: bool) -> None:
-        body = self._encode({"__type": f"com.amazonaws.cloudwatch#{code}", "message": message}, cbor)
-        fault = "Sender" if status < 500 else "Receiver"
-        self._send(status, body, cbor, {"x-amzn-query-error": f"{code};{fault}"})
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        target = self.headers.get("X-Amz-Target")
-        cbor = target is None
-        if target is not None:
-            prefix, _, operation = target.partition(".")
-        else:
-            match = re.match(r"^/service/([^/]+)/operation/([^/?]+)", self.path)
-            prefix, operation = (match.group(1), match.group(2)) if match else ("", "")
-        kind, params = self.server.faults.take()
-        if kind == "slow":
-            time.sleep(float(params.get("seconds", 5.0)))
-        elif kind == "forbidden":
-            code = str(params.get("code", "AccessDenied"))
-            self._error(403, code, f"User: arn:aws:iam::{ACCOUNT_ID}:user/sandbox is not authorized to "
-                                   f"perform: cloudwatch:{operation} (sandbox fault)", cbor)
-            return
-        elif kind == "throttle":
-            self._error(400, "ThrottlingException", "Rate exceeded (sandbox fault)", cbor)
-            return
-        if prefix != CW_TARGET_PREFIX:
-            self._error(404, "UnknownOperationException", f"unknown operation {target or self.path}", cbor)
-            return
-        region_match = _REGION_OF_AUTH.search(self.headers.get("Authorization") or "")
-        if region_match is None:
-            self._error(403, "MissingAuthenticationToken", "request is not signed", cbor)
-            return
-        region = region_match.group(1)
-        try:
-            request = (cbor_decode(raw) if cbor else json.loads(raw or b"{}")) if raw else {}
-            if not isinstance(request, dict):
-                raise _CborError("the body is not a map")
-        except (_CborError, struct.error, UnicodeDecodeError, ValueError) as exc:
-            self._error(400, "SerializationException", f"cannot decode the request: {exc}", cbor)
-            return
-        try:
-            if operation == "GetMetricData":
-                result = self.server.get_metric_data(region, request)
-            elif operation == "GetMetricStatistics":
-                result = self.server.get_metric_statistics(region, request)
-            else:
-                self._error(400, "UnknownOperationException", f"{operation} is not served by the sandbox",
-                            cbor)
-                return
-        except (KeyError, TypeError, ValueError) as exc:
-            self._error(400, "InvalidParameterValue", f"{type(exc).__name__}: {exc}", cbor)
-            return
-        body = self._encode(result, cbor)
-        if kind == "malformed":
-            body = body[: max(1, len(body) // 2)]
-        self._send(200, body, cbor)
-
-
-class _CloudWatchServer(QuietHTTPServer):
-
-    def __init__(self, port: int, store: MetricStore, faults: _Faults) -> None:
-        super().__init__(("127.0.0.1", port), _CloudWatchHandler)
-        self.store = store
-        self.faults = faults
-
-    def get_metric_data(self, region: str, request: Mapping[str, Any]) -> dict[str, Any]:
-        start = float(request["StartTime"])
-        end = float(request["EndTime"])
-        descending = request.get("ScanBy", "TimestampDescending") != "TimestampAscending"
-        results: list[dict[str, Any]] = []
-        messages: list[dict[str, str]] = []
-        for q in request.get("MetricDataQueries", []):
-            qid = str(q["Id"])
-            if "MetricStat" not in q:
-                messages.append({"Code": "Unsupported", "Value": f"{qid}: metric math is not served"})
-                results.append({"Id": qid, "Label": qid, "Timestamps": [], "Values": [],
-                                "StatusCode": "InternalError"})
-                continue
-            if q.get("ReturnData") is False:
-                continue
-            ms = q["MetricStat"]
-            metric = ms["Metric"]
-            dims = {str(d["Name"]): str(d["Value"]) for d in metric.get("Dimensions", [])}
-            key = series_key(region, str(metric["Namespace"]), str(metric["MetricName"]), dims)
-            points = self.store.query(key, str(ms["Stat"]), start, end, float(ms["Period"]))
-            if descending:
-                points.reverse()
-            results.append(
-                {
-                    "Id": qid,
-                    "Label": str(q.get("Label") or metric["MetricName"]),
-                    "Timestamps": [_Timestamp(ts) for ts, _ in points],
-                    "Values": [float(v) for _, v in points],
-                    "StatusCode": "Complete",
-                }
-            )
-        return {"MetricDataResults": results, "Messages": messages}
-
-    def get_metric_statistics(self, region: str, request: Mapping[str, Any]) -> dict[str, Any]:
-        dims = {str(d["Name"]): str(d["Value"]) for d in request.get("Dimensions", [])}
-        key = series_key(region, str(request["Namespace"]), str(request["MetricName"]), dims)
-        stats = [str(s) for s in request.get("Statistics", [])]
-        stats += [str(s) for s in request.get("ExtendedStatistics", [])]
-        start, end, period = float(request["StartTime"]), float(request["EndTime"]), float(request["Period"])
-        by_ts: dict[float, dict[str, Any]] = {}
-        for stat in stats:
-            for ts, value in self.store.query(key, stat, start, end, period):
-                dp = by_ts.setdefault(ts, {"Timestamp": _Timestamp(ts)})
-                if stat.startswith("p"):
-                    dp.setdefault("ExtendedStatistics", {})[stat] = float(value)
-                else:
-                    dp[stat] = float(value)
-        return {"Label": str(request["MetricName"]), "Datapoints": [by_ts[t] for t in sorted(by_ts)]}
-
-
-# --------------------------------------------------------------------------------------------------
-# moto, with a front for what it lacks
-# --------------------------------------------------------------------------------------------------
-
-
-class _QuietMotoHandler(MotoRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
-
-
-class _MotoFront:
-    """WSGI middleware before moto: ElastiCache Increase/DecreaseReplicaCount, applied to moto's group."""
-
-    def __init__(self, app: Any, cloud: AwsCloud) -> None:
-        self._app = app
-        self._cloud = cloud
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        auth = str(environ.get("HTTP_AUTHORIZATION", ""))
-        if environ.get("REQUEST_METHOD") != "POST" or "/elasticache/" not in auth:
-            return self._app(environ, start_response)  # type: ignore[no-any-return]
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        environ["wsgi.input"] = io.BytesIO(body)
-        params = parse_qs(body.decode(errors="replace"))
-        action = params.get("Action", [""])[0]
-        if action not in ("IncreaseReplicaCount", "DecreaseReplicaCount"):
-            return self._app(environ, start_response)  # type: ignore[no-any-return]
-        group_id = params.get("ReplicationGroupId", [""])[0]
-        region_match = _REGION_OF_AUTH.search(auth)
-        region = region_match.group(1) if region_match else "us-east-1"
-        try:
-            replicas = int(params.get("NewReplicaCount", ["-1"])[0])
-        except ValueError:
-            replicas = -1
-        error = self._cloud.change_cache_replicas(region, group_id, replicas, increase=action.startswith("I"))
-        if error is not None:
-            xml = (
-                f'<ErrorResponse><Error><Type>Sender</Type><Code>{error[0]}</Code>'
-                f"<Message>{error[1]}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
-            ).encode()
-            start_response("400 Bad Request",
-                           [("Content-Type", "text/xml"), ("Content-Length", str(len(xml)))])
-            return [xml]
-        # Answer with moto's own serialisation of the group, under this action's result element.
-        modify = urlencode({"Action": "ModifyReplicationGroup", "Version": "2015-02-02",
-                           "ReplicationGroupId": group_id}).encode()
-        environ["wsgi.input"] = io.BytesIO(modify)
-        environ["CONTENT_LENGTH"] = str(len(modify))
-        captured: dict[str, Any] = {}
-
-        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            captured["status"], captured["headers"] = status, headers
-            return lambda _data: None
-
-        chunks = b"".join(self._app(environ, capture))
-        chunks = chunks.replace(b"ModifyReplicationGroup", action.encode())
-        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
-        headers.append(("Content-Length", str(len(chunks))))
-        start_response(captured["status"], headers)
-        return [chunks]
-
-
-class _MotoServer(ThreadedMotoServer):
-    """moto's threaded server on 127.0.0.1, with :class:`_MotoFront`, quiet, and a real close on stop."""
-
-    def __init__(self, port: int, cloud: AwsCloud) -> None:
-        super().__init__(ip_address="127.0.0.1", port=port, verbose=False)
-        self.app = _MotoFront(DomainDispatcherApplication(create_backend_app), cloud)
-
-    def _server_entry(self) -> None:
-        self._server = make_server(
-            self._ip_address, self._port, self.app, True, request_handler=_QuietMotoHandler
-        )
-        self._server_ready_event.set()
-        self._server.serve_forever()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()  # moto's stop leaves the socket listening
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-
-# --------------------------------------------------------------------------------------------------
-# The emulator
-# --------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -787,7 +107,8 @@ class AwsCloud:
         self._moto: _MotoServer | None = None
         self._cw: _CloudWatchServer | None = None
         self._cw_thread: threading.Thread | None = None
-        self._faults = _Faults()
+        #: Fault injection (see the module docstring).
+        self.faults = Faults("AWS", on_down=self._set_down)
         self.store = MetricStore()
         self._published = _Published()
         self._seen = _Seen()
@@ -837,7 +158,7 @@ class AwsCloud:
             host, port = self._moto.get_host_and_port()
             self._moto_port = port
             self._moto_url = f"http://{host}:{port}"
-            self._cw = _CloudWatchServer(self._cw_port, self.store, self._faults)
+            self._cw = _CloudWatchServer(self._cw_port, self.store, self.faults)
         except OSError as exc:
             raise SandboxError(f"the AWS emulator could not bind 127.0.0.1: {exc}") from exc
         self._cw_port = self._cw.server_address[1]
@@ -862,19 +183,11 @@ class AwsCloud:
         with self._lock:
             self._stop_servers()
 
-    def set_fault(self, kind: str | None, **params: Any) -> None:
-        """Inject a fault (see the module docstring); ``None`` clears it (and restarts after ``down``)."""
-        if kind is not None and kind not in FAULT_KINDS:
-            raise UsageError(f"unknown AWS fault {kind!r}; valid: {', '.join(FAULT_KINDS)}")
+    def _set_down(self, down: bool) -> None:
         with self._lock:
-            was_down = self._faults.kind == "down"
-            with self._faults.lock:
-                self._faults.kind = kind
-                self._faults.params = dict(params)
-                self._faults.remaining = int(params.get("times", 3)) if kind == "throttle" else 0
-            if kind == "down" and not was_down:
+            if down:
                 self._stop_servers()
-            elif kind != "down" and was_down:
+            else:
                 self._start_servers()
 
     # -- moto's state, in this process ----------------------------------------------------------------

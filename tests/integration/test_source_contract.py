@@ -1,0 +1,208 @@
+"""Every FleetSource adapter honours the same fault contract against its sandbox emulator.
+
+Why this file exists: the aws, gcp, azure and k8s adapters each read a different cloud API, but the
+console relies on them failing the same way. Each case below runs every adapter, built against its
+emulator exactly as the per-provider tests build it, through one fault of the emulator's shared
+:class:`~opsconsole.sandbox.emulator.Faults`:
+
+* down → the read raises a :class:`SourceError` naming the endpoint, and reads again once cleared;
+* slow → the engine's deadline and the adapter's own ``timeout_s`` both cut the read;
+* forbidden → a :class:`SourceError` naming what was refused (project, subscription, context...);
+* throttled → the adapter backs off, answers completely and says so in its notes;
+* malformed → a :class:`SourceError`, never a crash or made-up data.
+
+Faults are scoped to the test's own client: AWS (one emulator per module, seeding moto costs seconds)
+signs with a key id of its own and ``match=client_is(key)``; the others get an emulator per test. A
+``slow`` fault stalls until cleared, so every bound measured here is the adapter's, not the fault's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from opsconsole.core.errors import SourceError
+from opsconsole.core.fleet.engine import FleetService, SourceStatus
+from opsconsole.core.fleet.model import Fleet
+from opsconsole.providers.aws import AwsSource
+from opsconsole.providers.azure import AzureSource
+from opsconsole.providers.gcp import GcpSource
+from opsconsole.providers.k8s import KubernetesSource
+from opsconsole.sandbox.aws import AwsCloud
+from opsconsole.sandbox.azure_monitor import AzureMonitorEmulator
+from opsconsole.sandbox.emulator import Endpoints, Fault, Faults, Match, client_is
+from opsconsole.sandbox.gcp_monitoring import GcpMonitoringEmulator
+from opsconsole.sandbox.kube_api import KubeApiEmulator
+from opsconsole.sandbox.world import World
+
+START = datetime(2025, 1, 15, 18, tzinfo=UTC)
+ADAPTERS = ["aws", "gcp", "azure", "k8s"]
+#: A stalled answer outlasts every bound below; clearing the fault releases it at once.
+STALL_S = 60.0
+#: Slack for a loaded 2-core machine on top of a bound the adapter promises.
+SLACK_S = 0.6
+
+
+@dataclass
+class Rig:
+    """One adapter wired to its emulator, with what the contract expects of it."""
+
+    name: str
+    faults: Faults
+    endpoints: Endpoints
+    build: Callable[[float], Any]
+    #: Text a connection error must name (the endpoint).
+    endpoint_text: str
+    #: Each forbidden variant: the fault's params and a text the error must name.
+    forbidden: list[tuple[dict[str, Any], str]]
+    #: Extra params of a throttled fault (a short Retry-After where the API has one).
+    throttled: dict[str, Any] = field(default_factory=dict)
+    #: Scopes the test's faults to this test's client (None: the emulator is the test's own).
+    match: Match | None = None
+
+    def source(self, timeout_s: float = 5.0) -> Any:
+        return self.build(timeout_s)
+
+    def inject(self, kind: str, **params: Any) -> Fault:
+        return self.faults.inject(kind, match=None if kind == "down" else self.match, **params)
+
+
+@pytest.fixture(scope="module")
+def aws_cloud(seed_fleet: Fleet) -> Iterator[tuple[AwsCloud, Endpoints]]:
+    emulator = AwsCloud(seed_fleet)
+    endpoints = emulator.start()
+    emulator.publish(World(seed_fleet, seed=42, start=START))
+    yield emulator, endpoints
+    emulator.stop()
+
+
+def _aws(request: pytest.FixtureRequest, fleet: Fleet) -> Iterator[Rig]:
+    emulator, shared = request.getfixturevalue("aws_cloud")
+    key = f"SANDBOXCONTRACT{uuid.uuid4().hex[:12].upper()}"  # this test's own client
+    endpoints = dataclasses.replace(shared, settings={**shared.settings, "aws_access_key_id": key})
+    yield Rig(
+        "aws", emulator.faults, endpoints,
+        lambda t: AwsSource.from_endpoints(fleet, endpoints, timeout_s=t),
+        endpoint_text="127.0.0.1",
+        forbidden=[({"code": "AccessDenied"}, "AccessDenied"), ({"code": "ExpiredToken"}, "ExpiredToken")],
+        match=client_is(key),
+    )
+
+
+def _gcp(request: pytest.FixtureRequest, fleet: Fleet) -> Iterator[Rig]:
+    emulator = GcpMonitoringEmulator(fleet)
+    endpoints = emulator.start()
+    emulator.publish(World(fleet, seed=42, start=START))
+    try:
+        yield Rig(
+            "gcp", emulator.faults, endpoints,
+            lambda t: GcpSource.from_endpoints(fleet, endpoints, timeout_s=t),
+            endpoint_text=endpoints.urls["gcp"],
+            forbidden=[({"mode": m}, endpoints.settings["project"]) for m in ("denied", "expired")],
+        )
+    finally:
+        emulator.faults.clear()
+        emulator.stop()
+
+
+def _azure(request: pytest.FixtureRequest, fleet: Fleet) -> Iterator[Rig]:
+    emulator = AzureMonitorEmulator(fleet)
+    endpoints = emulator.start()
+    emulator.publish(World(fleet, seed=42, start=START))
+    try:
+        yield Rig(
+            "azure", emulator.faults, endpoints,
+            lambda t: AzureSource.from_endpoints(fleet, endpoints, timeout_s=t),
+            endpoint_text=endpoints.urls["azure_metrics"],
+            forbidden=[({"mode": m}, endpoints.settings["subscription"]) for m in ("denied", "expired")],
+        )
+    finally:
+        emulator.faults.clear()
+        emulator.stop()
+
+
+def _k8s(request: pytest.FixtureRequest, fleet: Fleet) -> Iterator[Rig]:
+    emulator = KubeApiEmulator(fleet)
+    endpoints = emulator.start()
+    emulator.publish(World(fleet, seed=42, start=START))
+    clusters = ["eks-use1-prod", "gke-euw1-prod"]
+    try:
+        yield Rig(
+            "k8s", emulator.faults, endpoints,
+            lambda t: KubernetesSource.from_endpoints(fleet, endpoints, timeout_s=t, clusters=clusters),
+            endpoint_text=endpoints.urls["k8s"],
+            forbidden=[({"code": 403}, "context '"), ({"code": 401}, "context '")],
+            throttled={"retry_after": 0.2},
+        )
+    finally:
+        emulator.faults.clear()
+        emulator.stop()
+
+
+_RIGS = {"aws": _aws, "gcp": _gcp, "azure": _azure, "k8s": _k8s}
+
+
+@pytest.fixture(params=ADAPTERS)
+def rig(request: pytest.FixtureRequest, seed_fleet: Fleet) -> Iterator[Rig]:
+    rigs = _RIGS[request.param](request, seed_fleet)
+    built = next(rigs)
+    try:
+        yield built
+    finally:
+        built.faults.clear()  # AWS's emulator is shared by the module: leave it serving
+        rigs.close()
+
+
+def test_down_raises_naming_the_endpoint_and_recovers(rig: Rig) -> None:
+    assert rig.source(5.0).read().records
+    fault = rig.inject("down")
+    with pytest.raises(SourceError) as err:
+        rig.source(5.0).read()
+    assert rig.endpoint_text in err.value.message
+    rig.faults.clear(fault)
+    assert rig.source(5.0).read().records
+
+
+def test_slow_is_cut_by_the_deadline_and_the_timeout(rig: Rig) -> None:
+    source = rig.source(5.0)
+    rig.inject("slow", seconds=STALL_S)
+    with FleetService([source], deadline_s=1.0) as service:
+        t0 = time.monotonic()
+        snapshot, _ = service.refresh()
+        assert time.monotonic() - t0 < 1.0 + SLACK_S
+    health = snapshot.source(rig.name)
+    assert health is not None and health.status in (SourceStatus.ERROR, SourceStatus.STALE)
+    t0 = time.monotonic()
+    with pytest.raises(SourceError):
+        rig.source(1.0).read()  # the adapter's own bound
+    assert time.monotonic() - t0 < 1.0 * 1.1 + SLACK_S
+
+
+def test_forbidden_is_a_clear_permission_error(rig: Rig) -> None:
+    for params, named in rig.forbidden:
+        with rig.faults.injected("forbidden", match=rig.match, **params), pytest.raises(SourceError) as err:
+            rig.source().read()
+        assert named in err.value.message, (params, err.value.message)
+
+
+def test_throttling_backs_off_and_is_reported(rig: Rig) -> None:
+    fault = rig.inject("throttled", count=2, **rig.throttled)
+    reading = rig.source(10.0).read()
+    assert fault.left == 0 and fault.hits == 2  # this test's client met both throttled answers
+    assert reading.problems == () and reading.records
+    # Complete data after backing off: reported as a note, not as a half answer.
+    assert any("throttled" in n.lower() for n in reading.notes), reading.notes
+
+
+def test_malformed_answer_is_an_error_not_a_crash(rig: Rig) -> None:
+    rig.inject("malformed")
+    with pytest.raises(SourceError) as err:
+        rig.source().read()
+    assert err.value.message
