@@ -29,6 +29,7 @@ from typing import Any, Self
 
 from opsconsole.core.clock import monotonic
 from opsconsole.core.errors import SandboxError
+from opsconsole.core.processes import pid_alive
 from opsconsole.sandbox.emulator import Emulator, Endpoints
 from opsconsole.sandbox.state import WorldStore
 
@@ -154,19 +155,9 @@ def read_running(home: Path) -> dict[str, Endpoints] | None:
         }
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not _alive(pid):
+    if not pid_alive(pid):
         return None
     return endpoints
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextmanager
