@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -146,6 +146,53 @@ class _Unreachable(Exception):
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+class _Attempts:
+    """One read's queries: each is counted; a failure of the whole source raises :class:`SourceError`,
+    a failure of one part is kept in :attr:`problems` (the read is then a half answer)."""
+
+    def __init__(self, source: AzureSource) -> None:
+        self._source = source
+        self.sub_scope = f"subscription {source._sub}"
+        self.ws_scope = f"workspace {source._workspace} (subscription {source._sub})"
+        self.parts = 0
+        self.failed = 0
+        self.problems: list[str] = []
+
+    def __call__(self, label: str, endpoint: str, scope: str, fn: Callable[[], Any]) -> Any:
+        """``fn()``, or ``None`` when this part failed (recorded as a problem)."""
+        self.parts += 1
+        timeout_s = self._source._timeout_s
+        try:
+            return fn()
+        except ClientAuthenticationError as exc:
+            raise SourceError(f"Azure Monitor refused {scope}: {_short(exc)}") from None
+        except HttpResponseError as exc:
+            if exc.status_code in (401, 403):
+                raise SourceError(f"Azure Monitor refused {scope}: {_short(exc)}") from None
+            if exc.status_code == 429:
+                raise SourceError(
+                    f"Azure Monitor throttled {scope} (429 x{self._source._throttled}) past the "
+                    f"{timeout_s:.1f} s deadline"
+                ) from None
+            self._fail(label, exc)
+        except ServiceRequestError as exc:
+            raise SourceError(f"Azure Monitor endpoint {endpoint} unreachable: {_short(exc)}") from None
+        except ServiceResponseError as exc:
+            raise SourceError(
+                f"Azure Monitor endpoint {endpoint} did not answer within {timeout_s:.1f} s: "
+                f"{_short(exc)}"
+            ) from None
+        except _Unreachable as exc:
+            raise SourceError(str(exc)) from None
+        except (AzureError, ValueError, KeyError, TypeError) as exc:
+            self._fail(label, exc)
+        return None
+
+    def _fail(self, label: str, exc: BaseException) -> None:
+        self.failed += 1
+        self.problems.append(f"{label}: {_short(exc)}")
 
 
 class AzureSource:
@@ -257,44 +304,34 @@ class AzureSource:
         """Read every AKS workload and Azure-hosted database. See the module docstring for errors."""
         deadline = time.monotonic() + self._timeout_s
         self._throttled = 0
-        problems: list[str] = []
-        parts = 0
-        failed = 0
+        attempt = _Attempts(self)
+        rates, rate_failed = self._read_rates(attempt, deadline)
+        logs_ep = self._logs_endpoint
+        ws_scope = attempt.ws_scope
+        restarts = attempt("KubePodInventory", logs_ep, ws_scope, lambda: self._kql(KQL_RESTARTS, deadline))
+        usage = attempt("Perf", logs_ep, ws_scope, lambda: self._kql(KQL_USAGE, deadline))
+        latency = attempt("AGWAccessLogs", logs_ep, ws_scope, lambda: self._kql(KQL_LATENCY, deadline))
+        observed = datetime.now(UTC)
+        records: list[FleetRecord] = list(
+            self._workload_records(observed, rates, rate_failed, restarts, usage, latency)
+        )
+        if self._db_regions:
+            records.extend(self._database_records(attempt, deadline, observed))
+        if attempt.parts and attempt.failed == attempt.parts:
+            raise SourceError(
+                f"Azure Monitor (subscription {self._sub}): every query failed: "
+                + "; ".join(attempt.problems)
+            )
+        notes: list[str] = []
+        if self._throttled:
+            notes.append(f"throttled by Azure Monitor (429 x{self._throttled}); backed off and retried")
+        return SourceReading(records=tuple(records), problems=tuple(attempt.problems), notes=tuple(notes))
 
-        def attempt(label: str, endpoint: str, scope: str, fn: Callable[[], Any]) -> Any:
-            nonlocal parts, failed
-            parts += 1
-            try:
-                return fn()
-            except ClientAuthenticationError as exc:
-                raise SourceError(f"Azure Monitor refused {scope}: {_short(exc)}") from None
-            except HttpResponseError as exc:
-                if exc.status_code in (401, 403):
-                    raise SourceError(f"Azure Monitor refused {scope}: {_short(exc)}") from None
-                if exc.status_code == 429:
-                    raise SourceError(
-                        f"Azure Monitor throttled {scope} (429 x{self._throttled}) past the "
-                        f"{self._timeout_s:.1f} s deadline"
-                    ) from None
-                failed += 1
-                problems.append(f"{label}: {_short(exc)}")
-            except ServiceRequestError as exc:
-                raise SourceError(f"Azure Monitor endpoint {endpoint} unreachable: {_short(exc)}") from None
-            except ServiceResponseError as exc:
-                raise SourceError(
-                    f"Azure Monitor endpoint {endpoint} did not answer within {self._timeout_s:.1f} s: "
-                    f"{_short(exc)}"
-                ) from None
-            except _Unreachable as exc:
-                raise SourceError(str(exc)) from None
-            except (AzureError, ValueError, KeyError, TypeError) as exc:
-                failed += 1
-                problems.append(f"{label}: {_short(exc)}")
-            return None
-
-        sub_scope = f"subscription {self._sub}"
-        ws_scope = f"workspace {self._workspace} (subscription {self._sub})"
-        # Platform metrics: one batch per Azure region.
+    def _read_rates(
+        self, attempt: _Attempts, deadline: float
+    ) -> tuple[dict[tuple[str, str], tuple[float, float]], set[str]]:
+        """App Gateway rates per (cluster, service), one batch per Azure region; and the clusters whose
+        batch failed (their rps is unknown, not zero)."""
         rates: dict[tuple[str, str], tuple[float, float]] = {}
         by_location: dict[str, list[ClusterSpec]] = {}
         for c in self._clusters:
@@ -305,20 +342,25 @@ class AzureSource:
             got = attempt(
                 f"App Gateway metrics in {location}",
                 endpoint,
-                sub_scope,
+                attempt.sub_scope,
                 partial(self._gateway_rates, client, endpoint, clusters, deadline),
             )
             if got is None:
                 rate_failed.update(c.name for c in clusters)
             else:
                 rates.update(got)
-        logs_ep = self._logs_endpoint
-        restarts = attempt("KubePodInventory", logs_ep, ws_scope, lambda: self._kql(KQL_RESTARTS, deadline))
-        usage = attempt("Perf", logs_ep, ws_scope, lambda: self._kql(KQL_USAGE, deadline))
-        latency = attempt("AGWAccessLogs", logs_ep, ws_scope, lambda: self._kql(KQL_LATENCY, deadline))
+        return rates, rate_failed
 
-        records: list[FleetRecord] = []
-        observed = datetime.now(UTC)
+    def _workload_records(
+        self,
+        observed: datetime,
+        rates: dict[tuple[str, str], tuple[float, float]],
+        rate_failed: set[str],
+        restarts: Any,
+        usage: Any,
+        latency: Any,
+    ) -> Iterator[WorkloadMetrics]:
+        """One record per AKS cluster × service; a query that failed (``None``) leaves its fields unknown."""
         restart_of = {(r[0], r[1]): int(r[2]) for r in restarts or []}
         usage_of = {(r[0], r[1]): (float(r[2]), float(r[3])) for r in usage or []}
         p95_of = {(str(r[0]).lower(), str(r[1])): float(r[2]) * 1000.0 for r in latency or []}
@@ -330,74 +372,73 @@ class AzureSource:
                 cpu_mem = usage_of.get((c.name, svc.name))
                 restart_value = restart_of.get((c.name, svc.name))
                 p95 = p95_of.get((agw, f"pool-{svc.name}"))
-                records.append(
-                    WorkloadMetrics(
-                        source=SOURCE_NAME,
-                        observed_at=observed,
-                        cluster=c.name,
-                        region=c.region,
-                        service=svc.name,
-                        p95_ms=p95 if rps else None,
-                        error_rate=(bad / rps) if rps else None,
-                        rps=rps,
-                        cpu_utilisation=None if cpu_mem is None else cpu_mem[0],
-                        memory_utilisation=None if cpu_mem is None else cpu_mem[1],
-                        restarts=restart_value if restarts is not None else None,
-                        extra={
-                            "app_gateway": agw,
-                            "backend_pool": f"pool-{svc.name}",
-                            "location": c.cloud_region,
-                        },
-                    )
+                yield WorkloadMetrics(
+                    source=SOURCE_NAME,
+                    observed_at=observed,
+                    cluster=c.name,
+                    region=c.region,
+                    service=svc.name,
+                    p95_ms=p95 if rps else None,
+                    error_rate=(bad / rps) if rps else None,
+                    rps=rps,
+                    cpu_utilisation=None if cpu_mem is None else cpu_mem[0],
+                    memory_utilisation=None if cpu_mem is None else cpu_mem[1],
+                    restarts=restart_value if restarts is not None else None,
+                    extra={
+                        "app_gateway": agw,
+                        "backend_pool": f"pool-{svc.name}",
+                        "location": c.cloud_region,
+                    },
                 )
-        if self._db_regions:
-            pg_p95 = attempt(
-                "PGSQLQueryStoreRuntime", logs_ep, ws_scope, lambda: self._kql(KQL_PG_LATENCY, deadline)
+
+    def _database_records(
+        self, attempt: _Attempts, deadline: float, observed: datetime
+    ) -> list[DatabaseState]:
+        """One record per region whose database is on Azure (a server with no liveness data is a problem)."""
+        pg_p95 = attempt(
+            "PGSQLQueryStoreRuntime",
+            self._logs_endpoint,
+            attempt.ws_scope,
+            lambda: self._kql(KQL_PG_LATENCY, deadline),
+        )
+        pg_p95_of = {str(r[0]): float(r[1]) for r in pg_p95 or []}
+        records: list[DatabaseState] = []
+        for region in self._db_regions:
+            location = region.cloud_regions.get(Cloud.AZURE, region.id)
+            client, endpoint = self._metrics_client(location)
+            values = attempt(
+                f"database {region.id}",
+                endpoint,
+                attempt.sub_scope,
+                partial(self._pg_metrics, client, endpoint, region.id, deadline),
             )
-            pg_p95_of = {str(r[0]): float(r[1]) for r in pg_p95 or []}
-            for region in self._db_regions:
-                location = region.cloud_regions.get(Cloud.AZURE, region.id)
-                client, endpoint = self._metrics_client(location)
-                values = attempt(
-                    f"database {region.id}",
-                    endpoint,
-                    sub_scope,
-                    partial(self._pg_metrics, client, endpoint, region.id, deadline),
+            if values is None:
+                continue
+            if "is_db_alive" not in values:
+                attempt.problems.append(f"database {region.id}: no is_db_alive data in the last 5 min")
+                continue
+            available = values["is_db_alive"] >= 1.0
+            spec = region.database
+            records.append(
+                DatabaseState(
+                    source=SOURCE_NAME,
+                    observed_at=observed,
+                    region=region.id,
+                    role=spec.role,
+                    replicates_from=spec.replicates_from,
+                    read_replicas=spec.read_replicas,
+                    replica_lag_s=round(values.get("physical_replication_delay_in_seconds", 0.0), 3),
+                    query_p95_ms=round(pg_p95_of.get(f"pg-{region.id}", 0.0), 3) if available else 0.0,
+                    tps=values.get("xact_total", 0.0) / 60.0 if available else 0.0,
+                    available=available,
+                    storage_tb=float(spec.storage_tb),
+                    extra={
+                        "server": self._pg_id(region.id),
+                        "from_inventory": ["role", "replicates_from", "read_replicas", "storage_tb"],
+                    },
                 )
-                if values is None:
-                    continue
-                if "is_db_alive" not in values:
-                    problems.append(f"database {region.id}: no is_db_alive data in the last 5 min")
-                    continue
-                available = values["is_db_alive"] >= 1.0
-                spec = region.database
-                records.append(
-                    DatabaseState(
-                        source=SOURCE_NAME,
-                        observed_at=observed,
-                        region=region.id,
-                        role=spec.role,
-                        replicates_from=spec.replicates_from,
-                        read_replicas=spec.read_replicas,
-                        replica_lag_s=round(values.get("physical_replication_delay_in_seconds", 0.0), 3),
-                        query_p95_ms=round(pg_p95_of.get(f"pg-{region.id}", 0.0), 3) if available else 0.0,
-                        tps=values.get("xact_total", 0.0) / 60.0 if available else 0.0,
-                        available=available,
-                        storage_tb=float(spec.storage_tb),
-                        extra={
-                            "server": self._pg_id(region.id),
-                            "from_inventory": ["role", "replicates_from", "read_replicas", "storage_tb"],
-                        },
-                    )
-                )
-        if parts and failed == parts:
-            raise SourceError(
-                f"Azure Monitor (subscription {self._sub}): every query failed: " + "; ".join(problems)
             )
-        notes: list[str] = []
-        if self._throttled:
-            notes.append(f"throttled by Azure Monitor (429 x{self._throttled}); backed off and retried")
-        return SourceReading(records=tuple(records), problems=tuple(problems), notes=tuple(notes))
+        return records
 
     # -- calls -----------------------------------------------------------------------------------------
 

@@ -377,30 +377,9 @@ class KubernetesSource:
                     time.sleep(wait)
                     continue
                 raise self._translate(ctx, exc) from None
-            except urllib3.exceptions.MaxRetryError as exc:
-                reason = exc.reason
-                if isinstance(reason, urllib3.exceptions.NewConnectionError):
-                    raise _ClusterFailed(
-                        f"cannot connect to API server {ctx.server}: connection refused"
-                    ) from None
-                if isinstance(reason, urllib3.exceptions.TimeoutError):
-                    raise _ClusterFailed(f"API server {ctx.server} did not answer in time") from None
-                raise _ClusterFailed(f"API server {ctx.server} unreachable: {reason}") from None
-            except urllib3.exceptions.TimeoutError:
-                raise _ClusterFailed(f"API server {ctx.server} did not answer in time") from None
-            except urllib3.exceptions.ProtocolError as exc:
-                raise _ClusterFailed(
-                    f"truncated or broken answer from API server {ctx.server}: {exc}"
-                ) from None
             except urllib3.exceptions.HTTPError as exc:
-                raise _ClusterFailed(f"HTTP error talking to {ctx.server}: {exc}") from None
-            try:
-                data = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                raise _ClusterFailed(f"malformed answer (not JSON) from API server {ctx.server}") from None
-            if not isinstance(data, dict):
-                raise _ClusterFailed(f"malformed answer (not an object) from API server {ctx.server}")
-            return data
+                raise _transport_failure(ctx, exc) from None
+            return _json_object(ctx, body)
 
     def _backoff(self, exc: Any, attempt: int) -> float:
         headers = getattr(exc, "headers", None) or {}
@@ -445,28 +424,27 @@ class KubernetesSource:
         events: list[dict[str, Any]],
         status_cm: dict[str, Any] | None,
     ) -> list[FleetRecord]:
+        """One workload record per service of the cluster's environment, then the cluster's record."""
+        pending, restarts = _pod_counts(pods)
+        records: list[FleetRecord] = []
+        records.extend(self._workload_records(ctx, at, deployments, hpas, pending, restarts))
+        records.append(self._cluster_record(ctx, at, pods, nodes, events, status_cm, pending))
+        return records
+
+    def _workload_records(
+        self,
+        ctx: _Context,
+        at: datetime,
+        deployments: list[dict[str, Any]],
+        hpas: list[dict[str, Any]],
+        pending: dict[str, int],
+        restarts: dict[str, int],
+    ) -> list[WorkloadState]:
+        """A service without a deployment has no record (a note on the cluster says which)."""
         spec = ctx.spec
         deps = {_meta(d, "name"): d for d in deployments}
         hpa_of = {_dig(h, "spec", "scaleTargetRef", "name") or _meta(h, "name"): h for h in hpas}
-        pending: dict[str, int] = {}
-        restarts: dict[str, int] = {}
-        for pod in pods:  # thousands per read: plain lookups, not _dig
-            metadata = pod.get("metadata")
-            labels = metadata.get("labels") if isinstance(metadata, dict) else None
-            app = labels.get("app") if isinstance(labels, dict) else None
-            if app is None:
-                continue
-            pod_status = pod.get("status")
-            if not isinstance(pod_status, dict):
-                pod_status = {}
-            if pod_status.get("phase") == "Pending":
-                pending[app] = pending.get(app, 0) + 1
-            restarted = 0
-            for key in ("containerStatuses", "initContainerStatuses"):
-                for container in pod_status.get(key) or ():
-                    restarted += int(container.get("restartCount") or 0)
-            restarts[app] = restarts.get(app, 0) + restarted
-        records: list[FleetRecord] = []
+        records: list[WorkloadState] = []
         missing: list[str] = []
         for svc in sorted(s.name for s in self._fleet.services_in(spec.environment)):
             dep = deps.get(svc)
@@ -508,16 +486,21 @@ class KubernetesSource:
             )
         if missing:
             ctx.notes.append(f"deployments missing: {', '.join(missing)}")
-        spot = on_demand_all = ready = 0
-        for node in nodes:
-            labels = _dig(node, "metadata", "labels") or {}
-            if any(labels.get(k) == v for k, v in SPOT_LABELS):
-                spot += 1
-            else:
-                on_demand_all += 1
-            conditions = _dig(node, "status", "conditions") or []
-            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
-                ready += 1
+        return records
+
+    def _cluster_record(
+        self,
+        ctx: _Context,
+        at: datetime,
+        pods: list[dict[str, Any]],
+        nodes: list[dict[str, Any]],
+        events: list[dict[str, Any]],
+        status_cm: dict[str, Any] | None,
+        pending: dict[str, int],
+    ) -> ClusterState:
+        """Nodes (spot / on-demand / reserved, ready), the autoscaler's bounds, and how the read went."""
+        spec = ctx.spec
+        spot, on_demand_all, ready = _node_counts(nodes)
         reserved = min(on_demand_all, spec.reserved_nodes)
         bounds = _autoscaler_bounds(status_cm)
         extra: dict[str, Any] = {
@@ -535,25 +518,22 @@ class KubernetesSource:
         if ctx.notes:
             extra["notes"] = list(ctx.notes)
         lo, hi = bounds or (spec.nodes.min, spec.nodes.max)
-        records.append(
-            ClusterState(
-                source=self.name,
-                observed_at=at,
-                cluster=spec.name,
-                region=spec.region,
-                cloud=spec.cloud,
-                environment=spec.environment,
-                nodes=len(nodes),
-                ready_nodes=ready,
-                nodes_min=lo,
-                nodes_max=hi,
-                reserved_nodes=reserved,
-                spot_nodes=spot,
-                on_demand_nodes=on_demand_all - reserved,
-                extra=extra,
-            )
+        return ClusterState(
+            source=self.name,
+            observed_at=at,
+            cluster=spec.name,
+            region=spec.region,
+            cloud=spec.cloud,
+            environment=spec.environment,
+            nodes=len(nodes),
+            ready_nodes=ready,
+            nodes_min=lo,
+            nodes_max=hi,
+            reserved_nodes=reserved,
+            spot_nodes=spot,
+            on_demand_nodes=on_demand_all - reserved,
+            extra=extra,
         )
-        return records
 
     def _recent_warnings(self, events: list[dict[str, Any]], now: datetime) -> int:
         count = 0
@@ -567,6 +547,70 @@ class KubernetesSource:
             if when is None or (now - when).total_seconds() <= self._event_window_s:
                 count += 1
         return count
+
+
+def _pod_counts(pods: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
+    """Pending pods and container restarts per ``app`` label."""
+    pending: dict[str, int] = {}
+    restarts: dict[str, int] = {}
+    for pod in pods:  # thousands per read: plain lookups, not _dig
+        metadata = pod.get("metadata")
+        labels = metadata.get("labels") if isinstance(metadata, dict) else None
+        app = labels.get("app") if isinstance(labels, dict) else None
+        if app is None:
+            continue
+        pod_status = pod.get("status")
+        if not isinstance(pod_status, dict):
+            pod_status = {}
+        if pod_status.get("phase") == "Pending":
+            pending[app] = pending.get(app, 0) + 1
+        restarted = 0
+        for key in ("containerStatuses", "initContainerStatuses"):
+            for container in pod_status.get(key) or ():
+                restarted += int(container.get("restartCount") or 0)
+        restarts[app] = restarts.get(app, 0) + restarted
+    return pending, restarts
+
+
+def _node_counts(nodes: list[dict[str, Any]]) -> tuple[int, int, int]:
+    """``(spot, on_demand, ready)`` node counts (spot by :data:`SPOT_LABELS`)."""
+    spot = on_demand = ready = 0
+    for node in nodes:
+        labels = _dig(node, "metadata", "labels") or {}
+        if any(labels.get(k) == v for k, v in SPOT_LABELS):
+            spot += 1
+        else:
+            on_demand += 1
+        conditions = _dig(node, "status", "conditions") or []
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+            ready += 1
+    return spot, on_demand, ready
+
+
+def _transport_failure(ctx: _Context, exc: urllib3.exceptions.HTTPError) -> _ClusterFailed:
+    """What a urllib3 error (after its own retries) says about the API server."""
+    if isinstance(exc, urllib3.exceptions.MaxRetryError):
+        reason = exc.reason
+        if isinstance(reason, urllib3.exceptions.NewConnectionError):
+            return _ClusterFailed(f"cannot connect to API server {ctx.server}: connection refused")
+        if isinstance(reason, urllib3.exceptions.TimeoutError):
+            return _ClusterFailed(f"API server {ctx.server} did not answer in time")
+        return _ClusterFailed(f"API server {ctx.server} unreachable: {reason}")
+    if isinstance(exc, urllib3.exceptions.TimeoutError):
+        return _ClusterFailed(f"API server {ctx.server} did not answer in time")
+    if isinstance(exc, urllib3.exceptions.ProtocolError):
+        return _ClusterFailed(f"truncated or broken answer from API server {ctx.server}: {exc}")
+    return _ClusterFailed(f"HTTP error talking to {ctx.server}: {exc}")
+
+
+def _json_object(ctx: _Context, body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise _ClusterFailed(f"malformed answer (not JSON) from API server {ctx.server}") from None
+    if not isinstance(data, dict):
+        raise _ClusterFailed(f"malformed answer (not an object) from API server {ctx.server}")
+    return data
 
 
 class _NotFound(Exception):

@@ -15,8 +15,11 @@ OPSCONSOLE = str(Path(sys.executable).parent / "opsconsole")
 
 
 def environment(home: Path) -> dict[str, str]:
-    """This process's environment without any OPSCONSOLE_ setting, with its own home."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
+    """This process's environment without any OPSCONSOLE_ setting, with its own home, and without the
+    terminal width a test runner may have set (pytest-xdist's workers say COLUMNS=80): piped output is
+    then as wide as a user's pipe gets, and the tables' columns are all there to assert on."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("OPSCONSOLE_") and k not in ("COLUMNS", "LINES")}
     env["OPSCONSOLE_HOME"] = str(home)
     return env
 

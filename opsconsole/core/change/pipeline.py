@@ -10,7 +10,8 @@ asking, and the pipeline decides:
    a change freeze refuses medium and high requests unless glass is broken;
 3. **whether it can be approved at all** — enough eligible approvers besides the requester, or it is
    refused now rather than left pending for ever; and no run holds its targets, no open request
-   claims them;
+   claims them (rules 1–3 are the pure :func:`~opsconsole.core.change.admission.admit`; the
+   pipeline gathers the facts it needs and audits its refusals);
 4. **what an approval means** — the request is bound to a hash of the action, its parameters, the
    playbook's content, the inventory's content and the targets' observed state (see
    :func:`plan_binding`); at execution the plan is made again on a fresh snapshot, and if the hash
@@ -35,13 +36,21 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from opsconsole.core.audit.log import AuditLog, Evidence, request_evidence, verify_store
 from opsconsole.core.audit.records import AuditKind, StoreVerification
-from opsconsole.core.change.actions import ActionName, ActionPlan, pinned_observations, replan
+from opsconsole.core.change.actions import ActionPlan, pinned_observations, replan
+from opsconsole.core.change.admission import (
+    Admission,
+    Claim,
+    Filing,
+    admit,
+    lease_targets,
+    params_text,
+)
 from opsconsole.core.change.approvals import (
     Approve,
     Cancel,
@@ -54,11 +63,11 @@ from opsconsole.core.change.approvals import (
     Start,
 )
 from opsconsole.core.change.gate import Act, Forbidden, fleet_scope, refusal
-from opsconsole.core.change.locks import Lease, LeaseConflict, LeaseLost, LeaseMode, Leases
+from opsconsole.core.change.locks import Lease, LeaseConflict, LeaseHolder, LeaseLost, Leases
 from opsconsole.core.change.rbac import Directory, Identity, Permission, Scope
 from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.change.requests import NewRequest, RequestRefused, RequestStore
-from opsconsole.core.change.risk import Risk, RiskAssessment, RiskPolicy, assess, plan_scope
+from opsconsole.core.change.risk import RiskAssessment, RiskPolicy, assess, plan_scope
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.fleet.engine import Snapshot
@@ -180,32 +189,6 @@ def describe_drift(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[
     return lines or ["the plan's hash changed"]
 
 
-def lease_targets(plan: ActionPlan) -> dict[str, LeaseMode]:
-    """The plan's targets with the mode each is held in (see :func:`lease_modes`)."""
-    return lease_modes(plan.action.value, plan.targets)
-
-
-def lease_modes(action: str, targets: Sequence[str]) -> dict[str, LeaseMode]:
-    """An action's targets with the mode each is held in.
-
-    A scale holds its region and clusters shared (two scales of different workloads in one region run
-    side by side) and its workloads exclusive; a failover or failback holds its regions exclusive (no
-    scale runs in a region whose traffic is moving); an environment stop / start holds its clusters
-    exclusive (no scale of a staging workload while staging is being stopped).
-    """
-    scale = action == ActionName.SCALE.value
-    modes: dict[str, LeaseMode] = {}
-    for target in targets:
-        modes[target] = LeaseMode.SHARED if scale and target.startswith("region/") else LeaseMode.EXCLUSIVE
-        if scale and target.startswith("workload/"):
-            modes.setdefault(f"cluster/{target.split('/')[1]}", LeaseMode.SHARED)
-    return modes
-
-
-def _overlaps(mine: Mapping[str, LeaseMode], theirs: Mapping[str, LeaseMode]) -> list[str]:
-    return sorted(t for t in mine.keys() & theirs.keys() if LeaseMode.EXCLUSIVE in (mine[t], theirs[t]))
-
-
 class Pipeline:
     """The one way a change request becomes a run. Thread-safe; shared by every face of a process.
 
@@ -288,49 +271,64 @@ class Pipeline:
             StoreUnavailable: the database cannot be reached: nothing is filed, nothing runs.
         """
         self.expire_due()  # an expired request no longer claims its targets
-        now = self.clock.now()
-        scope = plan_scope(plan, self.fleet)
         assessment = self.assess(plan, snapshot)
-        what = f"{plan.action.value} {_params_text(plan.params)}"
-        glass = break_glass_reason is not None
-        denied = refusal(Act.FILE, who, scope=scope)
-        if denied is not None:
-            self._refuse(who, face, plan, denied, forbidden=True)
-        if glass:
-            if not (break_glass_reason or "").strip():
-                self._refuse(who, face, plan, "breaking glass needs a reason")
-            denied = refusal(Act.BREAK_GLASS, who, scope=scope)
-            if denied is not None:
-                self._refuse(who, face, plan, denied, forbidden=True)
-        elif assessment.freeze is not None and assessment.level is not Risk.LOW:
-            self._refuse(
-                who,
-                face,
-                plan,
-                f"change freeze in force: {assessment.freeze}; a {assessment.level.value}-"
-                "risk request needs an admin to break glass",
-            )
-        self._check_free(who, face, plan)
-        needed = 0 if glass else assessment.approvals_needed
-        if needed:
-            eligible = [
+        decision = admit(self._filing(plan, who, assessment, break_glass_reason))
+        if not decision.admitted:
+            self._refuse(who, face, decision)
+        request = self._file(plan, who, face, assessment, decision, break_glass_reason, preview)
+        self._publish(request, AuditKind.REQUEST_FILED)
+        if decision.approvals_needed:
+            return Submission(request, assessment)
+        job = self._run_at_once(request, plan, who, face=face, wait=wait)
+        return Submission(self.requests.get(request.id), assessment, job)
+
+    def _filing(
+        self, plan: ActionPlan, who: Identity, assessment: RiskAssessment, break_glass_reason: str | None
+    ) -> Filing:
+        """The facts :func:`~opsconsole.core.change.admission.admit` decides on (reads leases, requests)."""
+        held, claims = self._check_free(plan) or ((), ())
+        return Filing(
+            plan=plan,
+            assessment=assessment,
+            who=who,
+            scope=plan_scope(plan, self.fleet),
+            other_approvers=[
                 p
                 for p in self.directory.eligible(Permission.APPROVE, assessment.approver_scope)
                 if p != who.person
-            ]
-            if len(eligible) < needed:
-                self._refuse(
-                    who,
-                    face,
-                    plan,
-                    f"{what} needs {needed} approval(s) from approvers of "
-                    f"{assessment.approver_scope.describe()}, "
-                    f"but only {len(eligible)} person(s) besides {who.person} may approve"
-                    + (f" ({', '.join(eligible)})" if eligible else ""),
-                )
+            ],
+            held=held,
+            claims=claims,
+            break_glass_reason=break_glass_reason,
+        )
+
+    def _check_free(self, plan: ActionPlan) -> tuple[list[LeaseHolder], list[Claim]] | None:
+        """What makes the plan's targets busy — live leases on them, open requests claiming them — or
+        ``None`` when they are free (the admission rules refuse a busy plan)."""
+        mine = lease_targets(plan)
+        held = self.leases.conflicts(mine)
+        open_requests = self.requests.list(
+            statuses=[RequestStatus.REQUESTED, RequestStatus.APPROVED], limit=500
+        )
+        claims = [claim for claim in map(Claim.of, open_requests) if claim.overlaps(mine)]
+        return (held, claims) if held or claims else None
+
+    def _file(
+        self,
+        plan: ActionPlan,
+        who: Identity,
+        face: str,
+        assessment: RiskAssessment,
+        decision: Admission,
+        break_glass_reason: str | None,
+        preview: Mapping[str, Any] | None,
+    ) -> ChangeRequest:
+        """Store the admitted request (``requested``, or ``approved`` when it needs no approval), audited."""
+        now = self.clock.now()
+        glass = decision.break_glass
+        needed = decision.approvals_needed
         plan_hash, inputs = self.binding(plan)
-        status = RequestStatus.REQUESTED if needed else RequestStatus.APPROVED
-        request = self.requests.create(
+        return self.requests.create(
             NewRequest(
                 action=plan.action.value,
                 params=plan.params,
@@ -352,7 +350,7 @@ class Pipeline:
                 face=face,
                 created_at=now,
                 expires_at=now + timedelta(seconds=assessment.ttl_s),
-                status=status,
+                status=RequestStatus.REQUESTED if needed else RequestStatus.APPROVED,
                 break_glass=glass,
                 review_due_at=now + BREAK_GLASS_REVIEW if glass else None,
                 preview=dict(preview or {}),
@@ -364,62 +362,27 @@ class Pipeline:
                 **({"reason": break_glass_reason} if glass else {}),
             },
         )
-        self._publish(request, AuditKind.REQUEST_FILED)
-        if needed:
-            return Submission(request, assessment)
+
+    def _run_at_once(
+        self, request: ChangeRequest, plan: ActionPlan, who: Identity, *, face: str, wait: bool
+    ) -> Job:
+        """Run a request that needs no approval; if it cannot start, cancel it so it claims nothing."""
         try:
-            job = self.execute(request.id, who, face=face, wait=wait, plan=plan)
+            return self.execute(request.id, who, face=face, wait=wait, plan=plan)
         except RequestRefused as refused:
             # Filed to run at once but it could not start (a run took its targets an instant ago): it
             # must not stay open and claim them; the requester sees why and may file it again.
             with suppress(RequestRefused):
                 self.cancel(request.id, who, face=face, reason=f"could not start: {refused.message}")
             raise
-        return Submission(self.requests.get(request.id), assessment, job)
 
-    def _refuse(
-        self, who: Identity, face: str, plan: ActionPlan, reason: str, *, forbidden: bool = False
-    ) -> None:
+    def _refuse(self, who: Identity, face: str, decision: Admission) -> NoReturn:
+        """Audit an admission refusal and raise it (:class:`Forbidden` when the gate said no)."""
+        reason = decision.reason or "refused"
         self.audit.append(
-            AuditKind.REQUEST_REFUSED,
-            actor=who.person,
-            face=face,
-            data={
-                "action": plan.action.value,
-                "params": dict(plan.params),
-                "reason": reason,
-                "principal": who.principal,
-            },
+            AuditKind.REQUEST_REFUSED, actor=who.person, face=face, data=dict(decision.audit_data)
         )
-        raise Forbidden(reason) if forbidden else RequestRefused(reason)
-
-    def _check_free(self, who: Identity, face: str, plan: ActionPlan) -> None:
-        """Refuse a request whose targets a run holds or another open request claims."""
-        mine = lease_targets(plan)
-        busy = self.leases.conflicts(mine)
-        if busy:
-            holder = busy[0]
-            self._refuse(
-                who,
-                face,
-                plan,
-                f"{holder.target} is held by {holder.holder} ({holder.purpose}) since "
-                f"{holder.acquired_at:%H:%M:%S %Z}",
-            )
-        for other in self.requests.list(
-            statuses=[RequestStatus.REQUESTED, RequestStatus.APPROVED], limit=500
-        ):
-            other_plan_targets = lease_modes(other.action, other.targets)
-            clash = _overlaps(mine, other_plan_targets)
-            if clash:
-                self._refuse(
-                    who,
-                    face,
-                    plan,
-                    f"{clash[0]} is claimed by open request {other.short_id} "
-                    f"({other.action} by {other.requester}, {other.status.value}); "
-                    "wait for it or have it cancelled",
-                )
+        raise Forbidden(reason) if decision.forbidden else RequestRefused(reason)
 
     # -- deciding --------------------------------------------------------------------------------------
 
@@ -557,11 +520,37 @@ class Pipeline:
                 busy, or already started elsewhere.
             StoreUnavailable: nothing runs.
         """
-        if self._executor is None:
+        executor = self._executor
+        if executor is None:
             raise OpsError("this console was started read-only: it cannot run playbooks")
+        request = self._runnable(request_id, who, face)
+        plan = plan if plan is not None else self._replan(request, who, face)
+        reason = refusal(Act.RUN, who, scope=plan_scope(plan, self.fleet), break_glass=request.break_glass)
+        if reason is not None:
+            self.audit.append(AuditKind.REQUEST_REFUSED, actor=who.person, face=face, request_id=request.id,
+                              data={"reason": reason, "principal": who.principal})
+            raise Forbidden(reason)
+        self._check_binding(request, plan, who, face)
+        lease = self._lease(request, plan, who, face)
+        job = self._start(executor, request, plan, lease, who, face)
+        if wait:
+            return self._follow(request.id, job, lease, who, face)
+        thread = threading.Thread(
+            target=self._follow,
+            args=(request.id, job, lease, who, face),
+            name=f"request-{request.short_id}",
+            daemon=True,
+        )
+        self._threads.append(thread)
+        thread.start()
+        return job
+
+    def _runnable(self, request_id: str, who: Identity, face: str) -> ChangeRequest:
+        """The request, if it is approved, of this world and backed by the audit log; else refused."""
         self.expire_due()
         request = self.requests.get(request_id)
         if request.status is not RequestStatus.APPROVED:
+            # The state machine refuses ``Start`` from any other status, with the words for it.
             self.requests.transition(
                 request.id,
                 lambda _r: Start(self.clock.now()),
@@ -575,54 +564,58 @@ class Pipeline:
             raise RequestRefused(f"request {request.short_id} belongs to the {request.world} world; this "
                                  f"is the {here} one: nothing runs")
         self._check_evidence(request, who, face)
-        if plan is None:
-            try:
-                plan = replan(self.fleet, self._snapshot(), request.action, request.params)
-            except UsageError as exc:
-                self.audit.append(
-                    AuditKind.DRIFT_DETECTED,
-                    actor=who.person,
-                    face=face,
-                    request_id=request.id,
-                    data={"reason": exc.message},
-                )
-                raise RequestRefused(f"request {request.short_id} cannot run now: {exc.message}") from exc
-        scope = plan_scope(plan, self.fleet)
-        reason = refusal(Act.RUN, who, scope=scope, break_glass=request.break_glass)
-        if reason is not None:
-            self.audit.append(AuditKind.REQUEST_REFUSED, actor=who.person, face=face, request_id=request.id,
-                              data={"reason": reason, "principal": who.principal})
-            raise Forbidden(reason)
-        new_hash, inputs = self.binding(plan)
-        if new_hash != request.plan_hash:
-            lines = describe_drift(request.hash_inputs, inputs)
-            after = self.requests.transition(
-                request.id,
-                lambda _r: Drift(new_hash, self.clock.now()),
+        return request
+
+    def _replan(self, request: ChangeRequest, who: Identity, face: str) -> ActionPlan:
+        """The request's plan made again on a fresh snapshot; a plan that cannot be made is refused."""
+        try:
+            return replan(self.fleet, self._snapshot(), request.action, request.params)
+        except UsageError as exc:
+            self.audit.append(
+                AuditKind.DRIFT_DETECTED,
                 actor=who.person,
                 face=face,
-                audit_kind=AuditKind.DRIFT_DETECTED,
-                refused_kind=None,
-                audit_data=lambda _b, _a: {"drift": lines, "plan_hash": new_hash},
-                updates=lambda _b, _a: {
-                    "drift": {"lines": lines, "at": self.clock.now().isoformat()},
-                    "hash_inputs": inputs,
-                    "summary": list(plan.summary),
-                    "observed": dict(plan.observed),
-                    "extravars": dict(plan.extravars),
-                },
+                request_id=request.id,
+                data={"reason": exc.message},
             )
-            self._publish(after, AuditKind.DRIFT_DETECTED)
-            raise RequestRefused(
-                f"request {request.short_id} changed since it was approved; nothing ran and it needs "
-                "approval "
-                "again:\n  " + "\n  ".join(lines)
-            )
+            raise RequestRefused(f"request {request.short_id} cannot run now: {exc.message}") from exc
+
+    def _check_binding(self, request: ChangeRequest, plan: ActionPlan, who: Identity, face: str) -> None:
+        """Refuse if the plan's hash differs from the approved one: the request returns for approval."""
+        new_hash, inputs = self.binding(plan)
+        if new_hash == request.plan_hash:
+            return
+        lines = describe_drift(request.hash_inputs, inputs)
+        after = self.requests.transition(
+            request.id,
+            lambda _r: Drift(new_hash, self.clock.now()),
+            actor=who.person,
+            face=face,
+            audit_kind=AuditKind.DRIFT_DETECTED,
+            refused_kind=None,
+            audit_data=lambda _b, _a: {"drift": lines, "plan_hash": new_hash},
+            updates=lambda _b, _a: {
+                "drift": {"lines": lines, "at": self.clock.now().isoformat()},
+                "hash_inputs": inputs,
+                "summary": list(plan.summary),
+                "observed": dict(plan.observed),
+                "extravars": dict(plan.extravars),
+            },
+        )
+        self._publish(after, AuditKind.DRIFT_DETECTED)
+        raise RequestRefused(
+            f"request {request.short_id} changed since it was approved; nothing ran and it needs "
+            "approval "
+            "again:\n  " + "\n  ".join(lines)
+        )
+
+    def _lease(self, request: ChangeRequest, plan: ActionPlan, who: Identity, face: str) -> Lease:
+        """A lease on the plan's targets; a conflict is audited and refused."""
         try:
-            lease = self.leases.acquire(
+            return self.leases.acquire(
                 lease_targets(plan),
                 holder=request.requester,
-                purpose=f"{request.action} {_params_text(request.params)}",
+                purpose=f"{request.action} {params_text(request.params)}",
                 request_id=request.id,
             )
         except LeaseConflict as exc:
@@ -634,6 +627,15 @@ class Pipeline:
                 data={"reason": exc.message},
             )
             raise RequestRefused(exc.message) from exc
+
+    def _start(
+        self, executor: Executor, request: ChangeRequest, plan: ActionPlan, lease: Lease, who: Identity,
+        face: str,
+    ) -> Job:
+        """``approved → running`` (exactly one caller wins), then the playbook starts; audited, published.
+
+        The lease is released if anything fails before the job is recorded against the request.
+        """
         try:
             started = self.requests.transition(
                 request.id,
@@ -644,7 +646,7 @@ class Pipeline:
                 refused_kind=None,
                 audit_data=lambda _b, _a: {"executor": who.person},
             )
-            job = self._executor.start(plan, False, request.requester, face)
+            job = executor.start(plan, False, request.requester, face)
             self.requests.update(started.id, job_id=job.id)
         except BaseException:
             with suppress(OpsError):  # the lease lapses by itself if the store is what failed
@@ -659,16 +661,6 @@ class Pipeline:
             data={"playbook": plan.playbook, "targets": list(plan.targets)},
         )
         self._publish(self.requests.get(request.id), AuditKind.RUN_STARTED)
-        if wait:
-            return self._follow(request.id, job, lease, who, face)
-        thread = threading.Thread(
-            target=self._follow,
-            args=(request.id, job, lease, who, face),
-            name=f"request-{request.short_id}",
-            daemon=True,
-        )
-        self._threads.append(thread)
-        thread.start()
         return job
 
     def evidence(self, request_id: str) -> Evidence:
@@ -852,5 +844,3 @@ class _as_forbidden:
             raise Forbidden(reason) from exc
 
 
-def _params_text(params: Mapping[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items() if v is not None)

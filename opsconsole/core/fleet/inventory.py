@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -274,6 +274,11 @@ def _shares(node: _Node, keys: type[E], *, total: float = 1.0) -> dict[E, float]
 def load_inventory(path: Path | str | None = None) -> Fleet:
     """Read and validate an inventory.
 
+    The steps: ``group_vars/all.yml`` (bounds, targets, services, provider plan, CDN, cloud accounts),
+    then ``hosts.yml`` with each region's ``group_vars`` file (environments, regions, clusters), then
+    the checks across them (failover partners, replication, demand shares, accounts, a prod cluster in
+    every region), then the side files (only that they parse).
+
     Args:
         path: the inventory directory, or its ``hosts.yml``; default :func:`default_inventory_path`.
 
@@ -288,142 +293,183 @@ def load_inventory(path: Path | str | None = None) -> Fleet:
     root = hosts_file.parent
     if not root.exists():
         raise InventoryError(str(root), "(directory)", "an inventory directory with hosts.yml")
-
-    def show(p: Path) -> str:
-        return str(p)
-
-    def load(p: Path) -> _Node:
-        data = _read_yaml(p, show(p))
-        line = data.line if isinstance(data, _LineMap) else 1
-        return _Node(show(p), "", data, line)
-
     group_vars_dir = root / "group_vars"
-    all_vars = load(group_vars_dir / "all.yml")
+    shared = _read_all_vars(_load(group_vars_dir / "all.yml"))
+    layout = _read_hosts(_load(hosts_file), group_vars_dir, shared.bounds)
+    _check_regions(layout, group_vars_dir)
+    _check_accounts(shared, layout)
+    for side_file in SIDE_FILES:
+        side = root / side_file
+        if side.exists():
+            _load(side).mapping()
+    return Fleet(
+        source=root,
+        regions=layout.regions,
+        clusters=layout.clusters,
+        services=shared.services,
+        targets=shared.targets,
+        bounds=shared.bounds,
+        provider_plan=shared.provider_plan,
+        provider_plan_overall=shared.provider_plan_overall,
+        cdn_split=shared.cdn_split,
+        accounts=shared.accounts,
+    )
+
+
+def _load(path: Path) -> _Node:
+    """One YAML file of the inventory as the root node (error messages name the file)."""
+    data = _read_yaml(path, str(path))
+    line = data.line if isinstance(data, _LineMap) else 1
+    return _Node(str(path), "", data, line)
+
+
+@dataclass(frozen=True)
+class _AllVars:
+    """What ``group_vars/all.yml`` says, validated (``node`` kept for errors found later)."""
+
+    node: _Node
+    bounds: Bounds
+    targets: Targets
+    services: dict[str, ServiceSpec]
+    provider_plan: dict[Geography, dict[Cloud, float]]
+    provider_plan_overall: dict[Cloud, float]
+    cdn_split: dict[str, float]
+    accounts: CloudAccounts
+
+
+def _read_all_vars(all_vars: _Node) -> _AllVars:
     bounds = _bounds(all_vars.get("opsconsole_bounds"))
     targets = _targets(all_vars.get("opsconsole_targets"))
     services = _services(all_vars.get("opsconsole_services"), bounds)
     plan_node = all_vars.get("opsconsole_provider_plan")
-    provider_plan = {
-        geo: _shares(plan_node.get(geo.value), Cloud) for geo in Geography
-    }
+    provider_plan = {geo: _shares(plan_node.get(geo.value), Cloud) for geo in Geography}
     provider_plan_overall = _shares(plan_node.get("overall"), Cloud)
     cdn_split = {key: child.as_float(0.0, 1.0) for key, child in all_vars.get("opsconsole_cdn").items()}
     if abs(sum(cdn_split.values()) - 1.0) > 1e-6:
         raise all_vars.get("opsconsole_cdn").fail("CDN shares summing to 1", f"{sum(cdn_split.values()):g}")
-
     clouds_node = all_vars.opt("opsconsole_clouds")
     accounts = CloudAccounts() if clouds_node is None else _accounts(clouds_node)
+    return _AllVars(all_vars, bounds, targets, services, provider_plan, provider_plan_overall, cdn_split,
+                    accounts)
 
-    hosts = load(hosts_file)
-    top = hosts.get("all").get("children")
 
-    environments: dict[str, Environment] = {}
-    regions: dict[str, RegionSpec] = {}
-    clusters: dict[str, ClusterSpec] = {}
-    cluster_nodes: dict[str, _Node] = {}
-    region_group_of: dict[str, str] = {}
-    partner_nodes: dict[str, _Node] = {}
-    replicates_nodes: dict[str, _Node] = {}
+@dataclass
+class _Layout:
+    """What ``hosts.yml`` and the regions' group_vars say, with the nodes later checks point at."""
 
-    for group, group_node in top.items():
+    hosts: _Node
+    top: _Node
+    environments: dict[str, Environment] = field(default_factory=dict)
+    regions: dict[str, RegionSpec] = field(default_factory=dict)
+    clusters: dict[str, ClusterSpec] = field(default_factory=dict)
+    cluster_nodes: dict[str, _Node] = field(default_factory=dict)
+    region_group_of: dict[str, str] = field(default_factory=dict)
+    partner_nodes: dict[str, _Node] = field(default_factory=dict)
+    replicates_nodes: dict[str, _Node] = field(default_factory=dict)
+
+
+def _read_hosts(hosts: _Node, group_vars_dir: Path, bounds: Bounds) -> _Layout:
+    """``hosts.yml``: ``env_*`` groups name each cluster's environment; geography groups hold regions."""
+    layout = _Layout(hosts=hosts, top=hosts.get("all").get("children"))
+    for group, group_node in layout.top.items():
         if group.startswith(ENV_GROUP_PREFIX):
-            env = _Node(hosts.file, group_node.path, group[len(ENV_GROUP_PREFIX):], group_node.line)
-            environment = env.as_enum(Environment)
-            for host, host_node in group_node.get("hosts").items():
-                if host in environments:
-                    raise host_node.fail("each cluster in one environment group",
-                                         f"{host} also in env_{environments[host].value}")
-                environments[host] = environment
-            continue
-        geography = _Node(hosts.file, group_node.path, group, group_node.line).as_enum(Geography)
-        geo_vars_file = group_vars_dir / f"{group}.yml"
-        if geo_vars_file.exists():
-            geo_vars = load(geo_vars_file)
-            geo_node = geo_vars.get("geography")
-            if geo_node.as_enum(Geography) is not geography:
-                raise geo_node.fail(f"{geography.value} (the group of this file)", str(geo_node.value))
-        for region_group, region_group_node in group_node.get("children").items():
-            if not region_group.startswith(REGION_GROUP_PREFIX):
-                raise region_group_node.fail(f"a region group named {REGION_GROUP_PREFIX}<id>", region_group)
-            region_vars = load(group_vars_dir / f"{region_group}.yml")
-            region = _region(region_vars, geography)
-            expected_group = REGION_GROUP_PREFIX + region.id.replace("-", "_")
-            if expected_group != region_group:
-                raise region_vars.get("region").fail(f"the id matching group {region_group}", region.id)
-            if region.id in regions:
-                raise region_vars.get("region").fail("a region id used once", f"{region.id} twice")
-            regions[region.id] = region
-            partner_nodes[region.id] = region_vars.get("failover_partner")
-            replicates_nodes[region.id] = region_vars.get("database").get("replicates_from")
-            for host, host_node in region_group_node.get("hosts").items():
-                if host in cluster_nodes:
-                    raise host_node.fail("a cluster name used once", f"also in {region_group_of[host]}")
-                cluster_nodes[host] = host_node
-                region_group_of[host] = region_group
-                clusters[host] = _cluster(host, host_node, region, bounds)
-
-    if not regions:
-        raise top.fail("at least one region group under a geography group")
-
-    for host, host_node in cluster_nodes.items():
-        if host not in environments:
+            _read_env_group(layout, group, group_node)
+        else:
+            _read_geography(layout, group, group_node, group_vars_dir, bounds)
+    if not layout.regions:
+        raise layout.top.fail("at least one region group under a geography group")
+    for host, host_node in layout.cluster_nodes.items():
+        if host not in layout.environments:
             raise host_node.fail("the cluster listed in one of env_prod, env_staging, env_dev")
-        spec = clusters[host]
-        clusters[host] = ClusterSpec(**{**spec.__dict__, "environment": environments[host]})
-    for host in environments:
-        if host not in clusters:
+        spec = layout.clusters[host]
+        layout.clusters[host] = ClusterSpec(**{**spec.__dict__, "environment": layout.environments[host]})
+    for host in layout.environments:
+        if host not in layout.clusters:
             raise hosts.get("all").get("children").fail(
                 "every host of an env_ group to be a cluster of some region", f"unknown cluster {host}"
             )
+    return layout
 
+
+def _read_env_group(layout: _Layout, group: str, group_node: _Node) -> None:
+    env = _Node(layout.hosts.file, group_node.path, group[len(ENV_GROUP_PREFIX):], group_node.line)
+    environment = env.as_enum(Environment)
+    for host, host_node in group_node.get("hosts").items():
+        if host in layout.environments:
+            raise host_node.fail("each cluster in one environment group",
+                                 f"{host} also in env_{layout.environments[host].value}")
+        layout.environments[host] = environment
+
+
+def _read_geography(layout: _Layout, group: str, group_node: _Node, group_vars_dir: Path,
+                    bounds: Bounds) -> None:
+    geography = _Node(layout.hosts.file, group_node.path, group, group_node.line).as_enum(Geography)
+    geo_vars_file = group_vars_dir / f"{group}.yml"
+    if geo_vars_file.exists():
+        geo_node = _load(geo_vars_file).get("geography")
+        if geo_node.as_enum(Geography) is not geography:
+            raise geo_node.fail(f"{geography.value} (the group of this file)", str(geo_node.value))
+    for region_group, region_group_node in group_node.get("children").items():
+        if not region_group.startswith(REGION_GROUP_PREFIX):
+            raise region_group_node.fail(f"a region group named {REGION_GROUP_PREFIX}<id>", region_group)
+        region_vars = _load(group_vars_dir / f"{region_group}.yml")
+        region = _region(region_vars, geography)
+        expected_group = REGION_GROUP_PREFIX + region.id.replace("-", "_")
+        if expected_group != region_group:
+            raise region_vars.get("region").fail(f"the id matching group {region_group}", region.id)
+        if region.id in layout.regions:
+            raise region_vars.get("region").fail("a region id used once", f"{region.id} twice")
+        layout.regions[region.id] = region
+        layout.partner_nodes[region.id] = region_vars.get("failover_partner")
+        layout.replicates_nodes[region.id] = region_vars.get("database").get("replicates_from")
+        for host, host_node in region_group_node.get("hosts").items():
+            if host in layout.cluster_nodes:
+                raise host_node.fail("a cluster name used once", f"also in {layout.region_group_of[host]}")
+            layout.cluster_nodes[host] = host_node
+            layout.region_group_of[host] = region_group
+            layout.clusters[host] = _cluster(host, host_node, region, bounds)
+
+
+def _check_regions(layout: _Layout, group_vars_dir: Path) -> None:
+    """Failover partners and replication sources name real regions; demand shares sum to 1."""
+    regions = layout.regions
     region_ids = ", ".join(sorted(regions))
     for region in regions.values():
         if region.failover_partner not in regions or region.failover_partner == region.id:
-            raise partner_nodes[region.id].fail(f"another known region ({region_ids})",
-                                                region.failover_partner)
+            raise layout.partner_nodes[region.id].fail(f"another known region ({region_ids})",
+                                                       region.failover_partner)
         source = region.database.replicates_from
         if region.database.role is DbRole.READ_REPLICA:
             if source not in regions or regions[source].database.role is not DbRole.WRITE_PRIMARY:
                 primaries = ", ".join(sorted(r.id for r in regions.values()
                                              if r.database.role is DbRole.WRITE_PRIMARY))
-                raise replicates_nodes[region.id].fail(f"a write-primary region ({primaries})", str(source))
+                raise layout.replicates_nodes[region.id].fail(f"a write-primary region ({primaries})",
+                                                              str(source))
         elif source is not None:
-            raise replicates_nodes[region.id].fail("null for a write primary", source)
+            raise layout.replicates_nodes[region.id].fail("null for a write primary", source)
     demand = sum(r.traffic.demand_share for r in regions.values())
     if abs(demand - 1.0) > 1e-6:
         raise InventoryError(str(group_vars_dir / "region_*.yml"), "traffic.demand_share",
                              "shares over all regions summing to 1", found=f"{demand:g}")
-    for region_id in accounts.aws_profiles:
-        if region_id not in regions:
-            raise all_vars.get("opsconsole_clouds").get("aws").get("profiles").fail(
+
+
+def _check_accounts(shared: _AllVars, layout: _Layout) -> None:
+    """Cloud accounts name known regions and clusters; every region has a prod cluster."""
+    region_ids = ", ".join(sorted(layout.regions))
+    for region_id in shared.accounts.aws_profiles:
+        if region_id not in layout.regions:
+            raise shared.node.get("opsconsole_clouds").get("aws").get("profiles").fail(
                 f"region ids as keys ({region_ids})", region_id
             )
-    for cluster_name in accounts.kube_contexts:
-        if cluster_name not in clusters:
-            raise all_vars.get("opsconsole_clouds").get("kubernetes").get("contexts").fail(
+    for cluster_name in shared.accounts.kube_contexts:
+        if cluster_name not in layout.clusters:
+            raise shared.node.get("opsconsole_clouds").get("kubernetes").get("contexts").fail(
                 "cluster names of the inventory as keys", cluster_name
             )
-    for region in regions.values():
-        if not any(c.environment is Environment.PROD for c in clusters.values() if c.region == region.id):
-            raise top.fail(f"at least one prod cluster in region {region.id}")
-
-    for side_file in SIDE_FILES:
-        side = root / side_file
-        if side.exists():
-            load(side).mapping()
-
-    return Fleet(
-        source=root,
-        regions=regions,
-        clusters=clusters,
-        services=services,
-        targets=targets,
-        bounds=bounds,
-        provider_plan=provider_plan,
-        provider_plan_overall=provider_plan_overall,
-        cdn_split=cdn_split,
-        accounts=accounts,
-    )
+    for region in layout.regions.values():
+        if not any(c.environment is Environment.PROD for c in layout.clusters.values()
+                   if c.region == region.id):
+            raise layout.top.fail(f"at least one prod cluster in region {region.id}")
 
 
 def _accounts(node: _Node) -> CloudAccounts:

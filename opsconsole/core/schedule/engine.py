@@ -31,26 +31,24 @@ The engine's rules:
 * **one actor**: only the leader acts — a lease in the ``leaders`` table, renewed every third of its
   length; when the leader dies another instance takes over once the lease has lapsed (20 s by default).
 
-Pure parts (schedules, desired state, transitions, timelines) take their instants as arguments; the
-:class:`Scheduler` does the I/O around them.
+Where things are: :mod:`~opsconsole.core.schedule.config` reads ``schedules.yml`` into
+:class:`Schedules`; :mod:`~opsconsole.core.schedule.calendar` is the pure part (desired state,
+transitions, timelines; instants are arguments); :mod:`~opsconsole.core.schedule.records` holds the
+records the faces show. This module is the :class:`Scheduler`, which does the I/O around them; it
+re-exports the names of the other three, so ``from opsconsole.core.schedule.engine import ...`` works
+for all of them.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
-from enum import StrEnum
-from functools import lru_cache
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import holidays as holidays_lib
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -58,28 +56,36 @@ from opsconsole.core.audit.log import AuditLog
 from opsconsole.core.audit.records import AuditKind
 from opsconsole.core.change.actions import plan_environment
 from opsconsole.core.change.gate import Act, Forbidden, refusal
-from opsconsole.core.change.rbac import Grant, Identity, Role, Scope, _only_keys
+from opsconsole.core.change.rbac import Grant, Identity, Role, Scope
 from opsconsole.core.change.requests import RequestRefused
-from opsconsole.core.change.risk import ChangeFreeze, _freeze
 from opsconsole.core.clock import Clock, utc
 from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.facade import OpsCore
-from opsconsole.core.fleet.inventory import _Node, _read_yaml
-from opsconsole.core.fleet.model import Environment, Fleet, Severity
+from opsconsole.core.fleet.model import Severity
 from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.records import JobStatus
-from opsconsole.core.schedule.timespec import (
-    AbsoluteRange,
-    PeriodSchedule,
-    RecurringWindow,
-    ScheduleSpecError,
-    TimeSpec,
-    evaluate,
-    parse_period,
-    parse_spec,
-    period_schedule,
-    zone,
+
+# The calendar, the config and the records are re-exported: ``from opsconsole.core.schedule.engine
+# import ...`` keeps working for every name that lived here before the split.
+from opsconsole.core.schedule.calendar import (
+    UnitSchedule,
+    ceil_minute,
+    desired_state,
+    notice_key,
+    timeline,
+    transitions,
 )
+from opsconsole.core.schedule.config import DEFAULT_LEAD, SCHEDULES_FILE, Schedules, load_schedules
+from opsconsole.core.schedule.records import (
+    DOWN,
+    UP,
+    EnvironmentStatus,
+    Override,
+    OverrideKind,
+    TickReport,
+    Transition,
+)
+from opsconsole.core.schedule.timespec import ScheduleSpecError, evaluate
 from opsconsole.core.store.db import (
     StoreUnavailable,
     leaders_table,
@@ -90,7 +96,13 @@ from opsconsole.core.store.db import (
 from opsconsole.core.store.outbox import Outbox
 
 __all__ = [
+    "DEFAULT_KEEP_AWAKE",
+    "DEFAULT_LEAD",
+    "DOWN",
+    "NOTICE_KIND",
     "SCHEDULER_IDENTITY",
+    "SCHEDULES_FILE",
+    "UP",
     "EnvironmentStatus",
     "Override",
     "OverrideKind",
@@ -100,18 +112,19 @@ __all__ = [
     "TickReport",
     "Transition",
     "UnitSchedule",
+    "desired_state",
     "evaluate",
     "load_schedules",
+    "notice_key",
+    "timeline",
+    "transitions",
 ]
 
 log = logging.getLogger(__name__)
 
-SCHEDULES_FILE = "schedules.yml"
-UP, DOWN = "up", "down"
 FACE = "scheduler"
 LEADER_ROLE = "scheduler"
 NOTICE_KIND = "shutdown_warning"
-DEFAULT_LEAD = timedelta(minutes=30)
 DEFAULT_KEEP_AWAKE = timedelta(hours=2)
 #: The longest an override may last: a forgotten keep-awake must not cost a month of nights.
 MAX_OVERRIDE = timedelta(days=14)
@@ -127,387 +140,6 @@ SCHEDULER_IDENTITY = Identity(
     grants=(Grant(Role.OPERATOR, environments=frozenset({"staging", "dev"})),),
     known=True,
 )
-
-
-class OverrideKind(StrEnum):
-    KEEP_AWAKE = "keep_awake"
-    SKIP_TONIGHT = "skip_tonight"
-    FORCE_DOWN = "force_down"
-
-
-@dataclass(frozen=True)
-class Override:
-    id: str
-    environment: str
-    region: str | None
-    kind: OverrideKind
-    until: datetime
-    created_by: str
-    face: str
-    created_at: datetime
-    reason: str | None = None
-
-    def applies(self, environment: str, region: str) -> bool:
-        return self.environment == environment and self.region in (None, region)
-
-    def in_force(self, at: datetime) -> bool:
-        return self.created_at <= at < self.until
-
-
-@dataclass(frozen=True)
-class Transition:
-    at: datetime
-    state: str  # "up" | "down"
-
-
-@dataclass(frozen=True)
-class EnvironmentStatus:
-    environment: str
-    region: str | None
-    desired: str
-    scheduled: str
-    applied: str | None
-    next_transitions: tuple[Transition, ...]
-    overrides: tuple[Override, ...]
-    holds: tuple[str, ...]
-    warning_at: datetime | None
-    clusters: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class TickReport:
-    """What one pass did (empty lists when this instance is not the leader)."""
-
-    at: datetime
-    leader: bool
-    filed: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-    expired: tuple[str, ...] = ()
-    held: tuple[str, ...] = ()
-    errors: tuple[str, ...] = ()
-
-
-# --------------------------------------------------------------------------------------------------
-# Schedules: schedules.yml, validated
-# --------------------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=64)
-def _holiday_calendar(country: str) -> holidays_lib.HolidayBase:
-    return holidays_lib.country_holidays(country)
-
-
-@dataclass(frozen=True)
-class UnitSchedule:
-    """The schedule of one environment in one region."""
-
-    environment: str
-    region: str
-    timezone: str
-    uptime: TimeSpec | None
-    downtime: TimeSpec | None
-    periods: PeriodSchedule | None
-    holiday_countries: tuple[str, ...]
-    lead: timedelta
-    clusters: tuple[str, ...]
-    #: What the clusters cost per hour while up (the preview's saving estimate), in USD.
-    hourly_cost: float = 0.0
-    tz: ZoneInfo = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tz", zone(self.timezone))
-
-    @property
-    def key(self) -> str:
-        return f"{self.environment}:{self.region}"
-
-    def holiday(self, day: date) -> str | None:
-        for country in self.holiday_countries:
-            name = _holiday_calendar(country).get(day)
-            if name:
-                return f"{name} ({country})"
-        return None
-
-    def up(self, at: datetime) -> bool:
-        """Whether the schedule alone (no overrides) says up at ``at``."""
-        if self.holiday_countries and self.holiday(at.astimezone(self.tz).date()) is not None:
-            return False
-        if self.downtime is not None and self.downtime.matches(at):
-            return False
-        if self.periods is not None:
-            return self.periods.matches(at)
-        return self.uptime.matches(at) if self.uptime is not None else True
-
-    def change_points(self, start: datetime, end: datetime) -> list[datetime]:
-        """Instants in ``[start, end]`` where the schedule may change (window edges, local midnights)."""
-        points: list[datetime] = []
-        zones: dict[str, tuple[ZoneInfo, set[time]]] = {}
-
-        def add(tz: ZoneInfo, t: time) -> None:
-            zones.setdefault(tz.key, (tz, set()))[1].add(t)
-
-        add(self.tz, time(0, 0))
-        for spec in (self.uptime, self.downtime):
-            for part in spec.parts if spec is not None else ():
-                if isinstance(part, RecurringWindow):
-                    for minute in (part.minute_from, part.minute_to):
-                        add(part.tz, time(0, 0) if minute >= 1440 else time(minute // 60, minute % 60))
-                    add(part.tz, time(0, 0))
-                elif isinstance(part, AbsoluteRange):
-                    points.extend((part.start, part.end + timedelta(microseconds=1)))
-        if self.periods is not None:
-            for period in self.periods.periods:
-                for t in period.boundaries():
-                    add(self.periods.tz, t)
-            add(self.periods.tz, time(0, 0))
-        for tz, times in zones.values():
-            first = start.astimezone(tz).date() - timedelta(days=1)
-            last = end.astimezone(tz).date() + timedelta(days=1)
-            day = first
-            while day <= last:
-                for t in times:
-                    points.append(datetime.combine(day, t, tzinfo=tz))
-                day += timedelta(days=1)
-        return [p for p in points if start <= p <= end]
-
-
-@dataclass(frozen=True)
-class Schedules:
-    """schedules.yml: one :class:`UnitSchedule` per (environment, region) with clusters, and freezes."""
-
-    units: tuple[UnitSchedule, ...]
-    freezes: tuple[ChangeFreeze, ...]
-    source: Path
-
-    @property
-    def environments(self) -> tuple[str, ...]:
-        return tuple(sorted({u.environment for u in self.units}))
-
-    def of(self, environment: str, region: str | None = None) -> list[UnitSchedule]:
-        return [u for u in self.units if u.environment == environment and region in (None, u.region)]
-
-    def freezes_at(self, at: datetime, environment: str, region: str) -> list[ChangeFreeze]:
-        scope = Scope.of(environments=[environment], regions=[region])
-        return [f for f in self.freezes if f.in_force(at) and f.applies_to(scope)]
-
-
-def load_schedules(inventory_dir: Path, fleet: Fleet) -> Schedules:
-    """Read and validate ``schedules.yml`` next to ``hosts.yml``.
-
-    Raises:
-        InventoryError: a key is wrong (names the file, the key path and what was expected).
-        ScheduleSpecError: a time spec or period cannot be read (names the file and key, the part, why).
-    """
-    root = inventory_dir if inventory_dir.is_dir() else inventory_dir.parent
-    path = root / SCHEDULES_FILE
-    display = str(path)
-    data = _read_yaml(path, display)
-    top = _Node(display, "", data, getattr(data, "line", 1))
-    _only_keys(top, {"version", "countries", "freezes", "costs", "environments"})
-    version = top.get("version")
-    if version.as_int() != 1:
-        raise version.fail("1", str(version.value))
-
-    countries: dict[str, str] = {}
-    countries_node = top.opt("countries")
-    if countries_node is not None and countries_node.value is not None:
-        for region, node in countries_node.items():
-            if region not in fleet.regions:
-                raise node.fail(f"a region of the fleet ({', '.join(sorted(fleet.regions))})", region)
-            countries[region] = _country(node)
-
-    prices: dict[str, float] = {}
-    costs_node = top.opt("costs")
-    if costs_node is not None and costs_node.value is not None:
-        _only_keys(costs_node, {"instance_hourly_usd"})
-        price_node = costs_node.opt("instance_hourly_usd")
-        if price_node is not None and price_node.value is not None:
-            prices = {name: node.as_float(0.0, 10_000.0) for name, node in price_node.items()}
-
-    freezes: list[ChangeFreeze] = []
-    freezes_node = top.opt("freezes")
-    if freezes_node is not None and freezes_node.value is not None:
-        for item in freezes_node.as_list():
-            freezes.append(_freeze(item, fleet))
-
-    units: list[UnitSchedule] = []
-    envs = top.get("environments")
-    for env_name, env_node in envs.items():
-        env = _Node(display, env_node.path, env_name, env_node.line).as_enum(Environment)
-        if env is Environment.PROD:
-            raise env_node.fail("staging or dev (production is never put to sleep)", env_name)
-        regions_with_clusters = sorted({c.region for c in fleet.clusters.values() if c.environment is env})
-        if env_node.value is None or env_node.mapping() == {}:
-            continue  # listed without a schedule: not scheduled
-        _only_keys(env_node, {*_UNIT_KEYS, "regions"})
-        per_region: dict[str, _Node] = {}
-        regions_node = env_node.opt("regions")
-        if regions_node is not None and regions_node.value is not None:
-            for region, node in regions_node.items():
-                if region not in regions_with_clusters:
-                    raise node.fail(
-                        f"a region where {env_name} has clusters ({', '.join(regions_with_clusters)})", region
-                    )
-                _only_keys(node, set(_UNIT_KEYS))
-                per_region[region] = node
-        for region in regions_with_clusters:
-            clusters = tuple(sorted(c.name for c in fleet.clusters.values()
-                                    if c.environment is env and c.region == region))
-            cost = 0.0
-            for name in clusters:
-                spec = fleet.clusters[name]
-                cost += math.ceil((spec.nodes.min + spec.nodes.max) / 2) * prices.get(spec.instance_type, 0.0)
-            units.append(_unit(env.value, region, env_node, per_region.get(region), fleet,
-                               countries, clusters, cost))
-    return Schedules(tuple(units), tuple(freezes), path)
-
-
-_UNIT_KEYS = ("uptime", "downtime", "periods", "timezone", "holidays", "warning_lead_min")
-
-
-def _country(node: _Node) -> str:
-    code = node.as_str().upper()
-    try:
-        holidays_lib.country_holidays(code)
-    except NotImplementedError:
-        raise node.fail("a country code the holidays package knows (US, DE, IE, SG...)", code) from None
-    return code
-
-
-def _unit(
-    environment: str, region: str, env_node: _Node, region_node: _Node | None, fleet: Fleet,
-    countries: Mapping[str, str], clusters: tuple[str, ...], cost: float,
-) -> UnitSchedule:
-    def pick(key: str) -> _Node | None:
-        if region_node is not None and region_node.has(key):
-            return region_node.get(key)
-        return env_node.opt(key)
-
-    tz_node = pick("timezone")
-    timezone = fleet.regions[region].timezone
-    if tz_node is not None and tz_node.value is not None:
-        timezone = tz_node.as_str()
-        try:
-            zone(timezone)
-        except KeyError:
-            raise tz_node.fail("an IANA time zone such as Europe/Berlin", timezone) from None
-
-    def spec(key: str) -> TimeSpec | None:
-        node = pick(key)
-        if node is None or node.value is None:
-            return None
-        return parse_spec(node.as_str(), schedule=f"{node.file}: {node.path}", tz=timezone)
-
-    uptime, downtime = spec("uptime"), spec("downtime")
-    periods_node = pick("periods")
-    periods = None
-    if periods_node is not None and periods_node.value is not None:
-        if uptime is not None:
-            raise periods_node.fail("either uptime or periods, not both")
-        name = f"{periods_node.file}: {periods_node.path}"
-        items = []
-        for i, item in enumerate(periods_node.as_list()):
-            raw = {str(k): v for k, v in item.mapping().items()}
-            items.append(parse_period(raw, schedule=f"{name}[{i}]"))
-        periods = period_schedule(items, timezone, schedule=name)
-
-    holidays_node = pick("holidays")
-    holiday_countries: tuple[str, ...] = ()
-    if holidays_node is not None and holidays_node.value is not None:
-        if isinstance(holidays_node.value, bool):
-            if holidays_node.value:
-                if region not in countries:
-                    raise holidays_node.fail(f"a country for {region} under the top-level countries key")
-                holiday_countries = (countries[region],)
-        else:
-            holiday_countries = tuple(_country(n) for n in holidays_node.as_list())
-
-    lead_node = pick("warning_lead_min")
-    lead = DEFAULT_LEAD if lead_node is None else timedelta(minutes=lead_node.as_float(0, 24 * 60))
-    return UnitSchedule(
-        environment=environment, region=region, timezone=timezone, uptime=uptime, downtime=downtime,
-        periods=periods, holiday_countries=holiday_countries, lead=lead, clusters=clusters, hourly_cost=cost,
-    )
-
-
-# --------------------------------------------------------------------------------------------------
-# Pure: desired state, transitions, timelines
-# --------------------------------------------------------------------------------------------------
-
-
-def _ceil_minute(at: datetime) -> datetime:
-    if not (at.second or at.microsecond):
-        return at
-    floor = at.replace(second=0, microsecond=0)
-    return floor if floor == at else floor + timedelta(minutes=1)
-
-
-def desired_state(unit: UnitSchedule, at: datetime, overrides: Sequence[Override] = ()) -> str:
-    """The state ``unit`` should be in at ``at``: the newest override in force, else the schedule."""
-    active = [o for o in overrides if o.applies(unit.environment, unit.region) and o.in_force(at)]
-    if active:
-        newest = max(active, key=lambda o: o.created_at)
-        return DOWN if newest.kind is OverrideKind.FORCE_DOWN else UP
-    return UP if unit.up(at) else DOWN
-
-
-def _points(
-    unit: UnitSchedule, start: datetime, end: datetime, overrides: Sequence[Override]
-) -> list[datetime]:
-    points = unit.change_points(start, end)
-    for o in overrides:
-        if o.applies(unit.environment, unit.region):
-            points.extend(p for p in (o.created_at, o.until) if start <= p <= end)
-    return sorted({_ceil_minute(p.astimezone(UTC)) for p in points})
-
-
-def transitions(
-    unit: UnitSchedule, start: datetime, end: datetime, overrides: Sequence[Override] = (), *,
-    limit: int | None = None, schedule_only: bool = False,
-) -> list[Transition]:
-    """The changes of desired state in ``(start, end]``, at one-minute resolution, in order."""
-    chosen = () if schedule_only else overrides
-    state = desired_state(unit, start, chosen)
-    out: list[Transition] = []
-    for point in _points(unit, start, end, chosen):
-        if point <= start:
-            continue
-        now = desired_state(unit, point, chosen)
-        if now != state:
-            out.append(Transition(point, now))
-            state = now
-            if limit is not None and len(out) >= limit:
-                break
-    return out
-
-
-def timeline(
-    unit: UnitSchedule, start: datetime, minutes: int, overrides: Sequence[Override] = ()
-) -> bytearray:
-    """One byte per minute from ``start`` (aligned to a minute): 1 while up, 0 while down.
-
-    Evaluates the schedule only where it can change (window edges, local midnights, overrides), so a
-    14-day timeline costs a few dozen evaluations, not 20,160.
-    """
-    start = _ceil_minute(start)
-    end = start + timedelta(minutes=minutes)
-    out = bytearray(minutes)
-    marks = [0] + [int((p - start).total_seconds() // 60) for p in _points(unit, start, end, overrides)]
-    marks = sorted({m for m in marks if 0 <= m < minutes})
-    for i, mark in enumerate(marks):
-        stop = marks[i + 1] if i + 1 < len(marks) else minutes
-        if desired_state(unit, start + timedelta(minutes=mark), overrides) == UP:
-            out[mark:stop] = b"\x01" * (stop - mark)
-    return out
-
-
-def notice_key(unit: UnitSchedule, at: datetime) -> str:
-    return f"shutdown:{unit.environment}:{unit.region or '*'}:{at.astimezone(UTC):%Y%m%dT%H%MZ}"
-
-
-# --------------------------------------------------------------------------------------------------
-# The engine
-# --------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -871,7 +503,7 @@ class Scheduler:
         warned = data.get("warned")
         if warned is None:
             # Down now with no warning out (a restart, a missed lead): warn now, stop after the lead.
-            due = now if forced else _ceil_minute(now + unit.lead)
+            due = now if forced else ceil_minute(now + unit.lead)
             self._warn(unit, due, memory, warnings)
         else:
             due = datetime.fromisoformat(warned)
