@@ -17,6 +17,7 @@ import typer
 from opsconsole.cli import render
 from opsconsole.cli.context import cli_context, err, out
 from opsconsole.cli.jobs import follow_job, settled
+from opsconsole.core.errors import UsageError
 
 if TYPE_CHECKING:
     from opsconsole.core.api import OpsApi
@@ -125,8 +126,11 @@ def approvals_approve(
         out.print(
             f"approved by {person}: request {request.short_id} is "
             f"{'approved' if decided.job is not None else request.status.value}"
-            + (f" ({missing} more approval(s) needed)" if missing else "")
+            + (f" ({missing} more approval{'' if missing == 1 else 's'} needed)" if missing else "")
         )
+        if decided.run_refused:
+            raise UsageError(f"your approval counted, but the run did not start: {decided.run_refused}",
+                             title="not run")
         if decided.job is not None:
             _follow_run(ops, request, decided.job, person)
 

@@ -91,6 +91,8 @@ class Decided:
     request: ChangeRequest
     job: Job | None = None
     may_still_vote: tuple[str, ...] = ()
+    #: Why the run the vote would have started did not start (the vote itself counted).
+    run_refused: str | None = None
 
 
 @dataclass(frozen=True)

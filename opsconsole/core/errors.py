@@ -69,3 +69,9 @@ class SandboxError(OpsError):
     """The embedded sandbox world could not be loaded, saved or driven."""
 
     title = "sandbox error"
+
+
+class ExecutionUnavailable(OpsError):
+    """This core was built to read only: it has no run engine (a server that cannot run playbooks)."""
+
+    title = "changes unavailable"

@@ -23,7 +23,7 @@ from opsconsole.core.change.preview import preview_document
 from opsconsole.core.change.rbac import Directory
 from opsconsole.core.change.risk import load_policy
 from opsconsole.core.clock import Clock, SystemClock
-from opsconsole.core.errors import OpsError
+from opsconsole.core.errors import ExecutionUnavailable, OpsError
 from opsconsole.core.fleet.engine import FleetService, FleetSource, Snapshot
 from opsconsole.core.fleet.findings import evaluate, region_health
 from opsconsole.core.fleet.model import Fleet
@@ -32,12 +32,6 @@ from opsconsole.core.runs.jobs import JobStore
 from opsconsole.core.runs.records import Job
 from opsconsole.core.runs.runner import Runner
 from opsconsole.core.store.db import Database
-
-
-class ExecutionUnavailable(OpsError):
-    """This core was built to read only: it has no run engine."""
-
-    title = "changes unavailable"
 
 
 @dataclass(frozen=True)

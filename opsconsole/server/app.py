@@ -46,8 +46,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from opsconsole.core import wire
 from opsconsole.core.change.gate import Forbidden
 from opsconsole.core.change.requests import RequestNotFound, RequestRefused
-from opsconsole.core.errors import OpsError
-from opsconsole.core.facade import ExecutionUnavailable, OpsCore
+from opsconsole.core.errors import ExecutionUnavailable, OpsError
+from opsconsole.core.facade import OpsCore
 from opsconsole.core.fleet.engine import SourceStatus
 from opsconsole.core.store.db import StoreUnavailable
 from opsconsole.server.auth import Authenticator, AuthResult, Unauthenticated

@@ -42,8 +42,8 @@ from opsconsole.core.change.rbac import Identity, Role
 from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.change.requests import RequestNotFound, RequestRefused
 from opsconsole.core.change.risk import plan_scope
-from opsconsole.core.errors import OpsError, UsageError
-from opsconsole.core.facade import ExecutionUnavailable, OpsCore
+from opsconsole.core.errors import ExecutionUnavailable, OpsError, UsageError
+from opsconsole.core.facade import OpsCore
 from opsconsole.core.fleet.engine import Snapshot
 from opsconsole.core.fleet.model import Environment, Fleet
 from opsconsole.core.fleet.report import findings_document, status_document
@@ -311,11 +311,16 @@ class OpsService:
         pipeline = self.core.pipeline
         after = pipeline.approve(request_id, self.identity, face=self.face)
         job: Job | None = None
+        run_refused: str | None = None
         if run and after.status is RequestStatus.APPROVED:
-            job = pipeline.execute(after.id, self.identity, face=self.face, wait=False)
+            # The vote has counted whatever happens next; a run that cannot start is said, not raised.
+            try:
+                job = pipeline.execute(after.id, self.identity, face=self.face, wait=False)
+            except (RequestRefused, ExecutionUnavailable) as exc:
+                run_refused = exc.message
             after = pipeline.requests.get(after.id)
         still = tuple(pipeline.may_still_vote(after)) if after.status is RequestStatus.REQUESTED else ()
-        return Decided(request=after, job=job, may_still_vote=still)
+        return Decided(request=after, job=job, may_still_vote=still, run_refused=run_refused)
 
     def reject(self, request_id: str, *, reason: str) -> Decided:
         self._changes()

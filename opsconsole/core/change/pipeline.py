@@ -69,7 +69,7 @@ from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.change.requests import NewRequest, RequestRefused, RequestStore
 from opsconsole.core.change.risk import RiskAssessment, RiskPolicy, assess, plan_scope
 from opsconsole.core.clock import Clock, SystemClock
-from opsconsole.core.errors import OpsError, UsageError
+from opsconsole.core.errors import ExecutionUnavailable, OpsError, UsageError
 from opsconsole.core.fleet.engine import Snapshot
 from opsconsole.core.fleet.model import Fleet
 from opsconsole.core.runs.events import EventBus
@@ -520,10 +520,12 @@ class Pipeline:
                 busy, or already started elsewhere.
             StoreUnavailable: nothing runs.
         """
+        # Whether the request may run is decided (and a tampered one refused and audited) before whether
+        # this server can run anything at all: the refusal is the answer a caller needs.
+        request = self._runnable(request_id, who, face)
         executor = self._executor
         if executor is None:
-            raise OpsError("this console was started read-only: it cannot run playbooks")
-        request = self._runnable(request_id, who, face)
+            raise ExecutionUnavailable("this server cannot run playbooks (it was started to read only)")
         plan = plan if plan is not None else self._replan(request, who, face)
         reason = refusal(Act.RUN, who, scope=plan_scope(plan, self.fleet), break_glass=request.break_glass)
         if reason is not None:

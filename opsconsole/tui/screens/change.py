@@ -555,7 +555,14 @@ class ApprovalsScreen(ConsoleScreen):
         request = decided.request
         self.console.remember(request, decided.may_still_vote)
         self.show_data()
-        self.notify(f"request {request.short_id} is {request.status.value}", title="decided")
+        if request.status.value == "requested" and request.approvals_needed:
+            counted = request.approvals_needed - request.approvals_missing
+            self.notify(f"request {request.short_id}: {counted} of {request.approvals_needed} approvals",
+                        title="your vote counted")
+        else:
+            self.notify(f"request {request.short_id} is {request.status.value}", title="decided")
+        if decided.run_refused:
+            self.notify(decided.run_refused, title="not run", severity="error")
         if decided.job is not None:  # the approval that completed it started the run, as in the CLI and Slack
             self._show_run(request, decided.job)
 
