@@ -27,6 +27,7 @@ Importing this module loads httpx and the wire codec only (no SQLAlchemy, no clo
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
@@ -94,11 +95,14 @@ class RemoteClient:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self._where = f"{self.base_url} (socket {uds})" if uds else self.base_url
-        transport = httpx.HTTPTransport(uds=uds) if uds else None
+        # A CA bundle becomes an SSL context (httpx deprecates a path); the transport carries it too.
+        tls: bool | ssl.SSLContext = ssl.create_default_context(cafile=verify) if isinstance(verify, str) \
+            else verify
+        transport = httpx.HTTPTransport(uds=uds, verify=tls) if uds else None
         self._http = httpx.Client(
             base_url=self.base_url,
             transport=transport,
-            verify=verify,
+            verify=tls,
             timeout=timeout_s,
             headers={
                 "Authorization": f"Bearer {token}",
