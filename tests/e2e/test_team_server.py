@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 PEOPLE = ("alice", "bob", "carol")
 FAILOVER = ("act", "failover", "--from", "eu-west-1", "--to", "eu-central-1")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def real_jobs(server: TeamServer, action: str) -> list[dict[str, Any]]:
@@ -252,3 +254,21 @@ def test_the_cli_over_https_with_a_self_signed_certificate(tmp_path: Path) -> No
         plain = server.cli(None, "whoami", ok=False, env={**bare, "OPSCONSOLE_SERVER": server.url.replace(
             "https://", "http://"), "OPSCONSOLE_TOKEN": token})
         assert plain.returncode in (1, 2), plain.stdout + plain.stderr
+
+
+def test_the_clients_inventory_and_policy_do_not_count(sim_server: TeamServer, tmp_path: Path) -> None:
+    """A client pointing OPSCONSOLE_INVENTORY at its own copy whose policy.yml makes everything low risk
+    still gets the server's policy: a prod failover needs two approvers."""
+    mine = tmp_path / "inventory"
+    shutil.copytree(REPO / "inventory", mine)
+    (mine / "policy.yml").write_text(
+        "---\nversion: 1\nlevels: {low: {approvals: 0}}\nrules:\n  - {name: anything-goes, risk: low}\n"
+    )
+    filed = json.loads(server_cli(sim_server, "alice", "act", "failover", "--from", "ap-southeast-1",
+                                  "--to", "ap-northeast-1", "--json", OPSCONSOLE_INVENTORY=str(mine)))
+    assert (filed["status"], filed["risk"], filed["needs"]["approvals"]) == ("requested", "high", 2)
+    sim_server.cli("alice", "approvals", "cancel", filed["request_id"])
+
+
+def server_cli(server: TeamServer, person: str, *args: str, **env: str) -> str:
+    return server.cli(person, *args, env=env).stdout
