@@ -778,6 +778,15 @@ def test_from_dict_refuses_another_fleet_and_garbage(seed_fleet: Fleet) -> None:
         World.from_dict(SMALL, {**data, "version": 99})
 
 
+def test_from_dict_refuses_state_that_only_fails_when_re_evaluated() -> None:
+    """A DNS target outside the fleet passes the layout checks and breaks the tick's re-evaluation
+    (dynamics); that is still a malformed state file, never a traceback."""
+    data = World(SMALL, seed=1, start=NOON).to_dict()
+    data["regions"][sorted(SMALL.regions)[0]]["dns"] = {"nowhere-1": 100}
+    with pytest.raises(SandboxError, match="malformed"):
+        World.from_dict(SMALL, data)
+
+
 # --------------------------------------------------------------------------------------------------
 # Invariants under random operations
 # --------------------------------------------------------------------------------------------------
