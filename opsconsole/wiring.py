@@ -80,7 +80,7 @@ def sandbox_emulators(fleet: Fleet) -> list[Emulator]:
     from opsconsole.sandbox.aws import AwsCloud  # noqa: PLC0415
     from opsconsole.sandbox.azure_monitor import AzureMonitorEmulator  # noqa: PLC0415
     from opsconsole.sandbox.gcp_monitoring import GcpMonitoringEmulator  # noqa: PLC0415
-    from opsconsole.sandbox.kube_api import KubeApiEmulator  # noqa: PLC0415
+    from opsconsole.sandbox.kube import KubeApiEmulator  # noqa: PLC0415
 
     return [
         KubeApiEmulator(fleet), AwsCloud(fleet), GcpMonitoringEmulator(fleet), AzureMonitorEmulator(fleet)

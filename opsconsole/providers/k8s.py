@@ -175,7 +175,7 @@ class KubernetesSource:
 
     @classmethod
     def from_endpoints(cls, fleet: Fleet, endpoints: Endpoints, **kwargs: Any) -> KubernetesSource:
-        """Build the source for the sandbox emulator (:class:`opsconsole.sandbox.kube_api.KubeApiEmulator`).
+        """Build the source for the sandbox emulator (:class:`opsconsole.sandbox.kube.KubeApiEmulator`).
 
         Uses ``endpoints.settings["kubeconfig"]`` (contexts named like the clusters) and
         ``settings["namespace"]``; ``kwargs`` go to the constructor.

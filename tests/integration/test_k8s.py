@@ -26,7 +26,7 @@ from opsconsole.core.errors import SourceError
 from opsconsole.core.fleet.model import ClusterState, Fleet, FleetRecord, WorkloadState
 from opsconsole.providers.k8s import KubernetesSource
 from opsconsole.sandbox.emulator import Endpoints, scope_in
-from opsconsole.sandbox.kube_api import NAMESPACE, KubeApiEmulator
+from opsconsole.sandbox.kube import NAMESPACE, KubeApiEmulator
 from opsconsole.sandbox.world import World
 
 START = datetime(2025, 1, 15, 20, tzinfo=UTC)  # evening in Europe: busy, some scaling

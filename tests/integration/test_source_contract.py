@@ -39,7 +39,7 @@ from opsconsole.sandbox.aws import AwsCloud
 from opsconsole.sandbox.azure_monitor import AzureMonitorEmulator
 from opsconsole.sandbox.emulator import Endpoints, Fault, Faults, Match, client_is
 from opsconsole.sandbox.gcp_monitoring import GcpMonitoringEmulator
-from opsconsole.sandbox.kube_api import KubeApiEmulator
+from opsconsole.sandbox.kube import KubeApiEmulator
 from opsconsole.sandbox.world import World
 
 START = datetime(2025, 1, 15, 18, tzinfo=UTC)
