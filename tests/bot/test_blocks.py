@@ -69,6 +69,7 @@ TOTALS = Totals(
     rps=2400.0,
     api_rps_target=5000.0,
     global_avg_latency_ms=80.0,
+    global_avg_latency_target_ms=100.0,
     api_p95_ms=150.0,
     worst_p95_ms=230.0,
     api_p95_target_ms=200.0,

@@ -255,6 +255,7 @@ async def test_every_screen_opens_and_escape_goes_back(key: str, screen: type) -
     app = sim_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await refreshed(pilot, app)
+        await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
         await pilot.press(key)
         await until(pilot, lambda: isinstance(app.screen, screen))
         await pilot.pause(0.3)
