@@ -25,9 +25,9 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/opsconsole
 
-## make test: install the test extras and run the whole suite
+## make test: install the test extras and run the whole suite, on both cores (pytest-xdist)
 test: install-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 ## make test-fast: the in-process tests (unit, CLI, server, console, store), on both cores; no
 ## subprocesses of the CLI, no playbook runs, no local cloud. The loop to run while editing.
