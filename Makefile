@@ -25,9 +25,10 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/opsconsole
 
-## make test: install the test extras and run the whole suite, on both cores (pytest-xdist)
+## make test: install the test extras and run the whole suite, on both cores (pytest-xdist; work
+## stealing, so that the long end-to-end tests do not all end up queued behind one worker)
 test: install-test
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 ## make test-fast: the in-process tests (unit, CLI, server, console, store), on both cores; no
 ## subprocesses of the CLI, no playbook runs, no local cloud. The loop to run while editing.
