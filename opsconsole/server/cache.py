@@ -265,6 +265,25 @@ class FleetCache:
                 raise FleetUnavailable(f"the fleet cannot be read yet: {reason}")
             return self._view
 
+    def complete(self, *, wait_s: float = 15.0) -> FleetView:
+        """The newest view in which every source answered; waits up to ``wait_s`` for a refresh that
+        gives one, else the newest view there is (the planners then say what they lack).
+
+        A change is planned on this: the first refresh of a server that has just started often finds a
+        slow source past its deadline, and a plan on that partial view would refuse a healthy target
+        for "no figures".
+        """
+        view = self.latest(wait_s=wait_s)
+        deadline = time.monotonic() + wait_s
+        with self._have:
+            while self._view is not None and self._view.snapshot.partial:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None:  # no refresh loop: nothing newer will come
+                    break
+                seen = self._view
+                self._have.wait_for(lambda seen=seen: self._view is not seen, left)  # type: ignore[misc]
+            return self._view if self._view is not None else view
+
     def latest_encoded(self, *, wait_s: float = 30.0) -> bytes:
         """:meth:`latest` as the wire's JSON, encoded once per view however many clients ask.
 

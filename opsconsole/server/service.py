@@ -219,7 +219,8 @@ class OpsService:
         return self.core.refresh()
 
     def _plan(self, action: str, params: Mapping[str, Any]) -> tuple[ActionPlan, Snapshot]:
-        snapshot = self._view().snapshot
+        # On a view where every source answered, when one comes soon (see FleetCache.complete).
+        snapshot = (self.cache.complete() if self.cache is not None else self._view()).snapshot
         return plan_action(self.core.fleet, snapshot, action, params), snapshot
 
     def _jobs(self) -> JobStore:
