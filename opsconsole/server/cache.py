@@ -184,6 +184,8 @@ class FleetCache:
         self._error: str | None = None
         self._have = threading.Condition()
         self._encode_lock = threading.Lock()
+        #: The start-up wait of :meth:`complete` is over (a whole view came, or it waited once in vain).
+        self._settled = False
         self._encoded: tuple[FleetView, bytes] | None = None
         self._documents: tuple[FleetView, dict[tuple[str, str | None], dict[str, Any]]] | None = None
         self._stop = threading.Event()
@@ -239,6 +241,7 @@ class FleetCache:
         with self._have:
             if view is not None:
                 self._view = view
+                self._settled = self._settled or not view.snapshot.partial
             self._error = error
             self._have.notify_all()
 
@@ -266,22 +269,23 @@ class FleetCache:
             return self._view
 
     def complete(self, *, wait_s: float = 15.0) -> FleetView:
-        """The newest view in which every source answered; waits up to ``wait_s`` for a refresh that
-        gives one, else the newest view there is (the planners then say what they lack).
+        """The view to plan a change on: while the server is starting, the first one in which every
+        source answered (waiting up to ``wait_s``); once it has had one, or waited once in vain, simply
+        the newest (a source that stays down must not make every plan wait).
 
-        A change is planned on this: the first refresh of a server that has just started often finds a
-        slow source past its deadline, and a plan on that partial view would refuse a healthy target
-        for "no figures".
+        A server that has just started often finds a slow source past its deadline on its first refresh,
+        and a plan on that partial view would refuse a healthy target for "no figures".
         """
         view = self.latest(wait_s=wait_s)
         deadline = time.monotonic() + wait_s
         with self._have:
-            while self._view is not None and self._view.snapshot.partial:
+            while not self._settled and self._view is not None and self._view.snapshot.partial:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._thread is None:  # no refresh loop: nothing newer will come
                     break
                 seen = self._view
                 self._have.wait_for(lambda seen=seen: self._view is not seen, left)  # type: ignore[misc]
+            self._settled = True
             return self._view if self._view is not None else view
 
     def latest_encoded(self, *, wait_s: float = 30.0) -> bytes:
