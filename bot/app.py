@@ -18,6 +18,7 @@ from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot import logs
 from bot.listeners import register_all
 from bot.runtime import BotRuntime
 from bot.settings import BotConfigError, BotSettings
@@ -40,9 +41,12 @@ def build_app(settings: BotSettings, client: WebClient) -> App:
     Raises:
         BotConfigError: Slack refused the bot token, or the Web API cannot be reached.
     """
+    logs.configure()
     # slack_sdk's DEBUG log shows request bodies; keep it at INFO whatever the root level is.
     logging.getLogger("slack_sdk").setLevel(max(logging.INFO, logging.getLogger("slack_sdk").level))
     where = settings.api_url or "https://slack.com/api/"
+    if settings.socket_mode:
+        check_app_token(settings, client)
     try:
         return App(
             client=client,
@@ -56,6 +60,26 @@ def build_app(settings: BotSettings, client: WebClient) -> App:
         raise BotConfigError(f"SLACK_BOT_TOKEN: Slack refused it ({error.response.get('error')})") from None
     except BoltError as error:
         raise BotConfigError(f"SLACK_BOT_TOKEN: {str(error).splitlines()[0]}") from None
+    except (URLError, OSError) as error:
+        raise BotConfigError(f"cannot reach the Slack Web API at {where}: {error}") from None
+
+
+def check_app_token(settings: BotSettings, client: WebClient) -> None:
+    """Socket Mode: ask Slack for a connection URL with the app-level token before anything starts, so
+    that a revoked or wrong token is one message and exit 2, not a traceback (the URL is not used).
+
+    Raises:
+        BotConfigError: Slack refused the token, or cannot be reached.
+    """
+    where = settings.api_url or "https://slack.com/api/"
+    try:
+        client.apps_connections_open(app_token=str(settings.app_token))
+    except SlackApiError as error:
+        code = error.response.get("error")
+        raise BotConfigError(
+            f"SLACK_APP_TOKEN: Slack refused it ({code}); make a new app-level token with the "
+            "connections:write scope (Basic Information → App-Level Tokens)"
+        ) from None
     except (URLError, OSError) as error:
         raise BotConfigError(f"cannot reach the Slack Web API at {where}: {error}") from None
 

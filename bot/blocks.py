@@ -31,6 +31,7 @@ Block = dict[str, Any]
 APPROVE = "request_approve"
 REJECT = "request_reject"
 RUN = "request_run"
+CANCEL = "job_cancel"
 KEEP_AWAKE = "shutdown_keep_awake"
 SKIP_TONIGHT = "shutdown_skip_tonight"
 REJECT_MODAL = "request_reject_modal"
@@ -63,6 +64,13 @@ STATUS_EMOJI = {
 }
 #: Slack refuses a section text over 3,000 characters.
 MAX_TEXT = 2900
+#: Slack refuses a field over 2,000 characters (and more than 10 fields).
+MAX_FIELD = 1900
+#: Slack refuses a message of more than 50 blocks, a modal or Home tab of more than 100.
+MAX_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+#: App Home shows Approve / Reject on this many waiting requests (two blocks each); the rest as lines.
+HOME_BUTTONS = 10
 
 
 @dataclass(frozen=True)
@@ -83,11 +91,79 @@ class RunProgress:
 
 
 def _clip(text: str, limit: int = MAX_TEXT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """``text`` cut to ``limit`` characters, saying so; a code block the cut opened is closed again."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 5] + "…"
+    if cut.count("```") % 2:
+        cut += "\n```"
+    return cut
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """Public :func:`_clip` (for the bot's other modules)."""
+    return _clip(text, limit)
+
+
+def escape(text: str) -> str:
+    """``&``, ``<`` and ``>`` escaped for mrkdwn."""
+    return _escape(text)
+
+
+def _code(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` as a code block that is always closed, whatever its length."""
+    body = text.replace("```", "` ``")
+    body = body if len(body) <= limit - 8 else body[: limit - 9] + "…"
+    return "```" + body + "```"
+
+
+def people(names: Sequence[str], limit: int = MAX_FIELD) -> str:
+    """``a, b, c +N more``: as many of ``names`` as fit in ``limit`` characters, saying how many did not."""
+    if not names:
+        return "nobody"
+    out: list[str] = []
+    used = 0
+    for i, name in enumerate(names):
+        left = len(names) - i
+        if out and used + len(name) + 2 + len(f" +{left} more") > limit:
+            return ", ".join(out) + f" +{left} more"
+        out.append(name)
+        used += len(name) + 2
+    return ", ".join(out)
+
+
+def sections(
+    lines: Sequence[str], *, max_blocks: int, more: str = "", total: int | None = None
+) -> list[Block]:
+    """``lines`` packed into as few sections as fit (each under Slack's 3,000 characters), at most
+    ``max_blocks`` blocks; when not every line fits, the last block says "showing N of M" and ``more``
+    (where to see them all). ``total``: how many there are, when ``lines`` is already a cut."""
+    total = len(lines) if total is None else total
+    out: list[Block] = []
+    chunk: list[str] = []
+    size = 0
+    shown = 0
+    budget = max(1, max_blocks - 1)  # room for the "showing N of M" note
+    for raw in lines:
+        line = _clip(raw, MAX_TEXT - 10)
+        if chunk and size + len(line) + 1 > MAX_TEXT:
+            if len(out) + 1 >= budget:
+                break
+            out.append(_md("\n".join(chunk)))
+            chunk, size = [], 0
+        chunk.append(line)
+        size += len(line) + 1
+        shown += 1
+    if chunk:
+        out.append(_md("\n".join(chunk)))
+    if shown < total:
+        note = f"showing {shown} of {total}" + (f" — {more} for all" if more else "")
+        out.append(_context(note))
+    return out
 
 
 def _md(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text)}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text) or " "}}
 
 
 def _context(*texts: str) -> Block:
@@ -137,24 +213,29 @@ def notice_text(message: str) -> Message:
     return {"response_type": "ephemeral", "text": _escape(message)}
 
 
-def help_message(usages: Sequence[str]) -> Message:
-    lines = "\n".join(f"`{u}`" for u in usages)
-    return {
-        "response_type": "ephemeral",
-        "text": "opsconsole commands",
-        "blocks": [
-            _header("opsconsole — /ops"),
-            _md(lines),
-            _context("Changes go through the approval queue: the same one the terminal console shows."),
-        ],
-    }
+def help_message(
+    usages: Sequence[str], *, intro: str = "", others: Sequence[str] = (), restricted: bool = False
+) -> Message:
+    """``/ops help``: the commands this person may use here (``usages``), then those they may not
+    (``others``: changes, for someone without an operator role)."""
+    blocks: list[Block] = [_header("opsconsole — /ops")]
+    if intro:
+        blocks.append(_md(intro))
+    blocks.append(_md("*You may use*\n" + "\n".join(f"`{u}`" for u in usages)))
+    if others:
+        blocks.append(_md("*Needs an operator role*\n" + "\n".join(f"`{u}`" for u in others)))
+    notes = ["Changes go through the approval queue: the same one the terminal console shows."]
+    if restricted:
+        notes.append("This channel allows only some commands (slack.yml → commands).")
+    blocks.append(_context(*notes))
+    return {"response_type": "ephemeral", "text": "opsconsole commands", "blocks": blocks}
 
 
 # -- fleet ------------------------------------------------------------------------------------------------
 
 
 def _region_line(s: RegionSummary, p95_target_ms: float) -> str:
-    health = HEALTH_EMOJI.get(s.health.value, ":white_circle:")
+    health = f"{HEALTH_EMOJI.get(s.health.value, ':white_circle:')} {s.health.value}"
     p95 = _fmt(s.p95_ms, ".0f", " ms")
     findings = (
         "no findings"
@@ -177,8 +258,10 @@ def status_message(
     taken_at: datetime,
     partial: bool,
     region: str | None = None,
+    max_blocks: int = MAX_BLOCKS,
 ) -> Message:
-    """``/ops status``: fleet-wide figures against their targets, then one line per region."""
+    """``/ops status``: fleet-wide figures against their targets, then one line per region (packed into
+    sections, so that any fleet fits in ``max_blocks``; a cut says so)."""
     shown = [s for s in summaries if region is None or s.id == region]
     worst = {h: sum(1 for s in shown if s.health.value == h) for h in ("ok", "degraded", "down", "unknown")}
     availability = "—" if totals.availability is None else f"{totals.availability * 100:.3f}%"
@@ -207,7 +290,11 @@ def status_message(
         },
         {"type": "divider"},
     ]
-    blocks += [_md(_region_line(s, totals.api_p95_target_ms)) for s in shown]
+    blocks += sections(
+        [_region_line(s, totals.api_p95_target_ms) for s in shown],
+        max_blocks=max_blocks - len(blocks) - 1,
+        more="`opsconsole fleet status`",
+    )
     notes = [
         f"Read {_date(taken_at)}",
         f"{worst['ok']} ok · {worst['degraded']} degraded · {worst['down']} down"
@@ -235,13 +322,10 @@ def findings_message(findings: Sequence[Mapping[str, Any]], *, region: str | Non
     lines = [
         f"{SEVERITY_EMOJI.get(str(f['severity']), '')} *{f['severity']}* {_escape(str(f['title']))}"
         f" — {f.get('region') or 'fleet'} · measured {f['measured']} vs {f['target']}"
-        for f in findings[:40]
+        for f in findings
     ]
     blocks: list[Block] = [_header(title)]
-    for i in range(0, len(lines), 10):
-        blocks.append(_md("\n".join(lines[i : i + 10])))
-    if len(findings) > 40:
-        blocks.append(_context(f"…and {len(findings) - 40} more: `opsconsole fleet findings`"))
+    blocks += sections(lines, max_blocks=MAX_BLOCKS - 1, more="`opsconsole fleet findings`")
     return {"response_type": "ephemeral", "text": f"{title}: {len(findings)}", "blocks": blocks}
 
 
@@ -322,21 +406,24 @@ def request_message(
     ]
     if request.summary:
         blocks.append(_md("*Preview*\n" + "\n".join(f"• {_escape(line)}" for line in request.summary)))
-        blocks.append(_md("```" + _escape(preview_diff(request.summary)) + "```"))
+        blocks.append(_md(_code(_escape(preview_diff(request.summary)))))
     reasons = "; ".join(request.risk_reasons) or "—"
     fields = [
-        {"type": "mrkdwn", "text": f"*Risk*\n{RISK_EMOJI.get(risk, '')} {risk}: {_escape(reasons)}"},
+        {
+            "type": "mrkdwn",
+            "text": _clip(f"*Risk*\n{RISK_EMOJI.get(risk, '')} {risk}: {_escape(reasons)}", MAX_FIELD),
+        },
         {
             "type": "mrkdwn",
             "text": f"*Approvals*\n{len(request.approvers)} of {request.approvals_needed}"
-            + (f" ({', '.join(request.approvers)})" if request.approvers else ""),
+            + (f" ({people(request.approvers, MAX_FIELD - 40)})" if request.approvers else ""),
         },
     ]
     if request.status is RequestStatus.REQUESTED:
-        fields.append({"type": "mrkdwn", "text": "*May approve*\n" + (", ".join(may_approve) or "nobody")})
+        fields.append({"type": "mrkdwn", "text": "*May approve*\n" + people(may_approve)})
         fields.append({"type": "mrkdwn", "text": f"*Expires*\n{_date(request.expires_at)}"})
     if request.status is RequestStatus.APPROVED:
-        fields.append({"type": "mrkdwn", "text": "*May run*\n" + (", ".join(may_run) or "nobody")})
+        fields.append({"type": "mrkdwn", "text": "*May run*\n" + people(may_run)})
     blocks.append({"type": "section", "fields": fields})
     if request.drift:
         lines = "\n".join(f"• {_escape(str(x))}" for x in request.drift.get("lines", []))
@@ -389,6 +476,33 @@ def request_message(
                 "deny": {"type": "plain_text", "text": "Not yet"},
             }
         blocks.append({"type": "actions", "block_id": f"run:{request.id}", "elements": [run]})
+    if request.status is RequestStatus.RUNNING and request.job_id:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"cancel:{request.id}",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": CANCEL,
+                        "style": "danger",
+                        "value": request.job_id,
+                        "text": {"type": "plain_text", "text": "Cancel run"},
+                        "confirm": {
+                            "title": {"type": "plain_text", "text": "Cancel this run?"},
+                            "text": {
+                                "type": "mrkdwn",
+                                "text": _clip(
+                                    f"{request.action} {_params(request.params)}: stops at the next task", 300
+                                ),
+                            },
+                            "confirm": {"type": "plain_text", "text": "Cancel it"},
+                            "deny": {"type": "plain_text", "text": "Let it run"},
+                        },
+                    }
+                ],
+            }
+        )
     if request.job_id:
         blocks.append(_context(f"job `{request.job_id[:12]}` · `opsconsole jobs logs {request.job_id[:12]}`"))
     text = (
@@ -398,13 +512,28 @@ def request_message(
     return {"text": text, "blocks": blocks}
 
 
-def filed_reply(request: ChangeRequest, *, channel: str | None, may_approve: Sequence[str]) -> Message:
-    """To the requester, after filing: where the request waits and for whom."""
+def filed_reply(
+    request: ChangeRequest,
+    *,
+    channel: str | None,
+    may_approve: Sequence[str],
+    posted: bool = True,
+    problem: str | None = None,
+) -> Message:
+    """To the requester, after filing: where the request waits and for whom — and, when the approval
+    message could not be posted (``problem``: why, in words), that it could not and what fixes it."""
     where = f" in <#{channel}>" if channel else ""
+    if problem:
+        where = (
+            f", but I could not post in <#{channel}>: {problem}. It stays queued (also in "
+            f"`opsconsole approvals`) and I keep trying"
+        )
+    elif not posted:
+        where = f"; posting it in <#{channel}>" if channel else ""
     if request.status is RequestStatus.REQUESTED:
         text = (
             f":inbox_tray: Filed request `{request.short_id}` ({request.action}, {request.risk} risk): "
-            f"waiting for {request.approvals_missing} approval(s) from {', '.join(may_approve) or 'nobody'}"
+            f"waiting for {request.approvals_missing} approval(s) from {people(may_approve, 1500)}"
             f"{where}. Expires {_date(request.expires_at)}."
         )
     else:
@@ -415,19 +544,24 @@ def filed_reply(request: ChangeRequest, *, channel: str | None, may_approve: Seq
     return {"response_type": "ephemeral", "text": text}
 
 
-def approvals_message(requests: Sequence[ChangeRequest]) -> Message:
+def approvals_message(requests: Sequence[ChangeRequest], *, total: int | None = None) -> Message:
+    """``/ops approvals``: every open request that fits, and how many did not."""
     if not requests:
         return {"response_type": "ephemeral", "text": "No open requests."}
+    total = len(requests) if total is None else total
     lines = [
-        f"{STATUS_EMOJI.get(r.status, '')} `{r.short_id}` *{r.action}* {_params(r.params)}"
+        f"{STATUS_EMOJI.get(r.status, '')} `{r.short_id}` *{r.action}* {_escape(_params(r.params))}"
         f" — {r.status.value}, "
         f"{r.risk} risk, {len(r.approvers)}/{r.approvals_needed} approvals, by {r.requester}"
-        for r in requests[:30]
+        for r in requests
     ]
     return {
         "response_type": "ephemeral",
-        "text": f"{len(requests)} open request(s)",
-        "blocks": [_header("Open requests"), _md("\n".join(lines))],
+        "text": f"{total} open request(s)",
+        "blocks": [
+            _header("Open requests"),
+            *sections(lines, max_blocks=MAX_BLOCKS - 1, more="`opsconsole approvals list`", total=total),
+        ],
     }
 
 
@@ -440,13 +574,22 @@ def _job_line(job: Job) -> str:
     )
 
 
-def jobs_message(jobs: Sequence[Job]) -> Message:
+def jobs_message(jobs: Sequence[Job], *, total: int | None = None) -> Message:
     if not jobs:
         return {"response_type": "ephemeral", "text": "No jobs yet."}
+    total = len(jobs) if total is None else total
     return {
         "response_type": "ephemeral",
         "text": f"{len(jobs)} recent job(s)",
-        "blocks": [_header("Recent jobs"), _md("\n".join(_job_line(j) for j in jobs[:20]))],
+        "blocks": [
+            _header("Recent jobs"),
+            *sections(
+                [_job_line(j) for j in jobs],
+                max_blocks=MAX_BLOCKS - 1,
+                more="`opsconsole jobs list`",
+                total=total,
+            ),
+        ],
     }
 
 
@@ -478,10 +621,35 @@ def audit_message(request_id: str, entries: Sequence[AuditEntry]) -> Message:
         for e in entries[-30:]
     ]
     blocks: list[Block] = [_header(f"Audit of request {request_id[:8]}")]
-    for i in range(0, len(lines), 10):
-        blocks.append(_md("\n".join(lines[i : i + 10])))
+    blocks += sections(
+        lines,
+        max_blocks=MAX_BLOCKS - 2,
+        more=f"`opsconsole audit show --request {request_id[:8]}`",
+        total=len(entries),
+    )
     blocks.append(_context("Hash-chained: `opsconsole audit verify` checks nothing was edited."))
     return {"response_type": "ephemeral", "text": f"{len(entries)} audit entries", "blocks": blocks}
+
+
+def loading_modal() -> dict[str, Any]:
+    """What ``views.open`` shows at once, before the store is read (the trigger id lives 3 s)."""
+    return {
+        "type": "modal",
+        "callback_id": REJECT_MODAL + "_loading",
+        "title": {"type": "plain_text", "text": "Reject request"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [_md(":hourglass_flowing_sand: Loading the request…")],
+    }
+
+
+def info_modal(title: str, message: str) -> dict[str, Any]:
+    """A modal that only says something (why a request cannot be rejected)."""
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": _clip(title, 24)},
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [_md(f":no_entry: {_escape(message)}")],
+    }
 
 
 def reject_modal(request: ChangeRequest, *, private_metadata: str) -> dict[str, Any]:
@@ -494,7 +662,7 @@ def reject_modal(request: ChangeRequest, *, private_metadata: str) -> dict[str, 
         "submit": {"type": "plain_text", "text": "Reject"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
-            _md(f"*{request.action}* `{_params(request.params)}` by *{request.requester}*"),
+            _md(f"*{request.action}* `{_clip(_params(request.params), 2500)}` by *{request.requester}*"),
             {
                 "type": "input",
                 "block_id": REASON_BLOCK,
@@ -574,22 +742,57 @@ def home_view(
     waiting: Sequence[ChangeRequest],
     person: str,
 ) -> dict[str, Any]:
-    """App Home: the fleet in brief and the requests waiting for this person's approval."""
-    status = status_message(summaries, totals, taken_at=taken_at, partial=totals.partial)["blocks"]
-    blocks: list[Block] = [*status, {"type": "divider"}, _header("Waiting for your approval")]
-    if waiting:
+    """App Home: the requests waiting for this person's approval first (what they came for), then the
+    fleet in brief; within Slack's 100 blocks whatever the fleet's size (a cut says so)."""
+    blocks: list[Block] = [_header("Waiting for your approval")]
+    for r in waiting[:HOME_BUTTONS]:
         blocks.append(
             _md(
-                "\n".join(
-                    f"`{r.short_id}` *{r.action}* {_params(r.params)} — {r.risk} risk, by {r.requester}, "
-                    f"{len(r.approvers)}/{r.approvals_needed}, expires {_date(r.expires_at)}"
-                    for r in waiting[:20]
-                )
+                f"`{r.short_id}` *{r.action}* {_escape(_clip(_params(r.params), 300))} — {r.risk} risk, by "
+                f"{r.requester}, {len(r.approvers)}/{r.approvals_needed}, expires {_date(r.expires_at)}"
             )
         )
-    else:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"home:{r.id}",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": APPROVE,
+                        "style": "primary",
+                        "value": r.id,
+                        "text": {"type": "plain_text", "text": "Approve"},
+                    },
+                    {
+                        "type": "button",
+                        "action_id": REJECT,
+                        "style": "danger",
+                        "value": r.id,
+                        "text": {"type": "plain_text", "text": "Reject"},
+                    },
+                ],
+            }
+        )
+    waiting = waiting[HOME_BUTTONS:]
+    if waiting:
+        lines = [
+            f"`{r.short_id}` *{r.action}* {_escape(_params(r.params))} — {r.risk} risk, by {r.requester}, "
+            f"{len(r.approvers)}/{r.approvals_needed}, expires {_date(r.expires_at)}"
+            for r in waiting
+        ]
+        blocks += sections(lines, max_blocks=10, more="`/ops approvals`")
+    elif len(blocks) == 1:
         blocks.append(_md(f"Nothing waits for {person}."))
-    return {"type": "home", "blocks": blocks[:100]}
+    blocks.append({"type": "divider"})
+    blocks += status_message(
+        summaries,
+        totals,
+        taken_at=taken_at,
+        partial=totals.partial,
+        max_blocks=MAX_VIEW_BLOCKS - len(blocks),
+    )["blocks"]
+    return {"type": "home", "blocks": blocks}
 
 
 def env_status_message(statuses: Sequence[Mapping[str, Any]], *, environment: str) -> Message:
@@ -623,5 +826,8 @@ def env_status_message(statuses: Sequence[Mapping[str, Any]], *, environment: st
     return {
         "response_type": "ephemeral",
         "text": f"{environment}: up in {up} of {len(statuses)} regions",
-        "blocks": [_header(f"Environment {environment} — schedule"), _md("\n".join(lines))],
+        "blocks": [
+            _header(f"Environment {environment} — schedule"),
+            *sections(lines, max_blocks=MAX_BLOCKS - 1, more=f"`opsconsole schedule show {environment}`"),
+        ],
     }

@@ -12,6 +12,10 @@ line, not a flicker. So:
   message reference records when it was last edited), rendering the newest state at that moment, so
   intermediate states coalesce and the final one is never lost. A 429 is waited out (``Retry-After``)
   and the message stays dirty until it is posted. A render identical to the last one is skipped.
+  An edit that can never succeed (:data:`DEAD`: the message or channel is gone, archived, or Slack
+  refuses the rendering itself) is not retried: the reference is marked ``dead`` with the error, logged
+  once, and the message is never edited again (the request stays visible in App Home, ``/ops
+  approvals`` and the terminal).
 
 Long jobs report with the bot token (``chat.update``), not a response_url: response URLs die after 30
 minutes and five uses.
@@ -27,19 +31,22 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks import Message, RunProgress
 from bot.slackcalls import SlackCalls
-from opsconsole.core.errors import OpsError
 from opsconsole.core.runs.events import EventKind, JobEvent
 from opsconsole.core.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 FACE = "slack"
+
+#: Web API errors after which editing the message again cannot work.
+GONE = frozenset({"message_not_found", "channel_not_found", "is_archived", "cant_update_message"})
+REFUSED = frozenset({"invalid_blocks", "msg_too_long", "invalid_blocks_format", "too_many_attachments"})
+DEAD = GONE | REFUSED
 
 
 def digest(message: Message) -> str:
@@ -160,7 +167,7 @@ class MessageUpdater:
 
     def _flush(self, subject: str) -> None:
         ref = self._outbox.message_ref(subject, FACE)
-        if ref is None:
+        if ref is None or ref.data.get("dead"):
             return
         # Across replicas: the last edit of this message by anyone, from the shared reference.
         since = (self._wall() - ref.updated_at).total_seconds()
@@ -175,7 +182,14 @@ class MessageUpdater:
             return
         try:
             self._slack.call("chat.update", channel=ref.channel, ts=ref.ts, **message)
-        except SlackApiError:
+        except SlackApiError as error:
+            code = str(error.response.get("error") or "")
+            if code in DEAD:
+                log.warning(
+                    "message of %s in %s cannot be edited (%s): no more edits", subject, ref.channel, code
+                )
+                self._outbox.update_message(subject, FACE, data={**ref.data, "dead": code})
+                return
             self._defer(subject, max(self._interval, 1.0))
             return
         self._outbox.update_message(subject, FACE, data={**ref.data, "digest": fingerprint, "edited": True})
@@ -187,26 +201,3 @@ class MessageUpdater:
             self._dirty.add(subject)
             self._not_before[subject] = time.monotonic() + seconds
             self._cond.notify_all()
-
-
-def post_once(
-    outbox: Outbox, slack: SlackCalls, subject: str, channel: str, message: Message, **extra: Any
-) -> str | None:
-    """Post the message about ``subject`` unless some process (this one included) did or is doing so;
-    returns the ``ts`` posted, or ``None`` when it was not this call's to post."""
-    if outbox.message_ref(subject, FACE) is not None or not outbox.first_time(f"post:{subject}"):
-        return None
-    try:
-        response = slack.call("chat.postMessage", channel=channel, **message, **extra)
-    except (SlackApiError, OpsError):
-        log.warning("posting about %s to %s failed", subject, channel)
-        return None
-    ts = str(response.get("ts"))
-    outbox.remember_message(
-        subject,
-        FACE,
-        channel=str(response.get("channel") or channel),
-        ts=ts,
-        data={"digest": digest(message)},
-    )
-    return ts

@@ -17,6 +17,7 @@ through the pipeline's compare-and-set and leases, retried payloads are deduplic
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -33,9 +34,13 @@ from bot.blocks import Message, RunProgress
 from bot.channels import Channels, load_channels
 from bot.identity import identity_of
 from bot.notices import NoticeDeliverer
-from bot.progress import MessageUpdater, ProgressTracker, post_once
+from bot.posting import KIND as POST_KIND
+from bot.posting import PostOutcome, RequestPoster
+from bot.progress import MessageUpdater, ProgressTracker
+from bot.server import add_probe
 from bot.settings import BotSettings
 from bot.slackcalls import SlackCalls
+from bot.threads import ThreadNotes, p95
 from opsconsole.core.change.approvals import RequestStatus
 from opsconsole.core.change.pipeline import RequestChanged
 from opsconsole.core.change.rbac import Identity, Permission
@@ -46,7 +51,7 @@ from opsconsole.core.facade import OpsCore
 from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.events import JobEvent
 from opsconsole.core.runs.jobs import JobStore
-from opsconsole.core.runs.records import Job
+from opsconsole.core.runs.records import Job, JobStatus
 from opsconsole.core.schedule.engine import Scheduler
 from opsconsole.core.store.outbox import Outbox
 
@@ -58,6 +63,21 @@ VIEW_MAX_AGE_S = 3.0
 
 def subject_of(request_id: str) -> str:
     return f"request:{request_id}"
+
+
+def respond_url(url: str, payload: Mapping[str, Any]) -> bool:
+    """POST ``payload`` to a Slack response_url; True when Slack took it (the status is checked)."""
+    from slack_sdk.webhook import WebhookClient  # noqa: PLC0415
+
+    try:
+        response = WebhookClient(url, timeout=10).send_dict(dict(payload))
+    except Exception as error:
+        log.warning("response_url unreachable: %s", error)
+        return False
+    if response.status_code != 200:
+        log.warning("response_url refused the reply: %s %s", response.status_code, response.body[:200])
+        return False
+    return True
 
 
 def regions_of(request: ChangeRequest) -> list[str]:
@@ -84,6 +104,17 @@ class BotRuntime:
             self.render_request_subject, self.slack, self.outbox, interval_s=settings.update_interval_s
         )
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        rtos = [spec.criticality.rto_minutes * 60.0 for spec in core.fleet.services.values()]
+        self.notes = ThreadNotes(self, now=core.clock.now, rto_s=min(rtos) if rtos else None)
+        self.poster = RequestPoster(
+            self.outbox,
+            self.slack,
+            self.worker_id,
+            self._render_for_post,
+            notify=lambda user, text: self.ephemeral(None, user, {"text": text}),
+            on_posted=self._posted,
+            base_s=settings.retry_s,
+        )
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="bot-work")
         self._view_lock = threading.Lock()
         self._view: FleetView | None = None
@@ -95,18 +126,34 @@ class BotRuntime:
         self._unsubscribe: Callable[[], None] | None = None
         self._jobs: JobStore | None = None
         self._scheduler: Scheduler | None = None
+        self._remove_probe: Callable[[], None] | None = None
+        self._homes: dict[str, tuple[float, Callable[[], None]]] = {}
+        self._homes_lock = threading.Lock()
+        self._usual: dict[str, tuple[float, float | None]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
     def start(self, *, notices: bool = True) -> None:
+        self._remove_probe = add_probe(self.health)
         self._unsubscribe = self.bus_subscribe()
         self.updater.start()
         self._spawn("slack-follower", self._follow_loop)
+        self._spawn("slack-poster", lambda: self.poster.loop(self._stop, min(self.settings.retry_s, 5.0)))
         if notices:
             deliverer = NoticeDeliverer(self)
             self._spawn("slack-notices", lambda: deliverer.loop(self._stop, self.settings.notice_s))
 
+    def health(self) -> dict[str, Any]:
+        """For ``/healthz``: can the shared store be read (approvals, dedupe and posts all need it)?"""
+        try:
+            self.outbox.open_keys(POST_KIND)
+        except Exception as error:
+            return {"name": "store", "ok": False, "error": str(getattr(error, "message", error))[:200]}
+        return {"name": "store", "ok": True, "pending_posts": self.poster.pending()}
+
     def stop(self) -> None:
+        if self._remove_probe is not None:
+            self._remove_probe()
         self._stop.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -168,6 +215,31 @@ class BotRuntime:
     def may_approve(self, request: ChangeRequest) -> list[str]:
         return self.core.pipeline.may_still_vote(request)
 
+    def slack_id(self, person: str) -> str | None:
+        """The Slack user id rbac.yml maps ``person`` to (the first one), or ``None``."""
+        entry = self.core.directory.people.get(person)
+        for principal in entry.slack if entry is not None else ():
+            _, _, user = principal.partition(":")
+            if user:
+                return user
+        return None
+
+    def approver_mentions(self, request: ChangeRequest) -> list[str]:
+        """Who may approve ``request``, as mentions; its regions' user group first (slack.yml)."""
+        people = self.mentions(self.may_approve(request))
+        groups = self.channels.approver_groups
+        if groups is None or request.status is not RequestStatus.REQUESTED:
+            return people
+        return [f"<!subteam^{groups.for_regions(self.core.fleet, regions_of(request))}>", *people]
+
+    def mentions(self, persons: Iterable[str]) -> list[str]:
+        """``<@U…>`` for each person mapped to a Slack user (Slack notifies them), else the name."""
+        out = []
+        for person in persons:
+            user = self.slack_id(person)
+            out.append(f"<@{user}>" if user else person)
+        return out
+
     def may_run(self, request: ChangeRequest) -> list[str]:
         """Who may start an approved request from Slack: operators and above in its scope."""
         return list(self.core.directory.eligible(Permission.REQUEST, request.scope))
@@ -203,7 +275,7 @@ class BotRuntime:
     def render_request(self, request: ChangeRequest) -> Message:
         return blocks.request_message(
             request,
-            may_approve=self.may_approve(request),
+            may_approve=self.approver_mentions(request),
             progress=self.progress_of(request),
             may_run=self.may_run(request) if request.status is RequestStatus.APPROVED else (),
         )
@@ -218,26 +290,94 @@ class BotRuntime:
             return None
         return self.render_request(request)
 
-    def post_request(self, request: ChangeRequest) -> str:
-        """Post the request's message in its approvals channel, once across every replica; returns the
-        channel (where it is, whoever posted it)."""
-        subject = subject_of(request.id)
-        channel = self.approvals_channel(request)
-        post_once(self.outbox, self.slack, subject, channel, self.render_request(request))
-        self.updater.touch(subject)  # it may have moved while we posted
-        ref = self.outbox.message_ref(subject, "slack")
-        return ref.channel if ref is not None else channel
+    def _posted(self, request_id: str, channel: str) -> None:
+        """The card is up: DM it to each eligible approver (see :mod:`bot.threads`)."""
+        self.notes.dm_approvers(self.core.pipeline.requests.get(request_id), channel)
 
-    def ephemeral(self, channel: str | None, user: str, message: Message) -> None:
-        """A reply only ``user`` sees, in ``channel`` (a DM with the bot when there is none)."""
-        payload = {k: v for k, v in message.items() if k in ("text", "blocks")}
+    def home_opened(self, user: str, body: Mapping[str, Any], publish: Callable[[], None]) -> None:
+        """Remember that ``user`` looks at App Home: it is re-published when a request changes."""
+        import time  # noqa: PLC0415
+
+        if user:
+            with self._homes_lock:
+                self._homes[user] = (time.monotonic(), publish)
+
+    def republish_homes(self) -> None:
+        """Re-publish the Home tab of everyone who opened it in the last hour."""
+        import time  # noqa: PLC0415
+
+        with self._homes_lock:
+            now = time.monotonic()
+            for user in [u for u, (at, _) in self._homes.items() if now - at > 3600]:
+                del self._homes[user]
+            publishers = [publish for _, publish in self._homes.values()]
+        for publish in publishers:
+            try:
+                publish()
+            except Exception:
+                log.warning("re-publishing App Home failed", exc_info=True)
+
+    def note(self, request: ChangeRequest) -> None:
+        """A request moved: its milestone in the thread; after drift, the new plan to the approvers."""
+        if request.status is RequestStatus.REQUESTED:
+            ref = self.outbox.message_ref(subject_of(request.id), "slack")
+            if request.drift and ref is not None:
+                self.notes.dm_approvers(request, ref.channel)
+            return
+        self.notes.on_change(request, self.progress_of(request))
+
+    def _render_for_post(self, request_id: str) -> Message | None:
+        """The message to post for a request whose post is due (``None``: it ended unseen, post nothing)."""
         try:
-            if channel:
+            request = self.core.pipeline.requests.get(request_id)
+        except RequestNotFound:
+            return None
+        if request.status in (RequestStatus.EXPIRED, RequestStatus.REJECTED, RequestStatus.CANCELLED):
+            return None
+        return self.render_request(request)
+
+    def post_request(self, request: ChangeRequest, *, requester: str | None = None) -> PostOutcome:
+        """Post the request's message in its approvals channel, once across every replica, and keep
+        trying if Slack refuses (see :mod:`bot.posting`); ``requester``: the Slack user to tell when a
+        later try succeeds."""
+        subject = subject_of(request.id)
+        outcome = self.poster.post_now(
+            request.id, self.approvals_channel(request), {"user": requester} if requester else None
+        )
+        self.updater.touch(subject)  # it may have moved while we posted
+        return outcome
+
+    def ephemeral(self, channel: str | None, user: str, message: Message) -> bool:
+        """A reply only ``user`` sees, in ``channel`` (a DM with the bot when there is none, or when
+        Slack refuses the ephemeral: the bot is not in that channel). False: nobody could be told."""
+        payload = {k: v for k, v in message.items() if k in ("text", "blocks")}
+        if channel:
+            try:
                 self.slack.call("chat.postEphemeral", channel=channel, user=user, **payload)
-            else:
-                self.slack.call("chat.postMessage", channel=user, **payload)
-        except Exception:
-            log.warning("could not tell %s: %s", user, payload.get("text"))
+                return True
+            except Exception as error:
+                log.info("could not reply in %s (%s); trying a DM", channel, error)
+        try:
+            self.slack.call("chat.postMessage", channel=user, **payload)
+            return True
+        except Exception as error:
+            log.warning("could not tell %s (%s): %s", user, error, payload.get("text"))
+            return False
+
+    def tell(self, body: Mapping[str, Any], channel: str | None, user: str, message: Message) -> None:
+        """Tell the person behind ``body`` something after the ack: ephemeral in the channel, else
+        through the payload's response_url, else a DM."""
+        payload = {k: v for k, v in message.items() if k in ("text", "blocks")}
+        if channel:
+            try:
+                self.slack.call("chat.postEphemeral", channel=channel, user=user, **payload)
+                return
+            except Exception as error:
+                log.info("could not reply in %s (%s)", channel, error)
+        url = str(body.get("response_url") or "")
+        if url and respond_url(url, {"response_type": "ephemeral", "replace_original": False, **payload}):
+            return
+        self.ephemeral(None, user, message)
 
     # -- following ------------------------------------------------------------------------------------
 
@@ -255,6 +395,11 @@ class BotRuntime:
             if request.job_id:
                 self._job_requests[request.job_id] = request.id
             self.updater.touch(subject_of(request.id))
+            if not self._stop.is_set():
+                with contextlib.suppress(RuntimeError):  # the pool is shutting down
+                    self.work(self.note, request)
+                    if self._homes:
+                        self.work(self.republish_homes)
         elif isinstance(event, JobEvent) and self.tracker.on_event(event):
             request_id = self._job_requests.get(event.job_id)
             if request_id is not None:
@@ -289,6 +434,38 @@ class BotRuntime:
                 self.post_request(request)
             else:  # moved elsewhere, or left behind while this bot was down: the digest skips no-ops
                 self.updater.touch(subject_of(request.id))
+            recent = (request.decided_at or request.created_at) > self.core.clock.now() - timedelta(hours=1)
+            if recent:
+                self.note(request)
+        for request in requests:
+            if request.status is RequestStatus.REQUESTED:
+                self.notes.remind(request)
+            elif request.status is RequestStatus.RUNNING and request.job_id:
+                self._check_overrun(request)
+
+    def usual_duration(self, action: str) -> float | None:
+        """The p95 duration of ``action``'s past successful runs (cached a minute)."""
+        import time  # noqa: PLC0415
+
+        cached = self._usual.get(action)
+        if cached is not None and time.monotonic() - cached[0] < 60:
+            return cached[1]
+        durations = [
+            j.duration_s
+            for j in self.jobs.list(limit=200, status=JobStatus.SUCCEEDED)
+            if j.action == action and not j.check_mode and j.duration_s is not None
+        ]
+        value = p95(durations)
+        self._usual[action] = (time.monotonic(), value)
+        return value
+
+    def _check_overrun(self, request: ChangeRequest) -> None:
+        try:
+            job = self.jobs.get(str(request.job_id))
+            if job is not None:
+                self.notes.overrun(request, job.started_at, self.usual_duration(request.action))
+        except Exception:
+            log.debug("overrun check of %s failed", request.short_id, exc_info=True)
 
     def waiting_for(self, who: Identity, requests: Iterable[ChangeRequest]) -> list[ChangeRequest]:
         return [

@@ -52,6 +52,10 @@ class BotSettings:
     poll_s: float = 2.0
     #: How often the fleet is read for findings and notices are delivered.
     notice_s: float = 30.0
+    #: The first retry delay of a failed approval post (doubling, at most 5 minutes).
+    retry_s: float = 5.0
+    #: The largest request body /slack/events accepts (Slack's payloads are a few kB).
+    max_body: int = 1_000_000
 
     @property
     def socket_mode(self) -> bool:
@@ -100,4 +104,6 @@ class BotSettings:
             update_interval_s=_number(env, "OPSCONSOLE_BOT_UPDATE_INTERVAL_S", 5.0, 0.0, 600.0),
             poll_s=_number(env, "OPSCONSOLE_BOT_POLL_S", 2.0, 0.1, 600.0),
             notice_s=_number(env, "OPSCONSOLE_BOT_NOTICE_S", 30.0, 0.5, 86_400.0),
+            retry_s=_number(env, "OPSCONSOLE_BOT_RETRY_S", 5.0, 0.1, 3600.0),
+            max_body=int(_number(env, "OPSCONSOLE_BOT_MAX_BODY", 1_000_000, 1024, 100_000_000)),
         )

@@ -3,8 +3,18 @@ warning.
 
 The role is checked when the click arrives, with the clicking user from *this* payload, by the pipeline
 (the requester's own Approve and a viewer's are refused there, and the refusal is audited); the person
-is told why in an ephemeral reply. A click Slack delivers twice (a retry, a double click) counts once:
-the outbox dedupes on action id + message ts + user. The approval that completes a request starts its
+is told why in an ephemeral reply, and told when the click counted ("your approval counted (1 of 2)").
+
+Dedupe, in the shared outbox: a payload Slack delivers twice (a retry, a replay to another replica) is
+dropped on action id + ``action_ts`` + team + user; a second Approve of the same person on the same *plan*
+(a double click) is dropped on request id + plan hash + team + user — so after drift ("votes start over":
+a new plan hash) the same people's clicks count again. The vote key is taken only for a click that can
+count (an approver who has not voted on this plan): a refused click uses up nothing, and the team id keeps
+another workspace's user with the same id from using up the real user's key. [Run] is not deduplicated
+beyond the delivery: the pipeline's compare-and-set starts one run, and a [Run] after a refused start
+counts. Whatever fails after the ack (the store down, an unknown request id) is told to the clicker.
+
+The approval that completes a request starts its
 run here, at once; the pipeline's compare-and-set and lease make sure it runs once even when two
 replicas or a terminal try at the same instant. A request approved elsewhere without a run (``approvals
 approve --no-run``) shows a Run button, for operators and above in its scope.
@@ -14,17 +24,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from slack_bolt import Ack, App
 
 from bot import blocks, metrics, schedule
+from bot.identity import slack_ids
 from bot.runtime import BotRuntime, subject_of
 from opsconsole.core.audit.records import AuditKind
 from opsconsole.core.change.approvals import RequestStatus
 from opsconsole.core.change.rbac import Identity, Permission
-from opsconsole.core.change.requests import RequestRefused
+from opsconsole.core.change.records import ChangeRequest
+from opsconsole.core.change.requests import RequestNotFound, RequestRefused
 from opsconsole.core.errors import OpsError
 from opsconsole.core.schedule.engine import DEFAULT_KEEP_AWAKE, OverrideKind
 
@@ -43,10 +55,18 @@ def _where(body: Mapping[str, Any]) -> tuple[str | None, str]:
 
 
 def click_key(body: Mapping[str, Any]) -> str:
+    """One delivery of one click: Slack's retries and replays carry the same ``action_ts``."""
     action = (body.get("actions") or [{}])[0]
     _, ts = _where(body)
-    user = (body.get("user") or {}).get("id")
-    return f"click:{action.get('action_id')}:{ts}:{user}"
+    team, user = slack_ids(body)
+    return f"click:{action.get('action_id')}:{action.get('action_ts') or ts}:{team}:{user}"
+
+
+def vote_key(body: Mapping[str, Any], request: ChangeRequest) -> str:
+    """One person's vote on one plan of a request (a new plan after drift is a new key)."""
+    team, user = slack_ids(body)
+    drift = str((request.drift or {}).get("at") or "")  # a plan that drifted back is voted on anew
+    return f"vote:{request.id}:{request.plan_hash}:{drift}:{team}:{user}"
 
 
 def _first_click(rt: BotRuntime, body: Mapping[str, Any]) -> bool:
@@ -56,37 +76,69 @@ def _first_click(rt: BotRuntime, body: Mapping[str, Any]) -> bool:
     return False
 
 
+def _told(rt: BotRuntime, body: Mapping[str, Any], fn: Callable[[], None], what: str) -> None:
+    """Run ``fn``; whatever goes wrong is told to the person who clicked (and logged), never lost."""
+    channel, _ = _where(body)
+    user = str((body.get("user") or {}).get("id") or "")
+    try:
+        fn()
+    except RequestNotFound as error:
+        rt.tell(body, channel, user, blocks.refusal(f"{what}: {error.message}"))
+    except OpsError as error:
+        log.warning("%s failed: %s: %s", what, error.title, error.message)
+        rt.tell(body, channel, user, blocks.notice_text(f":x: {what}: {error.title}: {error.message}"))
+    except Exception:
+        log.exception("%s failed", what)
+        rt.tell(
+            body,
+            channel,
+            user,
+            blocks.notice_text(
+                f":x: {what}: something went wrong on our side; the bot's log (stderr of `opsconsole "
+                "bot`) says what"
+            ),
+        )
+
+
 def register(app: App, rt: BotRuntime) -> None:
     @app.action(blocks.APPROVE)
     def approve(ack: Ack, body: dict[str, Any]) -> None:
         ack()
         metrics.PAYLOADS.labels("approve").inc()
-        rt.work(on_approve, rt, body)
+        rt.work(_told, rt, body, lambda: on_approve(rt, body), "Not approved")
 
     @app.action(blocks.REJECT)
     def reject(ack: Ack, body: dict[str, Any]) -> None:
         ack()
         metrics.PAYLOADS.labels("reject").inc()
-        # views.open must follow the click within 3 s (the trigger id expires): do it in this thread.
-        on_reject_click(rt, body)
+        # views.open must follow the click within 3 s (the trigger id expires): open it in this thread,
+        # before anything reads the store, and fill it in after (views.update).
+        view = open_reject_modal(rt, body)
+        rt.work(_told, rt, body, lambda: on_reject_click(rt, body, view), "Not rejected")
 
     @app.action(blocks.RUN)
     def run(ack: Ack, body: dict[str, Any]) -> None:
         ack()
         metrics.PAYLOADS.labels("run").inc()
-        rt.work(on_run, rt, body)
+        rt.work(_told, rt, body, lambda: on_run(rt, body), "Not started")
+
+    @app.action(blocks.CANCEL)
+    def cancel(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        metrics.PAYLOADS.labels("cancel").inc()
+        rt.work(_told, rt, body, lambda: on_cancel(rt, body), "Not cancelled")
 
     @app.action(blocks.KEEP_AWAKE)
     def keep_awake(ack: Ack, body: dict[str, Any]) -> None:
         ack()
         metrics.PAYLOADS.labels("keep_awake").inc()
-        rt.work(on_shutdown_button, rt, body, OverrideKind.KEEP_AWAKE)
+        rt.work(_told, rt, body, lambda: on_shutdown_button(rt, body, OverrideKind.KEEP_AWAKE), "Not set")
 
     @app.action(blocks.SKIP_TONIGHT)
     def skip_tonight(ack: Ack, body: dict[str, Any]) -> None:
         ack()
         metrics.PAYLOADS.labels("skip_tonight").inc()
-        rt.work(on_shutdown_button, rt, body, OverrideKind.SKIP_TONIGHT)
+        rt.work(_told, rt, body, lambda: on_shutdown_button(rt, body, OverrideKind.SKIP_TONIGHT), "Not set")
 
 
 def on_approve(rt: BotRuntime, body: Mapping[str, Any]) -> None:
@@ -97,6 +149,16 @@ def on_approve(rt: BotRuntime, body: Mapping[str, Any]) -> None:
     request_id = str((body.get("actions") or [{}])[0].get("value") or "")
     who = rt.identity(body)
     pipeline = rt.core.pipeline
+    request = pipeline.requests.get(request_id)
+    would_count = (
+        request.status is RequestStatus.REQUESTED
+        and who.person != request.requester
+        and who.may(Permission.APPROVE, request.scope)
+    )
+    voted = any(v.person == who.person and v.plan_hash == request.plan_hash for v in request.votes)
+    if would_count and (voted or not rt.outbox.first_time(vote_key(body, request))):
+        metrics.DUPLICATES.labels("click").inc()  # a double click: the first one counted
+        return
     try:
         after = pipeline.approve(request_id, who, face="slack")
     except RequestRefused as error:
@@ -104,8 +166,23 @@ def on_approve(rt: BotRuntime, body: Mapping[str, Any]) -> None:
         rt.updater.touch(subject_of(request_id))
         return
     rt.updater.touch(subject_of(after.id))
+    counted = f"{len(after.approvers)} of {after.approvals_needed}"
     if after.status is RequestStatus.APPROVED:
+        rt.ephemeral(
+            channel,
+            user,
+            blocks.notice_text(f":white_check_mark: Your approval counted ({counted}): starting it"),
+        )
         start_run(rt, after.id, who, channel, user)
+    else:
+        rt.ephemeral(
+            channel,
+            user,
+            blocks.notice_text(
+                f":white_check_mark: Your approval counted ({counted}): waiting for "
+                f"{after.approvals_missing} more"
+            ),
+        )
 
 
 def start_run(
@@ -136,11 +213,7 @@ def on_run(rt: BotRuntime, body: Mapping[str, Any]) -> None:
     user = str((body.get("user") or {}).get("id") or "")
     request_id = str((body.get("actions") or [{}])[0].get("value") or "")
     pipeline = rt.core.pipeline
-    try:
-        request = pipeline.requests.get(request_id)
-    except OpsError as error:
-        rt.ephemeral(channel, user, blocks.refusal(error.message))
-        return
+    request = pipeline.requests.get(request_id)
     who = rt.identity(body)
     scope = request.scope
     if not who.may(Permission.REQUEST, scope):
@@ -164,41 +237,73 @@ def on_run(rt: BotRuntime, body: Mapping[str, Any]) -> None:
     start_run(rt, request.id, who, channel, user, refused="Not started")
 
 
-def on_reject_click(rt: BotRuntime, body: Mapping[str, Any]) -> None:
+def on_cancel(rt: BotRuntime, body: Mapping[str, Any]) -> None:
+    """[Cancel run] on a running request: the pipeline decides (an operator in its scope, or its
+    requester) and audits; the card follows the job to ``cancelled``."""
+    if not _first_click(rt, body):
+        return
+    channel, _ = _where(body)
+    user = str((body.get("user") or {}).get("id") or "")
+    job_id = str((body.get("actions") or [{}])[0].get("value") or "")
+    who = rt.identity(body)
+    try:
+        job = rt.core.pipeline.cancel_job(job_id, who, face="slack")
+    except RequestRefused as error:
+        rt.ephemeral(channel, user, blocks.refusal(f"Not cancelled: {error.message}"))
+        return
+    rt.ephemeral(channel, user, blocks.notice_text(f":octagonal_sign: Cancelling job {job.id[:12]}."))
+
+
+def open_reject_modal(rt: BotRuntime, body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """``views.open`` at once with a "loading" modal (the trigger id lives 3 s; nothing slow first).
+    Returns the opened view (its id and hash, for :func:`on_reject_click`), or ``None``."""
+    try:
+        response = rt.slack.call("views.open", trigger_id=body.get("trigger_id"), view=blocks.loading_modal())
+    except Exception:
+        log.warning("could not open the rejection modal", exc_info=True)
+        return None
+    view = response.get("view")
+    return view if isinstance(view, Mapping) else None
+
+
+def on_reject_click(rt: BotRuntime, body: Mapping[str, Any], view: Mapping[str, Any] | None) -> None:
+    """After the modal opened: read the request and the role, then turn the modal into the reason form
+    (or into the reason it cannot be rejected). No modal (it failed to open): say so in the channel."""
     channel, ts = _where(body)
     user = str((body.get("user") or {}).get("id") or "")
     request_id = str((body.get("actions") or [{}])[0].get("value") or "")
+
+    def show(modal: dict[str, Any], fallback: dict[str, Any]) -> None:
+        if view is not None and view.get("id"):
+            try:
+                rt.slack.call("views.update", view_id=view["id"], hash=view.get("hash"), view=modal)
+                return
+            except Exception:
+                log.warning("could not update the rejection modal", exc_info=True)
+        rt.ephemeral(channel, user, fallback)
+
     try:
         request = rt.core.pipeline.requests.get(request_id)
     except OpsError as error:
-        rt.ephemeral(channel, user, blocks.refusal(error.message))
+        show(blocks.info_modal("Cannot reject", error.message), blocks.refusal(error.message))
         return
     who = rt.identity(body)
+    refused: str | None = None
     if not who.may(Permission.APPROVE, request.scope):
-        rt.ephemeral(
-            channel,
-            user,
-            blocks.refusal(
-                f"{who.person} is a {who.role_for(request.scope).value} for "
-                f"{request.scope.describe()}: "
-                "only approvers may reject this request"
-            ),
+        refused = (
+            f"{who.person} is a {who.role_for(request.scope).value} for {request.scope.describe()}: "
+            "only approvers may reject this request"
         )
-        return
-    if request.status is not RequestStatus.REQUESTED:
-        rt.ephemeral(
-            channel, user, blocks.refusal(f"the request is {request.status.value}: nothing to reject")
-        )
+    elif request.status is not RequestStatus.REQUESTED:
+        refused = f"the request is {request.status.value}: nothing to reject"
+    if refused is not None:
+        show(blocks.info_modal("Cannot reject", refused), blocks.refusal(refused))
         return
     metadata = json.dumps({"request_id": request.id, "channel": channel, "ts": ts})
-    try:
-        rt.slack.call(
-            "views.open",
-            trigger_id=body.get("trigger_id"),
-            view=blocks.reject_modal(request, private_metadata=metadata),
-        )
-    except Exception:
-        log.warning("could not open the rejection modal", exc_info=True)
+    show(
+        blocks.reject_modal(request, private_metadata=metadata),
+        blocks.refusal("the rejection form did not open (Slack allows 3 s): click Reject again"),
+    )
 
 
 def on_shutdown_button(rt: BotRuntime, body: Mapping[str, Any], kind: OverrideKind) -> None:

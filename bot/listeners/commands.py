@@ -10,13 +10,15 @@ the approvers; if it needs approval it is posted to the approvals channel of its
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot import blocks, metrics, schedule
+from bot import blocks, metrics, modals, schedule
+from bot.identity import slack_ids
 from bot.parse import USAGE, Command, CommandError, parse, parse_until
 from bot.runtime import BotRuntime
 from opsconsole.core.change.actions import (
@@ -27,7 +29,7 @@ from opsconsole.core.change.actions import (
     plan_scale,
 )
 from opsconsole.core.change.approvals import RequestStatus
-from opsconsole.core.change.rbac import Identity, Permission, Scope
+from opsconsole.core.change.rbac import Identity, Permission, Role, Scope
 from opsconsole.core.change.requests import RequestRefused
 from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.fleet.model import Environment
@@ -42,16 +44,105 @@ def register(app: App, rt: BotRuntime) -> None:
     @app.command("/ops")
     def ops(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         metrics.PAYLOADS.labels("command").inc()
+        text = str(body.get("text") or "")
         try:
-            command = parse(str(body.get("text") or ""))
+            command = parse(text)
         except CommandError as error:
+            if open_form(rt, body, text):  # a change with arguments missing: a form instead
+                ack()
+                return
             ack(**blocks.usage_error(error.message, error.usage))
             return
+        channel = str(body.get("channel_id") or "") or None
+        policy = rt.channels.commands
         if command.name == "help":
-            ack(**blocks.help_message(list(USAGE.values())))
+            ack(**help_for(rt, body, policy.allowed(channel)))
+            return
+        if not policy.allows(channel, command.name):
+            here = ", ".join(sorted(policy.allowed(channel) or ())) or "help only"
+            ack(
+                **blocks.refusal(
+                    f"/ops {command.name} is not used in this channel (slack.yml → commands); "
+                    f"here: {here}. Try it in a channel that allows it, or in a DM with the bot."
+                )
+            )
             return
         ack()
         rt.work(run_command, rt, command, body, respond)
+
+
+def _partial(words: list[str]) -> Command:
+    """What a change command with arguments missing already says (to pre-fill its form)."""
+    name, args = words[0].lower(), [w for w in words[1:] if not w.startswith("--")]
+    if name == "failover":
+        return Command(
+            name, from_region=args[0] if args else None, to_region=args[1] if len(args) > 1 else None
+        )
+    if name == "scale":
+        replicas = int(args[1]) if len(args) > 1 and args[1].isdigit() else None
+        return Command(name, workload=args[0] if args else None, replicas=replicas)
+    if name == "env":
+        return Command(name, environment=args[0] if args else None)
+    return Command(name, region=args[0] if args else None)
+
+
+#: Positional arguments each change command needs; fewer opens the form.
+NEEDED = {"failover": 2, "failback": 1, "scale": 2, "env": 2}
+
+
+def _is_value(words: list[str], i: int) -> bool:
+    """``words[i]`` is the value of a preceding ``--option`` (``--region eu-west-1``)."""
+    return i > 0 and words[i - 1].startswith("--") and "=" not in words[i - 1]
+
+
+def open_form(rt: BotRuntime, body: Mapping[str, Any], text: str) -> bool:
+    """``/ops failover`` (and scale, failback, env) with arguments missing: open the parameters form
+    (:mod:`bot.modals`) now, in the ack's thread (the trigger id lives 3 s). False: not such a command."""
+    words = text.split()
+    if not words or words[0].lower() not in modals.ACTIONS or not body.get("trigger_id"):
+        return False
+    name = words[0].lower()
+    positional = [
+        w for i, w in enumerate(words[1:]) if not w.startswith("--") and not _is_value(words, i + 1)
+    ]
+    if len(positional) >= NEEDED[name]:
+        return False  # present but wrong (a bad number, verb…): the usage says what is expected
+    try:
+        given = _partial(words)
+    except (ValueError, IndexError):
+        given = None
+    meta = json.dumps({"channel": body.get("channel_id"), "user": body.get("user_id")})
+    try:
+        rt.slack.call(
+            "views.open",
+            trigger_id=body.get("trigger_id"),
+            view=modals.form(rt.core.fleet, name, private_metadata=meta, given=given),
+        )
+    except Exception:
+        log.warning("could not open the %s form", name, exc_info=True)
+        return False
+    return True
+
+
+def help_for(rt: BotRuntime, body: Mapping[str, Any], allowed: frozenset[str] | None) -> dict[str, Any]:
+    """``/ops help``: what *this* person may do here (their role; this channel's commands)."""
+    who = rt.identity(body)
+    scope = Scope.of()
+    role = who.role_for(scope).value
+    may_change = who.may(Permission.REQUEST, scope) or any(
+        g.role.at_least(Role.OPERATOR) for g in getattr(who, "grants", ())
+    )
+    yours: list[str] = []
+    others: list[str] = []
+    for name, usage in USAGE.items():
+        if allowed is not None and name not in allowed and name != "help":
+            continue
+        changes = name in ("scale", "failover", "failback") or (name == "env")
+        (yours if may_change or not changes else others).append(usage)
+    intro = f"You are *{who.person}* ({role}{'' if who.known else ', not in rbac.yml'})."
+    if not may_change:
+        intro += " Changes need an operator role (rbac.yml); you may read everything."
+    return blocks.help_message(yours, intro=intro, others=others, restricted=allowed is not None)
 
 
 def run_command(rt: BotRuntime, command: Command, body: Mapping[str, Any], respond: Respond) -> None:
@@ -72,8 +163,27 @@ def run_command(rt: BotRuntime, command: Command, body: Mapping[str, Any], respo
         message = blocks.notice_text(f":x: {error.title}: {error.message}")
     except Exception:
         log.exception("/ops %s failed", command.name)
-        message = blocks.notice_text(":x: something went wrong on our side; the bot's log says what")
-    respond(**message)
+        message = blocks.notice_text(
+            ":x: something went wrong on our side; the bot's log (stderr of `opsconsole bot`) says what"
+        )
+    deliver(rt, body, respond, message)
+
+
+def deliver(rt: BotRuntime, body: Mapping[str, Any], respond: Respond, message: dict[str, Any]) -> None:
+    """Answer through the response_url, checking Slack took it; else ephemeral in the channel / a DM."""
+    result: object
+    try:
+        result = respond(**message)
+        status = getattr(result, "status_code", 200)
+    except Exception as error:
+        status, result = 0, error
+    if status == 200:
+        return
+    log.warning("the reply to /ops was refused (%s: %s); sending it another way", status, result)
+    _, user = slack_ids(body)
+    channel = str(body.get("channel_id") or "") or None
+    if not rt.ephemeral(channel, user, message):
+        rt.ephemeral(channel, user, {"text": str(message.get("text") or "")})
 
 
 def _region(rt: BotRuntime, region: str | None, name: str) -> None:
@@ -114,11 +224,11 @@ def answer(rt: BotRuntime, command: Command, body: Mapping[str, Any]) -> dict[st
         pipeline.expire_due()
         return blocks.approvals_message(
             pipeline.requests.list(
-                statuses=[RequestStatus.REQUESTED, RequestStatus.APPROVED, RequestStatus.RUNNING], limit=50
+                statuses=[RequestStatus.REQUESTED, RequestStatus.APPROVED, RequestStatus.RUNNING], limit=500
             )
         )
     if name == "jobs":
-        return blocks.jobs_message(rt.jobs.list(limit=15))
+        return blocks.jobs_message(rt.jobs.list(limit=20))
     if name == "job":
         return blocks.job_message(_job(rt, str(command.ident)))
     if name == "audit":
@@ -138,7 +248,7 @@ def answer(rt: BotRuntime, command: Command, body: Mapping[str, Any]) -> dict[st
             f":sunny: {env} stays awake until {made.until:%Y-%m-%d %H:%M} UTC "
             f"(override {made.id[:8]}, by {who.person})."
         )
-    return file_change(rt, who, command)
+    return file_change(rt, who, command, body)
 
 
 def _job(rt: BotRuntime, ident: str) -> Job:
@@ -181,7 +291,7 @@ def _planner(command: Command) -> Callable[[Any, Any], ActionPlan]:
     )
 
 
-def file_change(rt: BotRuntime, who: Identity, command: Command) -> dict[str, Any]:
+def file_change(rt: BotRuntime, who: Identity, command: Command, body: Mapping[str, Any]) -> dict[str, Any]:
     """Plan on a fresh read, file it with the pipeline, post it for approvers, tell the requester."""
     planner = _planner(command)
     view = rt.view(max_age_s=0.0)
@@ -191,5 +301,13 @@ def file_change(rt: BotRuntime, who: Identity, command: Command) -> dict[str, An
         raise CommandError(error.message, USAGE[command.name]) from None
     submission = rt.core.pipeline.submit(plan, who, face="slack", snapshot=view.snapshot, wait=False)
     request = submission.request
-    channel = rt.post_request(request)  # needing approval or already running: the channel follows it
-    return blocks.filed_reply(request, channel=channel, may_approve=rt.may_approve(request))
+    _, user = slack_ids(body)
+    # Needing approval or already running: the channel follows it. A failed post stays pending.
+    outcome = rt.post_request(request, requester=user or None)
+    return blocks.filed_reply(
+        request,
+        channel=outcome.channel,
+        may_approve=rt.mentions(rt.may_approve(request)),
+        posted=outcome.posted,
+        problem=outcome.explanation,
+    )

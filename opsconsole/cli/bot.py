@@ -25,8 +25,7 @@ def bot(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")] = 3000,
 ) -> None:
     """Run the Slack bot (/ops, approval buttons, live progress, notices)."""
-    from bot.app import build  # noqa: PLC0415 — slack-bolt loads only for this command
-    from bot.server import EVENTS_PATH, BotServer, wsgi_app  # noqa: PLC0415
+    from bot.main import serve  # noqa: PLC0415 — slack-bolt loads only for this command
     from bot.settings import BotSettings  # noqa: PLC0415
     from opsconsole.wiring import live_core, sandbox_core  # noqa: PLC0415
 
@@ -36,26 +35,4 @@ def bot(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with live_core(state.inventory) if state.live else sandbox_core(state.inventory) as core:
-        slack_app, runtime = build(settings, core)
-        health = {"ok": True, "mode": "socket" if settings.socket_mode else "http", "sandbox": core.sandbox}
-        server = BotServer(host, port, wsgi_app(None if settings.socket_mode else slack_app, lambda: health))
-        server.start()
-        runtime.start()
-        socket_handler = None
-        try:
-            if settings.socket_mode:
-                from slack_bolt.adapter.socket_mode import SocketModeHandler  # noqa: PLC0415
-
-                socket_handler = SocketModeHandler(slack_app, settings.app_token)
-                socket_handler.connect()  # type: ignore[no-untyped-call]  # bolt's adapter is untyped
-                out.print(f"opsconsole bot: Socket Mode; health on http://{host}:{server.port}/healthz")
-            else:
-                out.print(f"opsconsole bot: listening on http://{host}:{server.port}{EVENTS_PATH}")
-            while not stop.wait(1.0):
-                pass
-        finally:
-            if socket_handler is not None:
-                socket_handler.close()  # type: ignore[no-untyped-call]  # bolt's adapter is untyped
-            server.stop()
-            runtime.stop()
-            out.print("opsconsole bot stopped.")
+        serve(settings, core, host=host, port=port, stop=stop, say=out.print)

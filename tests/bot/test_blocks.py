@@ -163,8 +163,13 @@ def test_status_message() -> None:
 def test_request_messages(name: str, req: ChangeRequest, progress: RunProgress | None) -> None:
     message = blocks.request_message(req, may_approve=["bob", "carol", "erin"], progress=progress)
     check(name, message)
-    has_buttons = any(b["type"] == "actions" for b in message["blocks"])
-    assert has_buttons is (req.status is RequestStatus.REQUESTED)
+    actions = [e["action_id"] for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    if req.status is RequestStatus.REQUESTED:
+        assert actions == [blocks.APPROVE, blocks.REJECT]
+    elif req.status is RequestStatus.RUNNING:
+        assert actions == [blocks.CANCEL]  # for those allowed to cancel (the pipeline decides)
+    else:
+        assert actions == []
 
 
 def test_other_builders() -> None:

@@ -61,7 +61,11 @@ def test_two_replicas_on_postgresql_act_once(
             "chat.update", lambda c: "Approved by bob, erin" in json.dumps(c.params["blocks"]), timeout=30
         )
         time.sleep(2.0)
-        posts = [c for c in slack.of("chat.postMessage") if rid in json.dumps(c.params.get("blocks"))]
+        posts = [
+            c
+            for c in slack.of("chat.postMessage")
+            if rid in json.dumps(c.params.get("blocks")) and c.params["channel"] == "C0SBXAPPROVALS"
+        ]
         assert len(posts) == 1, "both replicas posted the request"
         request = approvals(tmp_path, env)[0]
         assert request["status"] == "approved"
@@ -76,5 +80,14 @@ def test_two_replicas_on_postgresql_act_once(
             ).stdout
         )["votes"]
         assert sorted(v["person"] for v in votes) == ["bob", "erin"]  # bob's double delivery: one vote
-        assert len(slack.of("views.publish")) == 1
-        assert not slack.of("chat.postEphemeral", lambda c: c.params["user"] == "U0BOB")
+        # The retried event took effect once (the other replica counted it a duplicate); a second publish
+        # may follow bob's vote (App Home is re-published when a request changes while it is open).
+        duplicates = sum(
+            float(line.rsplit(" ", 1)[1])
+            for bot in (a, b)
+            for line in bot.get("/metrics").splitlines()
+            if line.startswith('opsconsole_bot_duplicates_total{kind="event"}')
+        )
+        assert duplicates == 1 and len(slack.of("views.publish")) <= 2
+        told = slack.of("chat.postEphemeral", lambda c: c.params["user"] == "U0BOB")
+        assert len(told) == 1 and "counted" in told[0].params["text"]  # one vote, told once
