@@ -247,7 +247,7 @@ def _region_line(s: RegionSummary, p95_target_ms: float) -> str:
     )
     return (
         f"{health} *{s.id}* {s.name} · tier {s.tier} · p95 {p95} / {p95_target_ms:.0f} ms"
-        f" · pods {s.pods_ready}/{s.pods_desired} · {findings}"
+        f" · pods {f'{s.pods_ready}/{s.pods_desired}' if s.pods_known else '?'} · {findings}"
     )
 
 

@@ -15,8 +15,8 @@ of the machine exits 1. Nobody is shown a traceback for either.
 
 One module per command group: :mod:`.fleet`, :mod:`.act`, :mod:`.jobs`, :mod:`.approvals`,
 :mod:`.audit`, :mod:`.schedule`, :mod:`.sandbox`, :mod:`.inventory`, :mod:`.login`, :mod:`.server`,
-:mod:`.bot`. Importing this package stays cheap (``opsconsole --help`` loads no SDK, no HTTP client,
-no SQLAlchemy): heavy imports happen inside the commands.
+:mod:`.bot`, :mod:`.store`. Importing this package stays cheap (``opsconsole --help`` loads no SDK, no
+HTTP client, no SQLAlchemy): heavy imports happen inside the commands.
 """
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ import typer
 from typer.core import TyperGroup
 
 from opsconsole import __version__
-from opsconsole.cli.context import AS_WITH_SERVER, CliContext, cli_context, err, out
+from opsconsole.cli.context import (
+    AS_WITH_SERVER,
+    CliContext,
+    cli_context,
+    err,
+    out,
+    terminate_like_interrupt,
+)
 from opsconsole.core.errors import OpsError, UsageError
 
 __all__ = ["CliContext", "app", "cli_context", "main"]
@@ -80,7 +87,7 @@ def _version(value: bool) -> None:
 
 
 #: Commands that work on this machine only: ``--as`` means nothing to them.
-_LOCAL = frozenset({"sandbox", "inventory", "login", "logout", "server", "bot"})
+_LOCAL = frozenset({"sandbox", "inventory", "login", "logout", "server", "bot", "store"})
 
 
 @app.callback()
@@ -129,7 +136,11 @@ def root(
         from opsconsole.cli import render  # noqa: PLC0415
         from opsconsole.cli.fleet import read_status  # noqa: PLC0415
 
-        out.print(render.status_view(read_status(state, None)))
+        document = read_status(state, None)
+        out.print(render.status_view(document))
+        problem = render.status_problem(document)
+        if problem is not None:
+            raise problem
 
 
 def _register() -> None:
@@ -146,6 +157,7 @@ def _register() -> None:
         sandbox,
         schedule,
         server,
+        store,
     )
 
     app.add_typer(fleet.fleet_app, name="fleet")
@@ -157,10 +169,14 @@ def _register() -> None:
     app.add_typer(sandbox.sandbox_app, name="sandbox")
     app.add_typer(inventory.inventory_app, name="inventory")
     app.add_typer(server.server_app, name="server")
+    app.add_typer(store.store_app, name="store")
     app.command("bot")(bot.bot)
     app.command("login")(login.login)
     app.command("logout")(login.logout)
     app.command("whoami")(login.whoami)
+    from opsconsole.cli.pods import register as register_pods  # noqa: PLC0415 — pods, logs, events, describe
+
+    register_pods(app)
 
 
 _register()
@@ -184,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     # local cloud stops); only its errors are worth a user's attention.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     _configure_logging()
+    terminate_like_interrupt()
     try:
         app(args=argv, prog_name="opsconsole", standalone_mode=True)
     except OpsError as error:

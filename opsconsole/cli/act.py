@@ -78,7 +78,8 @@ def run_action(
                 _print_filed(filed, as_json)
                 return
             job = filed.job
-        job = follow_job(ops, job, show=not as_json)
+        job = follow_job(ops, job, show=not as_json, owned=True,
+                         detachable=cli_context(ctx).uses_server)
         if filed is not None:
             filed_request = settled(ops, filed.request.id)
     if as_json:

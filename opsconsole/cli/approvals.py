@@ -97,10 +97,12 @@ def approvals_show(ctx: typer.Context, request_id: RequestId, as_json: AsJson = 
         out.print(f"  job {request.job_id} (opsconsole jobs logs {request.job_id[:12]})")
 
 
-def _follow_run(ops: OpsApi, request: ChangeRequest, job: Job, person: str) -> None:
+def _follow_run(ops: OpsApi, request: ChangeRequest, job: Job, person: str, *,
+                detachable: bool = True) -> None:
     """Print the run's progress and outcome; exit 1 unless it succeeded."""
     out.print(f"running request {request.short_id}: {request.action} (as {person})")
-    job = follow_job(ops, job)
+    # This command started the run: Ctrl-C asks to cancel or detach (see follow_job).
+    job = follow_job(ops, job, owned=True, detachable=detachable)
     settled(ops, request.id)  # its outcome is on the request when this command returns
     render.print_outcome(out, err, job)
     if job.status.value != "succeeded":
@@ -132,7 +134,7 @@ def approvals_approve(
             raise UsageError(f"your approval counted, but the run did not start: {decided.run_refused}",
                              title="not run")
         if decided.job is not None:
-            _follow_run(ops, request, decided.job, person)
+            _follow_run(ops, request, decided.job, person, detachable=cli_context(ctx).uses_server)
 
 
 @approvals_app.command("reject")
@@ -170,4 +172,4 @@ def approvals_run(ctx: typer.Context, request_id: RequestId) -> None:
     with cli_context(ctx).open_client() as ops:
         job = ops.run_request(request_id)
         request = ops.request(request_id).request
-        _follow_run(ops, request, job, ops.whoami().person)
+        _follow_run(ops, request, job, ops.whoami().person, detachable=cli_context(ctx).uses_server)

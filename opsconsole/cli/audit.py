@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from opsconsole.cli import render
-from opsconsole.cli.context import cli_context, err, out
+from opsconsole.cli.context import cli_context, out
 from opsconsole.core.errors import UsageError
 
 audit_app = typer.Typer(help="The audit log: verify its hash chain, read its entries.", no_args_is_help=True)
@@ -40,9 +40,13 @@ def parse_since(value: str, now: datetime) -> datetime:
     text = value.strip()
     if _DURATION.fullmatch(text):
         delta = timedelta()
-        for amount, unit in re.findall(r"(\d+)([smhdw])", text):
-            delta += timedelta(**{_UNITS[unit]: int(amount)})
-        return now - delta
+        try:
+            for amount, unit in re.findall(r"(\d+)([smhdw])", text):
+                delta += timedelta(**{_UNITS[unit]: int(amount)})
+            return now - delta
+        except OverflowError:
+            raise UsageError(f"--since {value}: reaches back before the year 1; expected {_SINCE_FORMS}") \
+                from None
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
@@ -104,10 +108,10 @@ def audit_log(
     from opsconsole.core.audit.records import AuditKind  # noqa: PLC0415 — keeps `--help` fast
 
     known = {kind.value for kind in AuditKind}
-    for kind in kinds or ():
-        if kind not in known:
-            err.print(f"note: --kind {escape(kind)} is not a kind this version knows "
-                      f"({', '.join(sorted(known))})")
+    unknown = [kind for kind in kinds or () if kind not in known]
+    if unknown:
+        raise UsageError(f"--kind {', '.join(unknown)}: not a kind of audit entry; the kinds are "
+                         f"{', '.join(sorted(known))}")
     with cli_context(ctx).open_client() as ops:
         entries = ops.audit(since=start, request_id=request, kinds=tuple(kinds or ()), limit=limit)
     if as_json:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 
-from opsconsole.core.errors import UsageError
+from opsconsole.core.errors import OpsError, UsageError
 
 if TYPE_CHECKING:
     from opsconsole.core.api import OpsApi
@@ -45,6 +45,25 @@ out = Console(highlight=False, width=PIPED_WIDTH if _piped else None)
 err = Console(stderr=True, highlight=False)
 
 AS_WITH_SERVER = "--as is for the sandbox; with a server you act as your token's person"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C (:func:`terminate_like_interrupt`): the command
+    unwinds — a run it follows is cancelled, the embedded server stops — instead of dying on the spot."""
+
+
+def terminate_like_interrupt() -> None:
+    """Make SIGTERM raise :class:`Terminated` in the main thread (the CLI's entry point calls this)."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def _raise(_signum: int, _frame: Any) -> None:
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, _raise)
 
 
 @dataclass
@@ -88,7 +107,19 @@ class CliContext:
                 server = stack.enter_context(
                     EmbeddedServer.start(inventory=self.inventory, live=self.live, acting_as=self.acting_as)
                 )
-            yield server.client(face="cli")
+            try:
+                yield server.client(face="cli")
+            except OpsError as exc:
+                problem = server.store_problem
+                if problem is not None and problem.user_error and exc.title == problem.title:
+                    raise problem from None  # the user's to fix (a read-only store): exit 2, as said
+                raise
+            # Said once, after an answer that did not need the store (one that did failed naming it).
+            problem = server.store_problem
+            if problem is not None:
+                self.err.print(f"[yellow]note[/]: the fleet was read without the store ({problem.title}: "
+                               f"{problem.message}); approvals, jobs and audit are unavailable",
+                               soft_wrap=True, markup=True, highlight=False)
 
     @property
     def uses_server(self) -> bool:

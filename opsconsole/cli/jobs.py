@@ -8,13 +8,14 @@ starts a run (``act``, ``approvals approve | run``) prints its progress.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from opsconsole.cli import render
-from opsconsole.cli.context import cli_context, err, out
+from opsconsole.cli.context import Terminated, cli_context, err, out
 from opsconsole.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -30,14 +31,41 @@ POLL_WAIT_S = 10.0
 
 
 def follow_job(ops: OpsApi, job: Job, *, show: bool = True, show_skipped: bool = False,
-               after_seq: int = 0) -> Job:
-    """Print ``job``'s task lines as they arrive (``show``) and return it once it has ended."""
-    seq = after_seq
+               after_seq: int = 0, owned: bool = False, detachable: bool = True) -> Job:
+    """Print ``job``'s task lines as they arrive (``show``) and return it once it has ended.
+
+    ``owned``: this command started the run (``act``, ``approvals run``), so an interrupt is about the
+    run, not only about following it: Ctrl-C asks whether to cancel it or detach (``detachable``: the run
+    lives on a team server; an embedded run belongs to this process, so there the choice is cancel or
+    keep following); without a terminal, and on SIGTERM, the run is cancelled. Either way the command
+    exits 130 (143 on SIGTERM) once the job's record says how it ended. Not ``owned`` (``jobs logs -f``):
+    an interrupt only stops following.
+    """
+    position = [after_seq]
     while True:
-        events = ops.job_events(job.id, after_seq=seq, wait_s=POLL_WAIT_S)
+        try:
+            return _follow(ops, job, position, show=show, show_skipped=show_skipped)
+        except KeyboardInterrupt as interrupt:
+            if not owned:
+                raise
+            choice = _choose(job, interrupt, detachable=detachable)
+            if choice == "follow":
+                continue
+            code = 143 if isinstance(interrupt, Terminated) else 130
+            if choice == "detach":
+                err.print(f"Detached: job {job.id[:12]} goes on on the server; follow it with "
+                          f"`opsconsole jobs logs -f {job.id}`")
+                raise typer.Exit(code) from None
+            _cancel_and_report(ops, job)
+            raise typer.Exit(code) from None
+
+
+def _follow(ops: OpsApi, job: Job, position: list[int], *, show: bool, show_skipped: bool) -> Job:
+    while True:
+        events = ops.job_events(job.id, after_seq=position[0], wait_s=POLL_WAIT_S)
         ended = False
         for event in events:
-            seq = max(seq, event.seq)
+            position[0] = max(position[0], event.seq)
             if show:
                 render.print_event(out, event, show_skipped=show_skipped)
             status = event.data.get("status") if event.kind.value == "job_status" else None
@@ -46,10 +74,49 @@ def follow_job(ops: OpsApi, job: Job, *, show: bool = True, show_skipped: bool =
             continue
         job = ops.job(job.id)
         if job.status.terminal:
-            for event in ops.job_events(job.id, after_seq=seq):  # anything published as it ended
+            for event in ops.job_events(job.id, after_seq=position[0]):  # anything published as it ended
                 if show:
                     render.print_event(out, event, show_skipped=show_skipped)
             return job
+
+
+def _choose(job: Job, interrupt: KeyboardInterrupt, *, detachable: bool) -> str:
+    """``cancel``, ``detach`` or ``follow``: asked on a terminal, ``cancel`` otherwise (and on SIGTERM,
+    a second Ctrl-C, or the end of input)."""
+    if isinstance(interrupt, Terminated) or not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return "cancel"
+    if detachable:
+        question = (f"Job {job.id[:12]} is running on the server: [c]ancel it, or [d]etach (it goes on; "
+                    f"`opsconsole jobs logs -f`)?")
+        choices = {"c": "cancel", "d": "detach"}
+    else:
+        question = (f"Job {job.id[:12]} runs in this process and cannot outlive it: [c]ancel it, or [f]ollow "
+                    f"it to its end?")
+        choices = {"c": "cancel", "f": "follow"}
+    try:
+        answer = typer.prompt(question, default="c", err=True, show_default=True)
+    except (KeyboardInterrupt, EOFError, typer.Abort):
+        return "cancel"
+    return choices.get(str(answer).strip().lower()[:1], "cancel")
+
+
+#: How long a cancelled job may take to be recorded as ended before the command gives up waiting.
+CANCEL_WAIT_S = 30.0
+
+
+def _cancel_and_report(ops: OpsApi, job: Job) -> None:
+    """Cancel ``job`` and print how its record says it ended (within :data:`CANCEL_WAIT_S`)."""
+    err.print(f"Cancelling job {job.id[:12]}…")
+    after = ops.cancel_job(job.id)
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while not after.status.terminal and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = ops.job(job.id)
+    if after.status.terminal:
+        render.print_outcome(out, err, after)
+    else:
+        err.print(f"job {job.id[:12]} was asked to cancel but is still {after.status.value} after "
+                  f"{CANCEL_WAIT_S:.0f} s; see `opsconsole jobs show {job.id}`")
 
 
 def settled(ops: OpsApi, request_id: str, *, within_s: float = 15.0) -> ChangeRequest:

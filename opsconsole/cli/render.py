@@ -22,6 +22,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from opsconsole.core.errors import OpsError
+
 if TYPE_CHECKING:
     from opsconsole.core.audit.records import AuditEntry, AuditVerification, StoreVerification
     from opsconsole.core.change.records import ChangeRequest
@@ -132,8 +134,8 @@ def status_view(document: Mapping[str, Any]) -> Group:
             fmt(summary["rps"], ",.0f"),
             "primary" if db_role == "write_primary" else ("replica" if db_role else "—"),
             lag,
-            f"{summary['pods_ready']}/{summary['pods_desired']}",
-            f"{summary['nodes_ready']}/{summary['nodes']}",
+            f"{summary['pods_ready']}/{summary['pods_desired']}" if summary.get("pods_known", True) else "?",
+            f"{summary['nodes_ready']}/{summary['nodes']}" if summary.get("nodes_known", True) else "?",
             summary["cache_nodes"] or "—",
             findings,
         )
@@ -148,6 +150,21 @@ def status_view(document: Mapping[str, Any]) -> Group:
     lines.append(f"  sources: {sources}")
     lines.append(f"  {count} finding{'' if count == 1 else 's'}; details: opsconsole fleet findings")
     return Group(*lines)
+
+
+def status_problem(document: Mapping[str, Any]) -> OpsError | None:
+    """Why a status document shows no fleet at all, as the error a command exits with (``None``: some
+    region reports). A local cloud that froze, or clouds that all refuse, must not look like a quiet
+    fleet: ``opsconsole fleet status`` prints what it has, then exits 1 with this line."""
+    total = document.get("totals", {})
+    if total.get("regions_reporting", 0) > 0:
+        return None
+    failing = [s for s in document.get("sources", ()) if s.get("status") != "ok"]
+    named = "; ".join(f"{s['name']} {s['status']}" + (f" ({s['error']})" if s.get("error") else "")
+                      for s in failing) or "no source answered"
+    return OpsError(f"0 of {total.get('regions_total', '?')} regions reporting: {named}. Check the clouds "
+                    f"(on the sandbox: is `opsconsole sandbox up` running and responsive?)",
+                    title="fleet unreadable")
 
 
 def findings_table(document: Mapping[str, Any]) -> Table | None:

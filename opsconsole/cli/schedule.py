@@ -42,11 +42,19 @@ UP, DOWN = "up", "down"
 
 def _instant(text: str, option: str) -> datetime:
     try:
-        return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(
             f"{option} {text!r}: expected an ISO-8601 time such as 2026-11-27T07:30:00+01:00"
         ) from None
+    try:
+        # Every zone's local time of it must exist too (9999-12-31T23:59:59Z is past the calendar's end
+        # east of UTC): two days of margin either side.
+        (at - timedelta(days=2)) + timedelta(days=4)
+    except OverflowError:
+        raise UsageError(f"{option} {text!r}: out of range (expected a time between years 1 and 9998)") \
+            from None
+    return at
 
 
 def _local_schedules(state: CliContext) -> Schedules:

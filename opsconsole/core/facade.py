@@ -31,7 +31,7 @@ from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.jobs import JobStore
 from opsconsole.core.runs.records import Job
 from opsconsole.core.runs.runner import Runner
-from opsconsole.core.store.db import Database
+from opsconsole.core.store.db import Database, StoreUnavailable
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class OpsCore:
             entry then carries its MAC, and runs count only votes whose audited entries carry a valid
             one. ``None``: no MACs (a console without a server).
         audit_head_file: where the audit head is published after every append (``None``: nowhere).
+        store_problem: why the store cannot be used (down, missing, replaced): the core then reads the
+            fleet only, and everything that needs the store raises this (as a ``StoreUnavailable``).
 
     The database is claimed for this core's world (``sandbox`` or ``live``) when first used: a store of
     the other world is refused (:class:`~opsconsole.core.store.db.WrongWorld`).
@@ -81,8 +83,11 @@ class OpsCore:
         playbook_dir: Path | None = None,
         audit_key: bytes | None = None,
         audit_head_file: Path | None = None,
+        store_problem: StoreUnavailable | None = None,
     ) -> None:
         self.fleet = fleet
+        #: Why this core has no store (it then only reads the fleet): every use of the store raises it.
+        self.store_problem = store_problem
         self.clock: Clock = clock or SystemClock()
         self.sandbox = sandbox
         self._fleet_service = FleetService(sources, deadline_s=deadline_s, clock=clock)
@@ -121,6 +126,8 @@ class OpsCore:
 
     @property
     def database(self) -> Database:
+        if self.store_problem is not None:
+            raise StoreUnavailable(self.store_problem.message, title=self.store_problem.title)
         if self._database is None:
             self._database = self._runner.store.database if self._runner is not None else Database()
         if not self._world_claimed:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from opsconsole.core.errors import UsageError
+
 
 def opsconsole_home() -> Path:
     """The state directory, created if missing."""
@@ -23,8 +25,15 @@ def opsconsole_home() -> Path:
     else:
         state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
         home = Path(state) / "opsconsole"
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    private_dir(home)
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(home)
+    except OSError as exc:
+        named = "OPSCONSOLE_HOME" if configured else "the state directory"
+        raise UsageError(f"{named} {home}: cannot create it ({exc.strerror or exc}); set OPSCONSOLE_HOME "
+                         f"to a directory you can write") from exc
+    if not home.is_dir():
+        raise UsageError(f"OPSCONSOLE_HOME {home}: not a directory; set OPSCONSOLE_HOME to a directory")
     return home
 
 

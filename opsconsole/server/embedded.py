@@ -34,6 +34,8 @@ from opsconsole.core.api import Caller
 from opsconsole.core.change.rbac import Identity
 from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.facade import OpsCore
+from opsconsole.core.paths import opsconsole_home, world_home
+from opsconsole.core.store.db import Database, StoreUnavailable
 from opsconsole.server.app import Runtime, create_app
 from opsconsole.server.auth import Authenticator
 from opsconsole.server.cache import CoreEvents, FleetCache, Hub
@@ -89,8 +91,11 @@ class EmbeddedServer:
     """A running embedded server (see the module docstring); made by :meth:`start`."""
 
     def __init__(self, *, core: OpsCore, runtime: Runtime, socket_path: str, token: str,
-                 identity: Identity) -> None:
+                 identity: Identity, store_problem: OpsError | None = None) -> None:
         self.core = core
+        #: Why the store could not be opened (``None``: it was): the server then reads the fleet only
+        #: (approvals, jobs, audit and changes answer 503 naming the problem).
+        self.store_problem = store_problem
         self.runtime = runtime
         #: The Unix socket the server listens on (in a 0700 directory of its own).
         self.socket_path = socket_path
@@ -151,18 +156,32 @@ def _embedded(
     from opsconsole import wiring  # noqa: PLC0415 - the composition root imports the server's callers
 
     with ExitStack() as stack:
-        core_cm = wiring.live_core(inventory) if live else wiring.sandbox_core(inventory, home=home)
-        core = stack.enter_context(core_cm)
+        store_problem = _store_problem(live, home)
+        core: OpsCore | None = None
+        if store_problem is None:
+            try:
+                core_cm = wiring.live_core(inventory) if live else wiring.sandbox_core(inventory, home=home)
+                core = stack.enter_context(core_cm)
+            except StoreUnavailable as exc:  # it went away between the probe and the runner's open
+                store_problem = exc
+        if core is None:
+            log.warning("the store is unavailable (%s): serving the fleet read-only", store_problem)
+            core = stack.enter_context(_fleet_only_core(inventory, live, home, store_problem))
         directory = core.directory
         identity = directory.cast_member(acting_as) if acting_as else directory.os_user(os_account())
         hub = Hub()
         stack.callback(hub.close)
         cache = FleetCache(core, hub, refresh_s=refresh_s, clock=core.clock)
-        events = CoreEvents(core, hub, clock=core.clock)
-        stack.callback(events.close)
+        if store_problem is None:
+            events = CoreEvents(core, hub, clock=core.clock)
+            stack.callback(events.close)
         auth = Authenticator(lambda: core.directory)
         token = auth.mint_session(identity)
-        runtime = Runtime(core=core, cache=cache, hub=hub, auth=auth, may_change=not live)
+        # Without a store there is no scheduler to build (it keeps its state there): /schedules answers
+        # the store's problem, and every other route can still be served.
+        scheduler = _StoreDown(store_problem) if store_problem is not None else None
+        runtime = Runtime(core=core, cache=cache, hub=hub, auth=auth, may_change=not live,
+                          scheduler=scheduler)
         app = create_app(runtime)
         directory_path = tempfile.mkdtemp(prefix="opsconsole-")  # mode 0700
         stack.callback(shutil.rmtree, directory_path, True)
@@ -176,7 +195,69 @@ def _embedded(
         stack.callback(hub.close)  # end open streams first, so uvicorn's shutdown does not wait for them
         os.chmod(socket_path, 0o600)
         log.debug("embedded ops server on %s for %s", socket_path, identity.person)
-        yield cls(core=core, runtime=runtime, socket_path=socket_path, token=token, identity=identity)
+        yield cls(core=core, runtime=runtime, socket_path=socket_path, token=token, identity=identity,
+                  store_problem=store_problem)
+
+
+class _StoreDown:
+    """Stands for a part that needs the store while it is unavailable: any use raises why."""
+
+    def __init__(self, problem: StoreUnavailable) -> None:
+        self._problem = problem
+
+    def __getattr__(self, name: str) -> Any:
+        raise StoreUnavailable(self._problem.message, title=self._problem.title)
+
+
+def _store_problem(live: bool, home: Path | None) -> StoreUnavailable | None:
+    """Open (and close) the store the core will use: ``None`` when it can be used, else why not.
+
+    Reading the fleet does not need the store: when it is down, missing or replaced, the embedded server
+    still serves the fleet (:func:`_fleet_only_core`) and says why everything else is unavailable. A
+    database URL that does not parse is a usage error and is raised (never a reason to carry on).
+    """
+    world = "live" if live else "sandbox"
+    configured = os.environ.get("OPSCONSOLE_DB_URL", "").strip()
+    location: str | Path = configured or (world_home("live") if live else (home or opsconsole_home()))
+    try:
+        Database(location).close()
+    except StoreUnavailable as exc:
+        log.debug("the %s store is unavailable: %s", world, exc)
+        return exc
+    return None
+
+
+@contextmanager
+def _fleet_only_core(inventory: Path | None, live: bool, home: Path | None,
+                     problem: StoreUnavailable | None) -> Iterator[OpsCore]:
+    """A core that reads the fleet and nothing else (no runner, no store): the same sources as
+    :func:`opsconsole.wiring.sandbox_core` / :func:`~opsconsole.wiring.live_core` would read."""
+    from opsconsole import wiring  # noqa: PLC0415 - the composition root
+    from opsconsole.core.fleet.inventory import load_inventory  # noqa: PLC0415
+
+    fleet = load_inventory(inventory)
+    if live:
+        deadline_s = 10.0
+        sources = wiring.live_sources(fleet, timeout_s=deadline_s * 0.8)
+        with OpsCore(fleet, sources, deadline_s=deadline_s, sandbox=False, store_problem=problem) as core:
+            yield core
+        return
+    deadline_s = 5.0
+    home = home or opsconsole_home()
+    world = wiring.world_store(fleet, home=home)
+    if wiring.sandbox_reader() == "sim":
+        from opsconsole.providers.sim import SimSource  # noqa: PLC0415
+
+        with OpsCore(fleet, [SimSource(world)], deadline_s=deadline_s, sandbox=True,
+                     store_problem=problem) as core:
+            yield core
+        return
+    from opsconsole.sandbox.localcloud import running_or_ephemeral  # noqa: PLC0415
+
+    with running_or_ephemeral(home, world, lambda: wiring.sandbox_emulators(fleet)) as (endpoints, _cloud):
+        sources = wiring.adapter_sources(fleet, endpoints, timeout_s=deadline_s * 0.8)
+        with OpsCore(fleet, sources, deadline_s=deadline_s, sandbox=True, store_problem=problem) as core:
+            yield core
 
 
 def os_account() -> str:

@@ -62,6 +62,16 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise UsageError(f"{name}: expected 1 or 0, found {text!r}")
 
 
+def _db_url(env: Mapping[str, str]) -> str | None:
+    """``OPSCONSOLE_DB_URL`` checked: the server refuses to start on a URL that does not parse."""
+    text = env.get("OPSCONSOLE_DB_URL", "").strip()
+    if not text:
+        return None
+    from opsconsole.core.store.db import checked_url  # noqa: PLC0415 - SQLAlchemy, only when configured
+
+    return checked_url(text, "OPSCONSOLE_DB_URL")
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """Everything ``opsconsole server`` needs to start (see the module docstring for the variables)."""
@@ -108,7 +118,7 @@ class ServerSettings:
             tls_key=path("OPSCONSOLE_SERVER_TLS_KEY"),
             inventory=path("OPSCONSOLE_INVENTORY"),
             home=path("OPSCONSOLE_HOME"),
-            db_url=env.get("OPSCONSOLE_DB_URL") or None,
+            db_url=_db_url(env),
             sandbox=_flag(env, "OPSCONSOLE_SERVER_SANDBOX"),
             audit_key=path("OPSCONSOLE_AUDIT_KEY"),
             audit_head_file=path("OPSCONSOLE_AUDIT_HEAD_FILE"),

@@ -70,7 +70,7 @@ def test_head_constant_names_the_scripts_single_head() -> None:
     # HEAD lets an open at head skip Alembic; a new migration that forgot to move it would never run.
     script = ScriptDirectory.from_config(migrations.alembic_config())
     assert script.get_heads() == [migrations.HEAD]
-    assert [s.revision for s in script.walk_revisions()] == ["0004", "0003", "0002", "0001"]
+    assert [s.revision for s in script.walk_revisions()] == ["0005", "0004", "0003", "0002", "0001"]
 
 
 # -- a fresh database ---------------------------------------------------------------------------------------
@@ -307,7 +307,7 @@ def test_a_schema_newer_than_the_code_is_a_clear_error(db_url: str) -> None:
     error = caught.value
     assert isinstance(error, StoreUnavailable) and isinstance(error, OpsError)
     assert error.title == "database schema too new"
-    assert ("database schema is at revision 0099, newer than this opsconsole knows (head 0004): "
+    assert ("database schema is at revision 0099, newer than this opsconsole knows (head 0005): "
             "upgrade opsconsole") in error.message
     engine = make_engine(db_url)
     try:

@@ -63,6 +63,10 @@ class RegionSummary:
     dns_weights: dict[str, int] | None
     findings: int
     worst_severity: Severity | None
+    #: Whether any of the region's prod workloads / clusters was reported: when Kubernetes does not
+    #: answer, pods and nodes are unknown (never ``0/0``) and so is the region's health.
+    pods_known: bool = True
+    nodes_known: bool = True
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,10 @@ def region_summaries(view: FleetView) -> list[RegionSummary]:
         cache = _get(snap.get(f"cache/{region.id}"), CacheState)
         dns = _get(snap.get(f"dns/{region.id}"), DnsRecordSet)
         region_findings = findings[region.id]
+        pods_known, nodes_known = region.id in pods, region.id in nodes
+        health = view.health.get(region.id, Health.UNKNOWN)
+        if health is Health.OK and not (pods_known and nodes_known):
+            health = Health.UNKNOWN  # traffic looks fine, but its capacity could not be read
         summaries.append(
             RegionSummary(
                 id=region.id,
@@ -131,7 +139,7 @@ def region_summaries(view: FleetView) -> list[RegionSummary]:
                 role=region.role.value,
                 geography=region.geography.value,
                 cloud_mix=cloud_mix(fleet, region.id),
-                health=view.health.get(region.id, Health.UNKNOWN),
+                health=health,
                 p95_ms=traffic.p95_ms if traffic else None,
                 avg_latency_ms=traffic.avg_latency_ms if traffic else None,
                 availability=traffic.availability if traffic else None,
@@ -149,6 +157,8 @@ def region_summaries(view: FleetView) -> list[RegionSummary]:
                 dns_weights=dict(dns.weights) if dns else None,
                 findings=len(region_findings),
                 worst_severity=max((f.severity for f in region_findings), key=lambda s: s.rank, default=None),
+                pods_known=pods_known,
+                nodes_known=nodes_known,
             )
         )
     return summaries

@@ -11,16 +11,24 @@ written as single ``UPDATE … WHERE`` / ``INSERT`` statements whose row counts 
 The tables here are the schema's single description in code; :mod:`opsconsole.core.store.migrations`
 (Alembic) creates and evolves it in a database: opening a :class:`Database` upgrades it to head
 (:func:`ensure_schema`), adopting the previous release's files, and refuses a schema newer than the code.
+
+A store has an identity (``store_meta.store_id``) and the home records which store it uses
+(``$OPSCONSOLE_HOME/store.json``, written when a core first claims the store for its world): a store that
+vanished or was replaced at a recorded address is refused (:class:`StoreMissing`, :class:`StoreReplaced`)
+before anything is created in it, never silently recreated; :func:`adopt_store` (``opsconsole store
+adopt``) accepts another on purpose. A URL is always a URL (:func:`checked_url`), never a path.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -49,7 +57,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from opsconsole.core.errors import OpsError
+from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.paths import opsconsole_home
 from opsconsole.core.store import migrations
 
@@ -88,6 +96,10 @@ jobs_table = Table(
     Column("timings", JSON),
     Column("pid", Integer),
     Column("error", Text),
+    #: Who runs it, ``host/boot_id/pid/start_ticks[/worker]``, and when it last said so in database time
+    #: (migration 0005; see opsconsole.core.runs.owners).
+    Column("owner", String(256)),
+    Column("heartbeat_at", DateTime(timezone=True)),
 )
 
 job_events_table = Table(
@@ -184,6 +196,7 @@ leases_table = Table(
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("renewed_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("owner", String(256)),  # the holder's identity, as jobs.owner (migration 0005)
     PrimaryKeyConstraint("target", "lease_id", name="pk_leases"),
 )
 
@@ -310,18 +323,81 @@ schedule_state_table = Table(
 # -- connecting ----------------------------------------------------------------------------------------
 
 
+#: The variable naming a shared database, and the forms a database URL may take.
+DB_URL_VARIABLE = "OPSCONSOLE_DB_URL"
+URL_FORMS = ("sqlite:////absolute/path/opsconsole.db, or postgresql://user@host:5432/database "
+             "(postgresql+psycopg://… too)")
+
+
 def database_url(url_or_home: str | Path | None = None) -> str:
-    """The URL to open: a URL given, ``OPSCONSOLE_DB_URL``, or the home's SQLite file."""
-    if isinstance(url_or_home, str) and "://" in url_or_home:
-        return url_or_home
+    """The URL to open: a URL given (a ``str``), ``OPSCONSOLE_DB_URL``, or the home's SQLite file (a
+    ``Path``, or the home when nothing is configured).
+
+    A string is always a URL, never a path: one that does not parse as a SQLite or PostgreSQL URL is
+    refused (a typo must not open a new, empty store under the current directory).
+
+    Raises:
+        UsageError: the URL (or ``OPSCONSOLE_DB_URL``) is not one of :data:`URL_FORMS`.
+    """
+    if isinstance(url_or_home, str):
+        named = DB_URL_VARIABLE if url_or_home == os.environ.get(DB_URL_VARIABLE) else "database URL"
+        return checked_url(url_or_home, named)
     if url_or_home is None:
-        configured = os.environ.get("OPSCONSOLE_DB_URL")
-        if configured:
-            return configured
+        configured = os.environ.get(DB_URL_VARIABLE)
+        if configured is not None and configured.strip():
+            return checked_url(configured, DB_URL_VARIABLE)
         url_or_home = opsconsole_home()
     home = Path(url_or_home)
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{home}: cannot create the store's directory ({exc.strerror or exc}): set "
+                         f"OPSCONSOLE_HOME to a directory you can write") from exc
     return f"sqlite:///{home / DB_FILE}"
+
+
+def checked_url(text: str, named: str = DB_URL_VARIABLE) -> str:
+    """``text`` as a database URL opsconsole can open (``postgresql://`` gets the psycopg 3 driver).
+
+    Raises:
+        UsageError: not a SQLite URL with an absolute file path, nor a PostgreSQL URL; the message names
+            ``named`` (the variable or option it came from) and the accepted forms.
+    """
+    value = text.strip()
+    shown = redacted_text(value)
+    if "://" not in value:
+        raise UsageError(f"{named} {shown!r}: not a database URL (no scheme); expected {URL_FORMS}")
+    try:
+        url = make_url(value)
+    except Exception:  # SQLAlchemy raises ArgumentError, ValueError… for malformed URLs
+        raise UsageError(f"{named} {shown!r}: not a database URL; expected {URL_FORMS}") from None
+    backend, _, driver = url.drivername.partition("+")
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        database = url.database or ""
+        if not database or database == ":memory:":
+            raise UsageError(f"{named} {shown!r}: names no file (an in-memory store forgets everything "
+                             f"at exit); expected {URL_FORMS}")
+        if not os.path.isabs(database):
+            raise UsageError(f"{named} {shown!r}: the file {database!r} is relative (it would depend on "
+                             f"the directory you run from); give an absolute path: {URL_FORMS}")
+        return value
+    if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
+        return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if backend in ("postgresql", "postgres"):
+        raise UsageError(f"{named} {shown!r}: the driver {driver!r} is not installed; opsconsole uses "
+                         f"psycopg 3: {URL_FORMS}")
+    raise UsageError(f"{named} {shown!r}: {url.drivername!r} is not a database opsconsole supports; "
+                     f"expected {URL_FORMS}")
+
+
+def redacted_text(text: str) -> str:
+    """``text`` (perhaps a URL) without the password between ``user:`` and ``@``, for messages."""
+    scheme, sep, rest = text.partition("://")
+    if not sep or "@" not in rest:
+        return text
+    credentials, _, host = rest.rpartition("@")
+    user, colon, _password = credentials.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
 
 
 def is_sqlite(url: str) -> bool:
@@ -411,13 +487,21 @@ class Database:
         StoreUnavailable: the database cannot be reached or its schema cannot be brought up to date.
     """
 
-    def __init__(self, url_or_home: str | Path | None = None, *, world: str | None = None) -> None:
+    def __init__(self, url_or_home: str | Path | None = None, *, world: str | None = None,
+                 home: Path | None = None) -> None:
         self.url = database_url(url_or_home)
+        #: The home whose record (:data:`STORE_RECORD`) names the store it uses (default: the home).
+        self.record_home = home
+        recorded = recorded_store(self.url, home)
+        if recorded is not None:
+            _refuse_missing_sqlite(self.url, recorded)
         self.engine = make_engine(self.url)
         #: The world (sandbox or live) this store was claimed for by :meth:`claim_world`, and its id.
         self.world: str | None = None
         self.store_id: str | None = None
         try:
+            if recorded is not None:
+                _check_identity(self.engine, self.url, recorded)
             ensure_schema(self.engine)
             _tighten_sqlite_file(self.url)
             if world is not None:
@@ -459,6 +543,9 @@ class Database:
                 continue  # another opener wrote it first (PostgreSQL): read theirs
             except SQLAlchemyError as exc:
                 raise self.unavailable(exc, "read the store's world") from exc
+        recorded = recorded_store(self.url, self.record_home)
+        if recorded is not None and recorded.store_id != found.get(STORE_ID_KEY):
+            raise StoreReplaced(_replaced_message(self.url, recorded, found.get(STORE_ID_KEY)))
         if found.get(WORLD_KEY) != world:
             raise WrongWorld(
                 f"{redacted_url(self.url)}: this store belongs to the {found.get(WORLD_KEY)} world; a "
@@ -467,6 +554,10 @@ class Database:
             )
         self.world = world
         self.store_id = found.get(STORE_ID_KEY)
+        if recorded is None and self.store_id is not None:
+            # The first use of this store from this home: remember which store it is, so that a store
+            # that vanishes or is replaced later is refused rather than silently recreated.
+            record_store(self.url, StoreRecord(self.store_id, world, _now_text()), self.record_home)
 
     def unavailable(self, exc: BaseException, doing: str | None = None) -> StoreUnavailable:
         """The error to raise for a driver or SQLAlchemy failure: this database (password removed), the
@@ -476,6 +567,9 @@ class Database:
         if password:
             detail = detail.replace(str(password), "***")
         suffix = f" (could not {doing})" if doing else ""
+        diagnosed = _sqlite_diagnosis(self.url)
+        if diagnosed is not None:
+            return diagnosed
         return StoreUnavailable(f"{redacted_url(self.url)}: {detail}{suffix}")
 
     @property
@@ -512,6 +606,227 @@ def _tighten_sqlite_file(url: str) -> None:
                 os.chmod(path, 0o600)
         except OSError:
             continue  # not ours to change (another user's file): opening it already worked or failed
+
+
+class StoreMissing(StoreUnavailable):
+    """The store this home recorded is gone (its SQLite file deleted, its database emptied): refused,
+    never silently recreated (see :func:`adopt_store` to start a new one on purpose)."""
+
+    title = "store missing"
+
+
+class StoreReplaced(StoreUnavailable):
+    """The database at the recorded address is another store (another ``store_id``): refused."""
+
+    title = "store replaced"
+
+
+#: The file in the home recording which stores it uses: ``{"stores": {url: {store_id, world, since}}}``.
+STORE_RECORD = "store.json"
+ADOPT_HINT = "opsconsole store adopt"
+
+
+@dataclass(frozen=True)
+class StoreRecord:
+    """What a home remembers about a store it used: its id, its world, since when."""
+
+    store_id: str
+    world: str
+    since: str
+
+
+def _record_key(url: str) -> str:
+    """A store's key in the record: its URL without the password (never written to the home)."""
+    return redacted_url(url)
+
+
+def record_path(home: Path | None = None) -> Path:
+    return (home if home is not None else opsconsole_home()) / STORE_RECORD
+
+
+def _read_records(home: Path | None) -> dict[str, Any]:
+    path = record_path(home)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise StoreUnavailable(f"{path}: the home's record of its store cannot be read ({exc}); restore it "
+                               f"or remove it to record the store anew") from exc
+    stores = document.get("stores") if isinstance(document, dict) else None
+    return stores if isinstance(stores, dict) else {}
+
+
+def recorded_store(url: str, home: Path | None = None) -> StoreRecord | None:
+    """The record this home keeps of the store at ``url``, if it used it before."""
+    entry = _read_records(home).get(_record_key(url))
+    if not isinstance(entry, dict) or not isinstance(entry.get("store_id"), str):
+        return None
+    return StoreRecord(str(entry["store_id"]), str(entry.get("world", "")), str(entry.get("since", "")))
+
+
+def record_store(url: str, record: StoreRecord | None, home: Path | None = None) -> None:
+    """Write (``None``: forget) the home's record of the store at ``url``; atomic, 0600."""
+    stores = _read_records(home)
+    key = _record_key(url)
+    if record is None:
+        stores.pop(key, None)
+    else:
+        stores[key] = {"store_id": record.store_id, "world": record.world, "since": record.since}
+    path = record_path(home)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump({"stores": stores}, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise StoreUnavailable(f"{path}: cannot record the store this home uses ({exc.strerror or exc})") \
+            from exc
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def _sqlite_file(url: str) -> Path | None:
+    if not is_sqlite(url):
+        return None
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def _missing_message(url: str, record: StoreRecord, what: str) -> str:
+    return (f"{redacted_url(url)}: {what}; this home used the {record.world} store {record.store_id[:12]} "
+            f"there (since {record.since}) and will not silently start an empty one (its jobs, requests "
+            f"and audit would be gone). Restore the store from a backup, or start a new, empty one on "
+            f"purpose with `{ADOPT_HINT}`")
+
+
+def _replaced_message(url: str, record: StoreRecord, found: str | None) -> str:
+    return (f"{redacted_url(url)}: this is not the store this home uses (expected store "
+            f"{record.store_id[:12]}, found {found[:12] if found else 'one without an id'}): point "
+            f"OPSCONSOLE_DB_URL / OPSCONSOLE_HOME back at the right store, restore it, or "
+            f"accept this one on purpose with `{ADOPT_HINT}`")
+
+
+def sqlite_file_missing(url: str) -> bool:
+    """Whether ``url`` is a SQLite store whose file does not exist (opening it would create one)."""
+    path = _sqlite_file(url)
+    return path is not None and not path.exists()
+
+
+def store_identity(database: Database) -> str | None:
+    """The ``store_id`` the store at ``database`` carries (``None``: none yet), claiming nothing.
+
+    Raises:
+        StoreUnavailable: it cannot be read.
+    """
+    meta = store_meta_table.c
+    try:
+        with database.engine.connect() as conn:
+            found = conn.execute(select(meta.value).where(meta.key == STORE_ID_KEY)).scalar()
+    except SQLAlchemyError as exc:
+        raise database.unavailable(exc, "read the store's id") from exc
+    return None if found is None else str(found)
+
+
+def _refuse_missing_sqlite(url: str, record: StoreRecord) -> None:
+    """Before SQLite creates a file: a recorded store whose file is gone is refused."""
+    path = _sqlite_file(url)
+    if path is not None and not path.exists():
+        raise StoreMissing(_missing_message(url, record, "the store's file is gone"))
+
+
+def _check_identity(engine: Engine, url: str, record: StoreRecord) -> None:
+    """Before anything is created in it: the database at a recorded address is the recorded store."""
+    with engine.connect() as conn:
+        names = set(inspect(conn).get_table_names())
+        if "store_meta" not in names:
+            empty = "the database there is empty (no opsconsole store)"
+            raise StoreMissing(_missing_message(url, record, empty))
+        meta = store_meta_table.c
+        found = conn.execute(select(meta.value).where(meta.key == STORE_ID_KEY)).scalar()
+    if found != record.store_id:
+        raise StoreReplaced(_replaced_message(url, record, None if found is None else str(found)))
+
+
+def adopt_store(url_or_home: str | Path | None, *, world: str, home: Path | None = None) -> tuple[
+        StoreRecord | None, StoreRecord]:
+    """Accept the store at ``url_or_home`` on purpose: the one there now (a restored or another store), or
+    a new, empty one when it is gone. Returns ``(the record before, the record now)``.
+
+    Raises:
+        StoreUnavailable: the database cannot be reached (nothing is changed then).
+    """
+    url = database_url(url_or_home)
+    before = recorded_store(url, home)
+    probe = make_engine(url)
+    try:
+        with probe.connect():
+            pass
+    except SQLAlchemyError as exc:
+        raise StoreUnavailable(f"{redacted_url(url)}: {_first_line(exc)} (nothing adopted)") from exc
+    finally:
+        probe.dispose()
+    record_store(url, None, home)
+    try:
+        database = Database(url, world=world, home=home)
+    except BaseException:
+        if before is not None:
+            record_store(url, before, home)
+        raise
+    try:
+        now = recorded_store(url, home)
+        assert now is not None and database.store_id == now.store_id
+        return before, now
+    finally:
+        database.close()
+
+
+class StoreReadOnly(StoreUnavailable):
+    """The SQLite store (or its directory) cannot be written: a setup mistake the user fixes (exit 2)."""
+
+    title = "store read-only"
+    user_error = True
+
+
+class StoreFull(StoreUnavailable):
+    """The file system holding the SQLite store is full: nothing can be recorded until space is freed."""
+
+    title = "store's disk full"
+
+
+#: Below this many free bytes the file system of a SQLite store counts as full.
+FULL_BELOW_BYTES = 256 * 1024
+
+
+def _sqlite_diagnosis(url: str) -> StoreUnavailable | None:
+    """What is wrong with a SQLite store's file in words (read-only, disk full), when it can be told.
+
+    SQLite says "unable to open database file", "attempt to write a readonly database" or "disk I/O
+    error"; the user needs to know which file, and what to do.
+    """
+    path = _sqlite_file(url)
+    if path is None:
+        return None
+    directory = path.parent
+    try:
+        info = os.statvfs(directory)
+    except OSError:
+        return None
+    if info.f_bavail * info.f_frsize < FULL_BELOW_BYTES:
+        free = info.f_bavail * info.f_frsize
+        return StoreFull(f"{path}: the file system holding the store is full ({free} bytes free): free some "
+                         f"space there and try again")
+    for where in (directory, path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if where.exists() and not os.access(where, os.W_OK):
+            return StoreReadOnly(f"{where}: read-only, and opsconsole records jobs, requests and the audit "
+                                 f"in {path}: make it writable (a read-only mount or chmod), or point "
+                                 f"OPSCONSOLE_HOME / OPSCONSOLE_DB_URL at a writable store")
+    return None
 
 
 class SchemaTooNew(StoreUnavailable):

@@ -311,6 +311,20 @@ class World:
         """
         return observation.observe(self._s, self.now)
 
+    # -- what clients wrote that the world does not model ----------------------------------------------
+
+    def client_objects(self, api: str) -> dict[str, Any]:
+        """Objects clients wrote into ``api``'s emulator that the world keeps for them (a copy), by key."""
+        return dict(self._s.client_objects.get(api, {}))
+
+    def keep_client_objects(self, api: str, objects: Mapping[str, Any]) -> None:
+        """Keep ``objects`` (all of ``api``'s, replacing what was kept) with the world: the local cloud of
+        a later command serves them again (env_schedule.yml's remembered sizes survive its end)."""
+        if objects:
+            self._s.client_objects[api] = dict(objects)
+        else:
+            self._s.client_objects.pop(api, None)
+
     # -- persistence (opsconsole.sandbox.world.snapshot; files: opsconsole.sandbox.state) -------------
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ How to use it::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from opsconsole.core.errors import UsageError
@@ -168,6 +169,10 @@ class SimState:
     incidents: list[Incident] = field(default_factory=list)
     incident_seq: int = 0
     global_peak: float = 0.0
+    #: Objects clients wrote into the local cloud's APIs that the world does not model, by API and key
+    #: (``"k8s"`` → ``"<cluster>/<namespace>/<name>"`` → a ConfigMap): env_schedule.yml remembers an
+    #: environment's sizes in one. Kept here so that the local cloud of a later command serves them again.
+    client_objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     out: Figures = field(init=False)
 
     def noise(self, tick: int, key_h: int) -> float:

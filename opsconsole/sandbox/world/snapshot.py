@@ -64,6 +64,7 @@ def dump(s: SimState) -> dict[str, Any]:
         "stopped_clusters": sorted(s.stopped),
         "incident_seq": s.incident_seq,
         "incidents": [i.to_dict() for i in s.incidents],
+        "client_objects": {api: dict(objects) for api, objects in s.client_objects.items()},
         "regions": {
             rid: {
                 "dns": dict(rg.dns),
@@ -138,6 +139,9 @@ def load(s: SimState, data: Mapping[str, Any]) -> None:
         raise ValueError("stopped clusters differ from the fleet")
     s.incident_seq = int(data["incident_seq"])
     s.incidents = [Incident.from_dict(i) for i in data["incidents"]]
+    # Saved since env stop / start kept their sizes across commands; older files have none.
+    s.client_objects = {str(api): {str(k): v for k, v in _items(objects)}
+                        for api, objects in _items(data.get("client_objects", {}))}
     regions = data["regions"]
     clusters = data["clusters"]
     workloads = data["workloads"]
