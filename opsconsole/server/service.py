@@ -15,10 +15,13 @@ Use (the HTTP routes do this per request)::
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from opsconsole.core.api import (
     ACTIONS,
@@ -84,6 +87,8 @@ class NotFound(UsageError):
 
     title = "not found"
 
+
+log = logging.getLogger(__name__)
 
 def highest_role(identity: Identity) -> Role:
     """The highest role ``identity`` holds anywhere (viewer if none)."""
@@ -261,6 +266,19 @@ class OpsService:
             return cached
         return status_document(view, region)
 
+    def sources(self) -> dict[str, Any]:
+        """Per fleet source: cadence, last read, age, status, calls/hour, errors, throttles, est. $/month."""
+        import time  # noqa: PLC0415
+
+        from opsconsole.core.fleet.inventory import load_prices  # noqa: PLC0415
+        from opsconsole.core.fleet.metering import METER  # noqa: PLC0415
+        from opsconsole.core.fleet.view import sources_document  # noqa: PLC0415
+
+        view = self._view()
+        window_s = max(1.0, time.time() - METER.since())
+        prices = load_prices(self.core.fleet.source)
+        return sources_document(view.snapshot, METER.snapshot(), prices, window_s)
+
     def findings(self, region: str | None = None) -> dict[str, Any]:
         view = self._view()
         _known_region(view, region)
@@ -345,7 +363,27 @@ class OpsService:
     def jobs(self, *, limit: int = 20) -> list[Job]:
         if not 1 <= limit <= 1000:
             raise UsageError(f"limit {limit}: expected 1 to 1000")
+        self._repair_jobs()
         return self._jobs().list(limit=limit)
+
+    def _repair_jobs(self) -> None:
+        """Listing jobs repairs what can be proven dead (its owner gone on this host, or its heartbeat
+        expired in database time): such a job becomes ``interrupted`` and its request follows. Another
+        host's live run is never touched. A failure here never hides the list."""
+        try:
+            runner = self.core.runner
+        except ExecutionUnavailable:
+            return
+        try:
+            if runner.recover():
+                store = runner.store
+                self.core.pipeline.reconcile(
+                    lambda job_id: (job.status if (job := store.get(job_id)) else None))
+        except OpsError as exc:
+            log.warning("could not repair interrupted jobs: %s", exc.message)
+        except SQLAlchemyError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("could not repair interrupted jobs: %s", first)
 
     def job(self, job_id: str) -> Job:
         return self._job(job_id)

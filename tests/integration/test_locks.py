@@ -31,6 +31,7 @@ from opsconsole.core.change.locks import (
 from opsconsole.core.clock import utc
 from opsconsole.core.processes import pid_alive
 from opsconsole.core.store.db import Database, StoreUnavailable, lease_guard_table, leases_table
+from opsconsole.core.store.dbtime import ClockStoreTime
 from opsconsole.testing import DEFAULT_NOW, FakeClock
 
 REGION = "region/eu-west-1"
@@ -48,6 +49,13 @@ def db(db_url: str) -> Iterator[Database]:
         yield database
     finally:
         database.close()
+
+
+def fake(db: Database, clock: FakeClock, **kwargs: Any) -> Leases:
+    """Leases whose store time is ``clock`` (shared by every party of a test): time moves without waiting.
+
+    Production leases use the store's own clock (see tests/faults/test_dbtime.py)."""
+    return Leases(db, store_time=ClockStoreTime(clock), **kwargs)
 
 
 @pytest.fixture
@@ -79,7 +87,7 @@ def names(holders: list[LeaseHolder] | tuple[LeaseHolder, ...]) -> list[tuple[st
 
 
 def test_acquire_then_release(db: Database, clock: FakeClock) -> None:
-    leases = Leases(db, clock=clock, host="h1", pid=os.getpid())
+    leases = fake(db, clock, host="h1", pid=os.getpid())
     lease = leases.acquire([REGION, DNS], holder="alice", purpose="failover", request_id="r1")
     assert lease.targets == {DNS: EXCLUSIVE, REGION: EXCLUSIVE}
     assert lease.acquired_at == DEFAULT_NOW
@@ -102,8 +110,8 @@ def test_acquire_then_release(db: Database, clock: FakeClock) -> None:
 def test_a_conflicting_request_is_refused_naming_holder_purpose_and_since_when(
     db: Database, clock: FakeClock
 ) -> None:
-    alice = Leases(db, clock=clock, ttl_s=3600, host="ops-1", pid=os.getpid())
-    bob = Leases(db, clock=clock)
+    alice = fake(db, clock, ttl_s=3600, host="ops-1", pid=os.getpid())
+    bob = fake(db, clock)
     alice.acquire({REGION: EXCLUSIVE}, holder="alice", purpose="failover eu-west-1 → eu-central-1",
                   request_id="3f2a91c0e8d94b5a9c1d2e3f4a5b6c7d")
     clock.advance(12 * 60 + 5)
@@ -125,7 +133,7 @@ def test_a_conflicting_request_is_refused_naming_holder_purpose_and_since_when(
 
 
 def test_shared_holders_coexist_and_exclude_an_exclusive_one(db: Database, clock: FakeClock) -> None:
-    leases = Leases(db, clock=clock)
+    leases = fake(db, clock)
     # Two scales in one region: the region shared, each its workload exclusive.
     first = leases.acquire({REGION: SHARED, WORKLOAD: EXCLUSIVE}, holder="alice", purpose="scale checkout")
     leases.acquire({REGION: SHARED, "workload/eks-euw1-prod/search": EXCLUSIVE}, holder="bob",
@@ -150,7 +158,7 @@ def test_shared_holders_coexist_and_exclude_an_exclusive_one(db: Database, clock
 
 
 def test_all_or_nothing(db: Database, clock: FakeClock) -> None:
-    leases = Leases(db, clock=clock)
+    leases = fake(db, clock)
     leases.acquire([DNS], holder="alice", purpose="dns weights")
     with pytest.raises(LeaseConflict) as caught:
         leases.acquire([REGION, DNS, "database/eu-west-1"], holder="bob", purpose="failover")
@@ -178,8 +186,8 @@ def test_bad_requests_are_refused_before_the_store(db: Database) -> None:
 
 
 def test_an_expired_lease_lets_another_take_it(db: Database, clock: FakeClock) -> None:
-    alice = Leases(db, clock=clock, ttl_s=90)
-    bob = Leases(db, clock=clock)
+    alice = fake(db, clock, ttl_s=90)
+    bob = fake(db, clock)
     alice.acquire([REGION], holder="alice", purpose="failover")
     clock.advance(89)
     with pytest.raises(LeaseConflict):
@@ -194,8 +202,8 @@ def test_an_expired_lease_lets_another_take_it(db: Database, clock: FakeClock) -
 
 def test_a_dead_process_on_this_host_frees_its_lease_at_once(db: Database, clock: FakeClock) -> None:
     gone = dead_pid()
-    Leases(db, clock=clock, pid=gone).acquire([REGION, DNS], holder="crashed", purpose="failover")
-    leases = Leases(db, clock=clock)
+    fake(db, clock, pid=gone).acquire([REGION, DNS], holder="crashed", purpose="failover")
+    leases = fake(db, clock)
     assert leases.holders() == []
     assert leases.conflicts([REGION]) == []
     leases.acquire([REGION], holder="bob", purpose="failover")
@@ -213,17 +221,17 @@ def test_a_zombie_counts_as_dead(db: Database, clock: FakeClock) -> None:
             assert time.monotonic() < deadline, "the child never became a zombie"
             time.sleep(0.01)
         assert not pid_alive(proc.pid)
-        Leases(db, clock=clock, pid=proc.pid).acquire([REGION], holder="zombie", purpose="failover")
-        assert Leases(db, clock=clock).acquire([REGION], holder="bob", purpose="failover").holder == "bob"
+        fake(db, clock, pid=proc.pid).acquire([REGION], holder="zombie", purpose="failover")
+        assert fake(db, clock).acquire([REGION], holder="bob", purpose="failover").holder == "bob"
     finally:
         proc.wait()
 
 
 def test_a_dead_pid_on_another_host_blocks_until_expiry(db: Database, clock: FakeClock) -> None:
     gone = dead_pid()
-    Leases(db, clock=clock, host="ops-2.example", pid=gone).acquire([REGION], holder="alice",
+    fake(db, clock, host="ops-2.example", pid=gone).acquire([REGION], holder="alice",
                                                                      purpose="failover")
-    leases = Leases(db, clock=clock)
+    leases = fake(db, clock)
     with pytest.raises(LeaseConflict) as caught:
         leases.acquire([REGION], holder="bob", purpose="failover")
     assert f"on host ops-2.example pid {gone}" in str(caught.value)
@@ -235,8 +243,8 @@ def test_a_dead_pid_on_another_host_blocks_until_expiry(db: Database, clock: Fak
 
 
 def test_renew_extends(db: Database, clock: FakeClock) -> None:
-    alice = Leases(db, clock=clock, ttl_s=90)
-    bob = Leases(db, clock=clock)
+    alice = fake(db, clock, ttl_s=90)
+    bob = fake(db, clock)
     lease = alice.acquire([REGION, DNS], holder="alice", purpose="failover")
     clock.advance(60)
     renewed = alice.renew(lease)
@@ -255,8 +263,8 @@ def test_renew_extends(db: Database, clock: FakeClock) -> None:
 
 
 def test_renew_after_someone_else_took_it_raises_lease_lost(db: Database, clock: FakeClock) -> None:
-    alice = Leases(db, clock=clock)
-    bob = Leases(db, clock=clock)
+    alice = fake(db, clock)
+    bob = fake(db, clock)
     lease = alice.acquire([REGION, DNS], holder="alice", purpose="failover")
     clock.advance(91)
     taken = bob.acquire([DNS], holder="bob", purpose="dns weights")
@@ -274,7 +282,7 @@ def test_renew_after_someone_else_took_it_raises_lease_lost(db: Database, clock:
 
 
 def test_renew_after_release_raises_lease_lost(db: Database, clock: FakeClock) -> None:
-    leases = Leases(db, clock=clock)
+    leases = fake(db, clock)
     lease = leases.acquire([REGION], holder="alice", purpose="failover")
     leases.release(lease)
     with pytest.raises(LeaseLost, match="is gone"):
@@ -299,7 +307,7 @@ def test_held_heartbeats_keep_a_lease_alive_past_its_ttl(db: Database) -> None:
 
 
 def test_held_releases_on_exception(db: Database, clock: FakeClock) -> None:
-    leases = Leases(db, clock=clock)
+    leases = fake(db, clock)
     with (
         pytest.raises(RuntimeError, match="playbook blew up"),
         leases.held({REGION: SHARED, WORKLOAD: EXCLUSIVE}, holder="alice", purpose="scale"),
@@ -316,9 +324,9 @@ def test_held_releases_on_exception(db: Database, clock: FakeClock) -> None:
 
 
 def test_held_reports_a_lost_lease(db: Database) -> None:
-    """Bob's clock is an hour ahead (or bob is an hour later): alice's rows look dead to him and go."""
+    """Bob comes an hour later (his store clock an hour on): alice's rows look dead to him and go."""
     alice = Leases(db, ttl_s=1.5)
-    bob = Leases(db, clock=FakeClock(datetime.now(UTC) + timedelta(hours=1)))
+    bob = Leases(db, store_time=ClockStoreTime(FakeClock(datetime.now(UTC) + timedelta(hours=1))))
     told: list[LeaseLost] = []
     with alice.held([REGION], holder="alice", purpose="failover", on_lost=told.append) as lease:
         bob.acquire([REGION], holder="bob", purpose="failover")

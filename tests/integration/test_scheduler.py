@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -245,3 +247,40 @@ def test_a_high_finding_in_the_region_holds_the_shutdown(rig: Rig) -> None:
     rig.clock.advance(60)
     assert len(scheduler.tick().filed) == 1
     assert rig.actions() == ["up:succeeded", "down:succeeded"]
+
+
+def test_units_go_at_once_within_the_bound(rig: Rig) -> None:
+    """Independent units (two environments) are worked on at once, so one slow stop does not hold the other:
+    each one's filing waits at a barrier only the other can lift. With a bound of one they would queue."""
+    other = dataclasses.replace(rig.schedules.units[0], environment="dev", region="us-east-1",
+                                clusters=("eks-use1-dev",))
+    schedules = Schedules((rig.schedules.units[0], other), (), rig.schedules.source)
+    pipeline = rig.core.pipeline
+    original = pipeline.submit
+    both_in = threading.Barrier(2, timeout=30)
+
+    def slow_submit(*args: Any, **kwargs: Any) -> Any:
+        both_in.wait()  # returns only once the other unit is filing too
+        return original(*args, **kwargs)
+
+    pipeline.submit = slow_submit  # type: ignore[method-assign]
+    scheduler = Scheduler(rig.core, clock=rig.clock, instance_id="a", schedules=schedules, max_parallel=2)
+    report = scheduler.tick()
+    assert report.errors == () and len(report.filed) == 2
+    assert sorted(rig.actions()) == ["up:succeeded", "up:succeeded"]
+
+    # The bound holds: one at a time, the barrier is never lifted (two other, not yet applied units).
+    fresh = Schedules((dataclasses.replace(rig.schedules.units[0], region="us-east-1",
+                                           clusters=("eks-use1-staging",)),
+                       dataclasses.replace(other, region="eu-west-1", clusters=("gke-euw1-dev",))),
+                      (), rig.schedules.source)
+    one_at_a_time = threading.Barrier(2, timeout=1)
+
+    def lonely_submit(*args: Any, **kwargs: Any) -> Any:
+        one_at_a_time.wait()
+        return original(*args, **kwargs)
+
+    pipeline.submit = lonely_submit  # type: ignore[method-assign]
+    serial = Scheduler(rig.core, clock=rig.clock, instance_id="a", schedules=fresh, max_parallel=1)
+    with pytest.raises(threading.BrokenBarrierError):
+        serial.tick()

@@ -151,6 +151,8 @@ class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    #: The run was cancelled (by a person, or by its console shutting down): not a failure of the change.
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,12 @@ of a target coexist (two scales in one region), an *exclusive* holder excludes e
 failover of that region).
 
 A lease is kept alive by renewing it; one that is not renewed for ``ttl_s`` seconds (its holder died
-or lost the store) expires and stops blocking anyone. A lease taken on *this* host by a process that is
-gone (or a zombie) is dead at once: nobody waits ``ttl_s`` after a crash on the same machine. If the
+or lost the store) expires and stops blocking anyone. Expiry is judged in **database time** (the store's
+clock, :mod:`opsconsole.core.store.dbtime`), never the host's: a process whose clock is minutes off (or
+jumps) neither steals a live lease nor stretches its own. A lease records its owner (host, boot id, pid and
+the pid's start time: :class:`~opsconsole.core.processes.Owner`); one taken on *this* host and boot by a
+process that is gone (or a zombie, or whose pid now belongs to another process) is dead at once: nobody
+waits ``ttl_s`` after a crash on the same machine. If the
 store cannot be reached, nothing is taken and :class:`~opsconsole.core.store.db.StoreUnavailable` is raised:
 callers fail closed and run nothing.
 
@@ -51,8 +55,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from opsconsole.core.clock import Clock, SystemClock, monotonic, utc
 from opsconsole.core.errors import OpsError
-from opsconsole.core.processes import pid_alive
+from opsconsole.core.processes import Owner, boot_id, pid_alive, process_start_time
 from opsconsole.core.store.db import Database, StoreUnavailable, db_value, lease_guard_table, leases_table
+from opsconsole.core.store.dbtime import DATABASE_TIME, StoreTime
 
 __all__ = [
     "DEFAULT_TTL_S",
@@ -232,7 +237,10 @@ class Leases:
 
     Args:
         database: the shared store; its ``engine`` is used for every call.
-        clock: stamps acquisitions and decides expiry (a fake one in tests); the system clock by default.
+        clock: this process's clock; it decides nothing about expiry (see ``store_time``).
+        store_time: where "now" comes from for stamping and expiry: the store's clock
+            (:data:`~opsconsole.core.store.dbtime.DATABASE_TIME`) unless a test shares a fake one
+            (:class:`~opsconsole.core.store.dbtime.ClockStoreTime`) among every party.
         ttl_s: how long a lease lives without a renewal.
         host: recorded as the holder's host; ``socket.gethostname()`` by default.
         pid: recorded as the holder's process; the calling process (at each acquisition) by default.
@@ -249,11 +257,13 @@ class Leases:
         ttl_s: float = DEFAULT_TTL_S,
         host: str | None = None,
         pid: int | None = None,
+        store_time: StoreTime | None = None,
     ) -> None:
         if not ttl_s > 0:
             raise ValueError(f"a lease's ttl must be positive, not {ttl_s}")
         self.database = database
         self.clock: Clock = clock or SystemClock()
+        self.store_time: StoreTime = store_time or DATABASE_TIME
         self.ttl_s = ttl_s
         #: This machine, for telling whether a holder's process is gone (only knowable here).
         self._this_host = socket.gethostname()
@@ -263,6 +273,11 @@ class Leases:
     @property
     def pid(self) -> int:
         return self._pid if self._pid is not None else os.getpid()
+
+    def owner(self) -> Owner:
+        """Who takes a lease through this object now (recorded with it, judged by :meth:`_dead`)."""
+        pid = self.pid
+        return Owner(self.host, boot_id(), pid, process_start_time(pid))
 
     # -- taking and giving back -------------------------------------------------------------------
 
@@ -295,9 +310,10 @@ class Leases:
             raise ValueError(f"a lease holder is 1 to {_MAX_HOLDER} characters, not {holder!r}")
         lease_id = uuid.uuid4().hex
         host, pid = self.host, self.pid
+        owner = self.owner().token()
 
         def take(conn: Connection) -> Lease:
-            now = self.clock.now()
+            now = self.store_time.now(conn)
             rows = self._rows_on(conn, wanted)
             dead = {r["lease_id"] for r in rows if self._dead(r, now)}
             if dead:
@@ -317,6 +333,7 @@ class Leases:
                     {
                         "target": target, "lease_id": lease_id, "mode": str(mode), "holder": holder,
                         "purpose": purpose, "request_id": request_id, "host": host, "pid": pid,
+                        "owner": owner,
                         "acquired_at": db_value(now), "renewed_at": db_value(now),
                         "expires_at": db_value(expires_at),
                     }
@@ -342,7 +359,7 @@ class Leases:
         """
 
         def extend(conn: Connection) -> Lease | LeaseLost:
-            now = self.clock.now()
+            now = self.store_time.now(conn)
             rows = conn.execute(
                 select(leases_table).where(leases_table.c.lease_id == lease.lease_id)
             ).mappings().all()
@@ -454,7 +471,7 @@ class Leases:
         wanted = None if targets is None else sorted(set(targets))
 
         def read(conn: Connection) -> list[LeaseHolder]:
-            now = self.clock.now()
+            now = self.store_time.now(conn)
             statement = select(leases_table)
             if wanted is not None:
                 statement = statement.where(leases_table.c.target.in_(wanted))
@@ -470,7 +487,7 @@ class Leases:
         wanted = _normalise(targets)
 
         def read(conn: Connection) -> list[LeaseHolder]:
-            now = self.clock.now()
+            now = self.store_time.now(conn)
             return _ordered(
                 _holder(r) for r in self._rows_on(conn, wanted)
                 if not self._dead(r, now) and not compatible(wanted[r["target"]], r["mode"])
@@ -481,9 +498,13 @@ class Leases:
     # -- internals -------------------------------------------------------------------------------
 
     def _dead(self, row: RowMapping, now: datetime) -> bool:
+        """Expired in database time, or its owner provably gone (on this host and boot)."""
         expires_at = utc(row["expires_at"])
         if expires_at is None or expires_at < now:
             return True
+        owner = Owner.parse(row.get("owner"))
+        if owner is not None:
+            return owner.alive_here(host=self._this_host) is False
         return bool(row["host"] == self._this_host and not pid_alive(int(row["pid"])))
 
     @staticmethod

@@ -33,8 +33,8 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -74,16 +74,21 @@ from opsconsole.core.fleet.engine import Snapshot
 from opsconsole.core.fleet.model import Fleet
 from opsconsole.core.runs.events import EventBus
 from opsconsole.core.runs.records import Job, JobStatus
-from opsconsole.core.store.db import Database
+from opsconsole.core.store.db import Database, StoreUnavailable
+from opsconsole.core.store.dbtime import StoreTime, store_time_for
 
 log = logging.getLogger(__name__)
 
 #: How long after a break-glass run its review falls due.
 BREAK_GLASS_REVIEW = timedelta(hours=24)
 
+#: How often a run's recorded outcome is retried while the store is away.
+STORE_RETRY_S = 1.0
+
 JOB_OUTCOME = {
     JobStatus.SUCCEEDED: Outcome.SUCCEEDED,
     JobStatus.INTERRUPTED: Outcome.INTERRUPTED,
+    JobStatus.CANCELLED: Outcome.CANCELLED,
 }
 
 
@@ -221,21 +226,33 @@ class Pipeline:
         lease_ttl_s: float = 90.0,
         audit_key: bytes | None = None,
         audit_head_file: Path | None = None,
+        store_time: StoreTime | None = None,
     ) -> None:
         self.fleet = fleet
         self.database = database
         self.directory = directory
         self.policy = policy
         self.clock: Clock = clock or SystemClock()
+        #: Filing, votes, expiry and runs are stamped and judged in the store's time (see dbtime).
+        self.store_time: StoreTime = store_time or store_time_for(clock)
         self.audit_key = audit_key
         self.audit = AuditLog(database, clock=self.clock, key=audit_key, head_file=audit_head_file)
         self.requests = RequestStore(database, self.audit)
-        self.leases = Leases(database, clock=self.clock, ttl_s=lease_ttl_s)
+        self.leases = Leases(database, clock=self.clock, ttl_s=lease_ttl_s, store_time=self.store_time)
         self.bus = bus or EventBus()
         self._snapshot = snapshot
         self._executor = executor
         self._playbook_dir = playbook_dir
         self._threads: list[threading.Thread] = []
+        self._closing = threading.Event()
+
+    def _store_now(self) -> datetime:
+        """Now in the store's time: what expiry is judged by on every host alike."""
+        try:
+            with self.database.engine.connect() as conn:
+                return self.store_time.now(conn)
+        except SQLAlchemyError as exc:
+            raise self.database.unavailable(exc, "read the store's clock") from exc
 
     # -- filing ----------------------------------------------------------------------------------------
 
@@ -272,10 +289,15 @@ class Pipeline:
         """
         self.expire_due()  # an expired request no longer claims its targets
         assessment = self.assess(plan, snapshot)
-        decision = admit(self._filing(plan, who, assessment, break_glass_reason))
+        filing = self._filing(plan, who, assessment, break_glass_reason)
+        decision = admit(filing)
         if not decision.admitted:
             self._refuse(who, face, decision)
-        request = self._file(plan, who, face, assessment, decision, break_glass_reason, preview)
+        try:
+            request = self._file(plan, who, face, assessment, decision, break_glass_reason, preview,
+                                 filing=filing)
+        except _ClaimTaken as taken:
+            self._refuse(who, face, taken.decision)
         self._publish(request, AuditKind.REQUEST_FILED)
         if decision.approvals_needed:
             return Submission(request, assessment)
@@ -322,9 +344,29 @@ class Pipeline:
         decision: Admission,
         break_glass_reason: str | None,
         preview: Mapping[str, Any] | None,
+        *,
+        filing: Filing | None = None,
     ) -> ChangeRequest:
-        """Store the admitted request (``requested``, or ``approved`` when it needs no approval), audited."""
-        now = self.clock.now()
+        """Store the admitted request (``requested``, or ``approved`` when it needs no approval), audited.
+
+        With ``filing``, the claims are checked again inside the filing's transaction, serialised with
+        every other filing (:meth:`RequestStore.create`'s ``guard``): of two conflicting filings at the
+        same instant exactly one is filed; the other raises :class:`_ClaimTaken`.
+        """
+        now = self._store_now()
+        mine = lease_targets(plan)
+
+        def still_free(open_requests: Sequence[ChangeRequest]) -> None:
+            if filing is None:
+                return
+            claims = [c for c in map(Claim.of, open_requests)
+                      if c.overlaps(mine) and not _expired(open_requests, c, now)]
+            if not claims:
+                return
+            again = admit(replace(filing, claims=claims))
+            if not again.admitted:
+                raise _ClaimTaken(again)
+
         glass = decision.break_glass
         needed = decision.approvals_needed
         plan_hash, inputs = self.binding(plan)
@@ -361,6 +403,7 @@ class Pipeline:
                 "rule": assessment.rule,
                 **({"reason": break_glass_reason} if glass else {}),
             },
+            guard=still_free,
         )
 
     def _run_at_once(
@@ -394,7 +437,7 @@ class Pipeline:
         def event(req: ChangeRequest) -> Approve:
             scope = req.scope
             denied[0] = refusal(Act.VOTE, who, scope=scope, requester=req.requester)
-            return Approve(who.person, who.role_for(scope).value, denied[0] is None, self.clock.now(), face)
+            return Approve(who.person, who.role_for(scope).value, denied[0] is None, self._store_now(), face)
 
         with _as_forbidden(denied):
             after = self.requests.transition(
@@ -410,7 +453,7 @@ class Pipeline:
                     "plan_hash": b.plan_hash,
                 },
                 updates=lambda _b, a: (
-                    {"decided_at": self.clock.now()} if a.status is RequestStatus.APPROVED else {}
+                    {"decided_at": self._store_now()} if a.status is RequestStatus.APPROVED else {}
                 ),
             )
         if after.status is RequestStatus.APPROVED:
@@ -432,7 +475,7 @@ class Pipeline:
             scope = req.scope
             denied[0] = refusal(Act.VOTE, who, scope=scope)
             return Reject(
-                who.person, who.role_for(scope).value, denied[0] is None, reason, self.clock.now(), face
+                who.person, who.role_for(scope).value, denied[0] is None, reason, self._store_now(), face
             )
 
         with _as_forbidden(denied):
@@ -444,7 +487,7 @@ class Pipeline:
                 audit_kind=AuditKind.VOTE_REJECT,
                 audit_data=lambda b, _a: {"reason": reason, "principal": who.principal,
                                           "plan_hash": b.plan_hash},
-                updates=lambda _b, _a: {"decided_at": self.clock.now(), "reason": reason},
+                updates=lambda _b, _a: {"decided_at": self._store_now(), "reason": reason},
             )
         self._publish(after, AuditKind.REJECTED)
         return after
@@ -457,7 +500,7 @@ class Pipeline:
 
         def event(req: ChangeRequest) -> Cancel:
             denied[0] = refusal(Act.CANCEL_REQUEST, who, scope=req.scope, requester=req.requester)
-            return Cancel(who.person, self.clock.now(), allowed=denied[0] is None)
+            return Cancel(who.person, self._store_now(), allowed=denied[0] is None)
 
         with _as_forbidden(denied):
             after = self.requests.transition(
@@ -467,7 +510,7 @@ class Pipeline:
                 face=face,
                 audit_kind=AuditKind.CANCELLED,
                 audit_data=lambda _b, _a: {"reason": reason, "principal": who.principal},
-                updates=lambda _b, _a: {"decided_at": self.clock.now(), "reason": reason},
+                updates=lambda _b, _a: {"decided_at": self._store_now(), "reason": reason},
             )
         self._publish(after, AuditKind.CANCELLED)
         return after
@@ -483,7 +526,7 @@ class Pipeline:
 
     def expire_due(self) -> list[ChangeRequest]:
         """Expire every open request past its expiry (the outcome is recorded); return them."""
-        now = self.clock.now()
+        now = self._store_now()
         expired: list[ChangeRequest] = []
         for req in self.requests.list(statuses=[RequestStatus.REQUESTED, RequestStatus.APPROVED], limit=1000):
             if req.expires_at > now:
@@ -555,7 +598,7 @@ class Pipeline:
             # The state machine refuses ``Start`` from any other status, with the words for it.
             self.requests.transition(
                 request.id,
-                lambda _r: Start(self.clock.now()),
+                lambda _r: Start(self._store_now()),
                 actor=who.person,
                 face=face,
                 audit_kind=AuditKind.RUN_STARTED,
@@ -590,14 +633,14 @@ class Pipeline:
         lines = describe_drift(request.hash_inputs, inputs)
         after = self.requests.transition(
             request.id,
-            lambda _r: Drift(new_hash, self.clock.now()),
+            lambda _r: Drift(new_hash, self._store_now()),
             actor=who.person,
             face=face,
             audit_kind=AuditKind.DRIFT_DETECTED,
             refused_kind=None,
             audit_data=lambda _b, _a: {"drift": lines, "plan_hash": new_hash},
             updates=lambda _b, _a: {
-                "drift": {"lines": lines, "at": self.clock.now().isoformat()},
+                "drift": {"lines": lines, "at": self._store_now().isoformat()},
                 "hash_inputs": inputs,
                 "summary": list(plan.summary),
                 "observed": dict(plan.observed),
@@ -641,12 +684,14 @@ class Pipeline:
         try:
             started = self.requests.transition(
                 request.id,
-                lambda _r: Start(self.clock.now()),
+                lambda _r: Start(self._store_now()),
                 actor=who.person,
                 face=face,
                 audit_kind=AuditKind.RUN_STARTED,
                 refused_kind=None,
-                audit_data=lambda _b, _a: {"executor": who.person},
+                # One run_started entry per run (the job's id is on the request and in run_finished).
+                audit_data=lambda _b, _a: {"executor": who.person, "playbook": plan.playbook,
+                                           "targets": list(plan.targets)},
             )
             job = executor.start(plan, False, request.requester, face)
             self.requests.update(started.id, job_id=job.id)
@@ -654,14 +699,6 @@ class Pipeline:
             with suppress(OpsError):  # the lease lapses by itself if the store is what failed
                 self.leases.release(lease)
             raise
-        self.audit.append(
-            AuditKind.RUN_STARTED,
-            actor=who.person,
-            face=face,
-            request_id=request.id,
-            job_id=job.id,
-            data={"playbook": plan.playbook, "targets": list(plan.targets)},
-        )
         self._publish(self.requests.get(request.id), AuditKind.RUN_STARTED)
         return job
 
@@ -777,23 +814,46 @@ class Pipeline:
             executor.after_run(finished)
         outcome = JOB_OUTCOME.get(finished.status, Outcome.FAILED)
         totals = (finished.stats or {}).get("totals", {})
-        after = self.requests.transition(
-            request_id,
-            lambda _r: Finish(outcome, self.clock.now()),
-            actor=who.person,
-            face=face,
-            audit_kind=AuditKind.RUN_FINISHED,
-            refused_kind=None,
-            audit_data=lambda _b, _a: {
-                "job_status": finished.status.value,
-                "rc": finished.rc,
-                "changed": totals.get("changed"),
-                "failed": totals.get("failed"),
-                "error": finished.error,
-            },
-        )
+
+        def record() -> ChangeRequest:
+            return self.requests.transition(
+                request_id,
+                lambda _r: Finish(outcome, self._store_now()),
+                actor=who.person,
+                face=face,
+                audit_kind=AuditKind.RUN_FINISHED,
+                refused_kind=None,
+                audit_data=lambda _b, _a: {
+                    "job_id": finished.id,
+                    "job_status": finished.status.value,
+                    "rc": finished.rc,
+                    "changed": totals.get("changed"),
+                    "failed": totals.get("failed"),
+                    "error": finished.error,
+                },
+            )
+
+        after = self._until_the_store_answers(record, f"record the result of request {request_id[:8]}")
         self._publish(after, AuditKind.RUN_FINISHED)
         return finished
+
+    def _until_the_store_answers(self, work: Callable[[], ChangeRequest], doing: str) -> ChangeRequest:
+        """``work()``, retried every second while the store is away (a run's outcome is a fact: it is
+        recorded when the store returns, never dropped); one warning per outage, no traceback."""
+        told = False
+        while True:
+            try:
+                result = work()
+            except StoreUnavailable as exc:
+                if not told:
+                    log.warning("could not %s: %s; retrying until the store answers", doing, exc.message)
+                    told = True
+                if self._closing.wait(STORE_RETRY_S):
+                    raise
+                continue
+            if told:
+                log.warning("the store answers again: %s done", doing)
+            return result
 
     def reconcile(self, job_status: Callable[[str], JobStatus | None]) -> list[ChangeRequest]:
         """Requests left ``running`` by a console that died: mirror their jobs' outcome (nothing re-runs)."""
@@ -806,7 +866,7 @@ class Pipeline:
             try:
                 after = self.requests.transition(
                     req.id,
-                    lambda _r, o=outcome: Finish(o, self.clock.now()),  # type: ignore[misc]
+                    lambda _r, o=outcome: Finish(o, self._store_now()),  # type: ignore[misc]
                     actor="opsconsole",
                     face="system",
                     audit_kind=AuditKind.RUN_FINISHED,
@@ -820,6 +880,11 @@ class Pipeline:
                 continue
             done.append(after)
         return done
+
+    def close(self) -> None:
+        """Stop retrying (store away) in background runs' threads: their outcome is then left to the
+        next start's recovery and reconcile."""
+        self._closing.set()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for background runs (``wait=False``) to be recorded."""
@@ -846,3 +911,14 @@ class _as_forbidden:
             raise Forbidden(reason) from exc
 
 
+class _ClaimTaken(Exception):
+    """A conflicting request was filed an instant before this one (seen inside the filing's transaction)."""
+
+    def __init__(self, decision: Admission) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+
+
+def _expired(open_requests: Sequence[ChangeRequest], claim: Claim, now: datetime) -> bool:
+    """Whether the open request behind ``claim`` is past its expiry (it claims nothing any more)."""
+    return any(r.short_id == claim.short_id and r.expires_at <= now for r in open_requests)

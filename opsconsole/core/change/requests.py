@@ -47,6 +47,10 @@ from opsconsole.core.store.db import (
 CAS_ATTEMPTS = 20
 
 
+
+#: The PostgreSQL advisory lock (a bigint of our choosing, b"opsclaim") that serialises filings.
+CLAIMS_LOCK_KEY = 0x6F7073636C61696D
+
 class _Contended(Exception):
     """The compare-and-set found the request moved by someone else."""
 
@@ -188,6 +192,15 @@ class RequestStore:
         except SQLAlchemyError as exc:
             raise self._unavailable(exc) from exc
 
+    def _open(self, conn: Connection) -> builtins.list[ChangeRequest]:
+        """Every requested or approved request, read on ``conn``."""
+        rows = builtins.list(conn.execute(
+            select(requests_table).where(requests_table.c.status.in_(
+                [str(RequestStatus.REQUESTED), str(RequestStatus.APPROVED)]))
+        ).mappings())
+        votes = self._votes(conn, [r["id"] for r in rows])
+        return [_request(row, votes.get(row["id"], ())) for row in rows]
+
     def _resolve(self, conn: Connection, request_id: str) -> str:
         exact = conn.execute(select(requests_table.c.id).where(requests_table.c.id == request_id)).scalar()
         if exact is not None:
@@ -234,8 +247,15 @@ class RequestStore:
         *,
         audit_kind: str = AuditKind.REQUEST_FILED,
         audit_data: Mapping[str, Any] | None = None,
+        guard: Callable[[Sequence[ChangeRequest]], None] | None = None,
     ) -> ChangeRequest:
-        """Store a new request and its ``request_filed`` audit entry in one transaction."""
+        """Store a new request and its ``request_filed`` audit entry in one transaction.
+
+        With ``guard``, filings are serialised (PostgreSQL: a transaction-level advisory lock; SQLite: the
+        write lock taken at ``BEGIN IMMEDIATE``) and ``guard`` is called, inside that transaction, with
+        every open (requested or approved) request as the store has it *now*; if it raises, nothing is
+        filed. Two conflicting filings at the same instant: the second sees the first and is refused.
+        """
         request_id = uuid.uuid4().hex
         values = {
             "id": request_id,
@@ -281,6 +301,10 @@ class RequestStore:
         }
         try:
             with write_transaction(self.database.engine) as conn:
+                if guard is not None:
+                    if conn.dialect.name == "postgresql":
+                        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({CLAIMS_LOCK_KEY})")
+                    guard(self._open(conn))
                 conn.execute(insert(requests_table).values(values))
                 self.audit.append_in(
                     conn, audit_kind, actor=new.requester, face=new.face, request_id=request_id, data=data

@@ -18,7 +18,8 @@ from __future__ import annotations
 import builtins
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from opsconsole.core.clock import Clock, SystemClock, utc
 from opsconsole.core.runs.events import EventKind, JobEvent
 from opsconsole.core.runs.records import Job, JobStatus
 from opsconsole.core.store.db import Database, db_value, job_events_table, jobs_table
+from opsconsole.core.store.dbtime import database_now
 
 _UPDATABLE = frozenset(c.name for c in jobs_table.columns) - {"id"}
 _utc = utc
@@ -56,6 +58,8 @@ def _job(row: RowMapping) -> Job:
         timings=tuple(row["timings"] or ()),
         pid=row["pid"],
         error=row["error"],
+        owner=row.get("owner"),
+        heartbeat_at=_utc(row.get("heartbeat_at")),
     )
 
 
@@ -105,8 +109,13 @@ class JobStore:
         face: str,
         status: JobStatus = JobStatus.QUEUED,
         pid: int | None = None,
+        owner: str | None = None,
     ) -> Job:
-        """Record a new job (``queued`` unless told otherwise) and return it."""
+        """Record a new job (``queued`` unless told otherwise) and return it.
+
+        With ``owner`` (see :mod:`opsconsole.core.runs.owners`) the job's first heartbeat is stamped in
+        database time in the same statement.
+        """
         job = Job(
             id=uuid.uuid4().hex,
             action=action,
@@ -118,16 +127,41 @@ class JobStore:
             face=face,
             created_at=self.clock.now().astimezone(UTC),
             pid=pid,
+            owner=owner,
         )
         with self.engine.begin() as conn:
+            beat = database_now(conn) if owner is not None else None
             conn.execute(
                 jobs_table.insert().values(
                     id=job.id, action=job.action, params=dict(job.params), playbook=job.playbook,
                     check_mode=job.check_mode, status=str(job.status), actor=job.actor, face=job.face,
-                    created_at=job.created_at, pid=job.pid, stats={}, timings=[],
+                    created_at=job.created_at, pid=job.pid, stats={}, timings=[], owner=owner,
+                    heartbeat_at=beat,
                 )
             )
-        return job
+        return replace(job, heartbeat_at=beat)
+
+    def heartbeat(self, job_ids: Sequence[str]) -> int:
+        """Renew the heartbeat of these jobs while they are queued or running (database time).
+
+        Returns how many were renewed.
+        """
+        if not job_ids:
+            return 0
+        with self.engine.begin() as conn:
+            now = database_now(conn)
+            result = conn.execute(
+                update(jobs_table)
+                .where(jobs_table.c.id.in_(builtins.list(job_ids)),
+                       jobs_table.c.status.in_([str(JobStatus.QUEUED), str(JobStatus.RUNNING)]))
+                .values(heartbeat_at=now)
+            )
+        return int(result.rowcount or 0)
+
+    def database_now(self) -> datetime:
+        """The store's clock now (see :mod:`opsconsole.core.store.dbtime`)."""
+        with self.engine.connect() as conn:
+            return database_now(conn)
 
     def update_job(self, job_id: str, *, only_if_status: JobStatus | None = None, **fields: Any) -> bool:
         """Set ``fields`` of a job; returns whether a row was changed.

@@ -27,8 +27,10 @@ class JobStatus(StrEnum):
 class Job:
     """One playbook run, as recorded.
 
-    ``pid`` is the process of the console that owns the run (not ansible-playbook's): a job left
-    ``running`` whose owner is gone was interrupted. ``stats`` is ``{"hosts": {host: counts},
+    ``pid`` is the process of the console that owns the run (not ansible-playbook's); ``owner`` names it
+    across hosts and boots and ``heartbeat_at`` says when it last proved alive: a job left ``running``
+    whose owner is provably gone (or silent past the heartbeat window, in database time) was interrupted.
+    ``stats`` is ``{"hosts": {host: counts},
     "totals": counts}`` with counts ok / changed / failed / skipped / unreachable / rescued / ignored;
     ``timings`` is the playbook's ``opsconsole_timings`` (set_stats), if it recorded any.
     """
@@ -50,6 +52,10 @@ class Job:
     timings: Sequence[Mapping[str, Any]] = ()
     pid: int | None = None
     error: str | None = None
+    #: The owner's identity (``host/boot_id/pid/start``, see :class:`opsconsole.core.processes.Owner`) and
+    #: its last heartbeat in database time: what decides whether a ``running`` job is dead.
+    owner: str | None = None
+    heartbeat_at: datetime | None = None
 
     @property
     def duration_s(self) -> float | None:

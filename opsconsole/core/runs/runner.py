@@ -32,6 +32,7 @@ Use::
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -41,22 +42,34 @@ import signal
 import sysconfig
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 # ansible-runner ships neither type hints nor a py.typed marker; everything it returns is translated below.
 import ansible_runner  # type: ignore[import-untyped]
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.paths import private_dir
-from opsconsole.core.processes import pid_alive, process_state
+from opsconsole.core.processes import Owner, pid_alive, remove_orphan_dirs
 from opsconsole.core.runs.events import EventBus, EventKind, JobEvent
 from opsconsole.core.runs.jobs import JobStore
+from opsconsole.core.runs.owners import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S, job_owner_dead
 from opsconsole.core.runs.records import Job, JobStatus
+from opsconsole.core.runs.supervise import (
+    KILL_DEADLINE_S,
+    MARKER_VAR,
+    Watchdog,
+    job_processes,
+    kill_job_processes,
+)
+from opsconsole.core.store.db import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +81,12 @@ def valid_job_id(job_id: str) -> bool:
     """Whether ``job_id`` has the exact shape of the ids the job store creates (32 lowercase hex)."""
     return isinstance(job_id, str) and JOB_ID.fullmatch(job_id) is not None
 
-MARKER_VAR = "OPSCONSOLE_JOB_ID"
+__all__ = [
+    "INTERRUPTED_ERROR", "KILL_DEADLINE_S", "MARKER_VAR", "REDACTED", "Redactor", "RunError", "Runner",
+    "cancel_runs_at_exit", "job_processes", "kill_job_processes", "process_alive", "scrub_command_files",
+    "stats_from_events", "valid_job_id",
+]
+
 REDACTED = "***"
 INTERRUPTED_ERROR = "interrupted — outcome unknown"
 # Variables whose value is treated as a secret, by name (case-insensitive substring).
@@ -81,7 +99,6 @@ POLL_S = 0.2
 # A run's event ``data`` keeps the module result up to this size (JSON); bigger results keep a summary.
 MAX_RESULT_BYTES = 32_768
 MAX_MESSAGE_CHARS = 2_000
-KILL_DEADLINE_S = 5.0
 
 # ansible-runner's own settings for the child, kept from its prepared environment (everything else it
 # copied from the console's environment is dropped).
@@ -210,60 +227,6 @@ class _RedactingFilter(logging.Filter):
 def process_alive(pid: int) -> bool:
     """Whether ``pid`` is a live (not zombie) process (see :mod:`opsconsole.core.processes`)."""
     return pid_alive(pid)
-
-
-def job_processes(job_id: str, run_dir: Path | None = None) -> list[int]:
-    """Live processes of a job: those whose environment carries the job's marker, or whose command line
-    names its run dir (e.g. when the environment cannot be read). Zombies are dead and are not listed."""
-    proc = Path("/proc")
-    if not proc.is_dir():  # not Linux: nothing to find; cancel still has ansible-runner's group kill
-        return []
-    marker = f"{MARKER_VAR}={job_id}".encode()
-    run_dir_bytes = str(run_dir).encode() if run_dir is not None else None
-    me = os.getpid()
-    found = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        if pid == me:
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ours = marker in environ.split(b"\0") or (run_dir_bytes is not None and run_dir_bytes in cmdline)
-        if ours and process_state(pid) not in (None, "Z", "X"):
-            found.append(pid)
-    return found
-
-
-def kill_job_processes(
-    job_id: str, run_dir: Path | None = None, *, deadline_s: float = KILL_DEADLINE_S
-) -> int:
-    """SIGKILL every process of a job until none is left (a parent may fork between two scans).
-
-    Returns how many processes were killed.
-    """
-    killed: set[int] = set()
-    end = time.monotonic() + deadline_s
-    while True:
-        pids = job_processes(job_id, run_dir)
-        if not pids:
-            return len(killed)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.add(pid)
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                log.warning("job %s: may not kill process %d", job_id, pid)
-        if time.monotonic() > end:
-            log.warning("job %s: processes still alive after %.0f s: %s", job_id, deadline_s, pids)
-            return len(killed)
-        time.sleep(0.02)
 
 
 # -- translation of ansible-runner events -----------------------------------------------------------
@@ -398,6 +361,117 @@ def translate_event(raw: Mapping[str, Any]) -> _Translated | None:
     return None
 
 
+# -- the store being away, counts, artifacts ----------------------------------------------------------
+
+#: Temporary directories a console makes (the local cloud's kubeconfigs) that recovery removes once their
+#: owner (see :func:`opsconsole.core.processes.mark_owned`) is gone.
+ORPHAN_DIR_PATTERN = "opsconsole-kube-*"
+#: Playbooks one runner runs at once unless configured (``OPSCONSOLE_MAX_PARALLEL_RUNS``).
+DEFAULT_PARALLEL_RUNS = 4
+PARALLEL_RUNS_VAR = "OPSCONSOLE_MAX_PARALLEL_RUNS"
+
+
+def _parallel_from_env() -> int:
+    text = os.environ.get(PARALLEL_RUNS_VAR, "").strip()
+    if not text:
+        return DEFAULT_PARALLEL_RUNS
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"{PARALLEL_RUNS_VAR}={text!r}: expected a whole number of runs, e.g. 4") from None
+
+
+#: Events a run keeps in memory while the store is away; beyond, the oldest are dropped (and counted).
+MAX_BUFFERED_EVENTS = 10_000
+#: How often a run's end is retried while the store is away.
+STORE_RETRY_S = 1.0
+
+_COUNTED = {
+    EventKind.OK: "ok", EventKind.CHANGED: "ok", EventKind.FAILED: "failed", EventKind.SKIPPED: "skipped",
+    EventKind.UNREACHABLE: "unreachable",
+}
+
+
+def _stats_from_counts(host_counts: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+    """A recap made of task-event counts (Ansible counts a changed result as ok *and* changed)."""
+    names = tuple(_STAT_KEYS.values())
+    hosts = {host: {name: int(counts.get(name, 0)) for name in names} for host, counts in host_counts.items()}
+    totals = {name: sum(counts[name] for counts in hosts.values()) for name in names}
+    return {"hosts": hosts, "totals": totals, "partial": True}
+
+
+def stats_from_events(events: Iterable[JobEvent]) -> dict[str, Any]:
+    """What a run did, from its stored events: the recap if it got one, else the task-event counts."""
+    host_counts: dict[str, dict[str, int]] = {}
+    for event in events:
+        if event.kind is EventKind.STATS and isinstance(event.data.get("totals"), Mapping):
+            return {"hosts": dict(event.data.get("hosts") or {}), "totals": dict(event.data["totals"])}
+        name = _COUNTED.get(event.kind)
+        if name is None:
+            continue
+        per_host = host_counts.setdefault(event.host or "?", {})
+        per_host[name] = per_host.get(name, 0) + 1
+        if event.changed:
+            per_host["changed"] = per_host.get("changed", 0) + 1
+    return _stats_from_counts(host_counts) if host_counts else {}
+
+
+def scrub_command_files(run_dir: Path, redactor: Redactor | None = None) -> int:
+    """Take the environment's secrets out of ``artifacts/*/command`` (ansible-runner writes the child's
+    whole environment there): values of secret-looking names become ``***``, the rest are redacted by
+    ``redactor``. Returns how many files were rewritten."""
+    rewritten = 0
+    for path in (run_dir / "artifacts").glob("*/command"):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        env = data.get("env") if isinstance(data, dict) else None
+        if not isinstance(env, dict):
+            continue
+        clean = {
+            str(k): REDACTED if looks_secret(str(k)) else (redactor.text(str(v)) if redactor else str(v))
+            for k, v in env.items()
+        }
+        if clean == env:
+            continue
+        data["env"] = clean
+        tmp = path.with_name(path.name + ".scrubbing")
+        tmp.write_text(json.dumps(data))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+        rewritten += 1
+    return rewritten
+
+
+def _last_task(events: Sequence[JobEvent]) -> str | None:
+    """The task a run was last busy with: the last one that did something or was running when it stopped
+    (a skipped task did nothing and is not named)."""
+    skipped: set[str] = set()
+    for event in reversed(events):
+        if not event.task:
+            continue
+        if event.kind is EventKind.SKIPPED:
+            skipped.add(event.task)
+        elif event.kind in _COUNTED or (event.kind is EventKind.TASK_START and event.task not in skipped):
+            return event.task
+    return None
+
+
+def _store_error(exc: BaseException) -> bool:
+    """Whether ``exc`` means the store could not be used (away, locked, failing), not a bug of ours."""
+    return isinstance(exc, SQLAlchemyError | StoreUnavailable | OSError)
+
+
+def _duplicate(exc: BaseException) -> bool:
+    return isinstance(exc, IntegrityError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 # -- the runner --------------------------------------------------------------------------------------
 
 
@@ -418,7 +492,20 @@ class _Run:
     last_store_check: float = 0.0
     seq: int = 0
     last_task: str | None = None
+    #: The last task that did something (a result other than skipped): what the record names when the
+    #: run ends on a task that was skipped.
+    last_done_task: str | None = None
+    #: Counted from the task events as they come (ok / changed / failed / skipped / unreachable), so that a
+    #: run that never reaches its recap (killed, cancelled, timed out) still tells what it changed.
+    counts: dict[str, int] = field(default_factory=dict)
+    host_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     failure: str | None = None
+    #: Events not yet written (the store was away), oldest first; see Runner._flush.
+    pending: deque[JobEvent] = field(default_factory=deque)
+    dropped: int = 0
+    store_down: bool = False
+    final_emitted: bool = False
+    flush_lock: threading.Lock = field(default_factory=threading.Lock)
     stats: dict[str, Any] = field(default_factory=dict)
     timings: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -438,6 +525,12 @@ class Runner:
         secrets: extra values to redact everywhere (besides env values with secret-looking names).
         keep_runs: run dirs to keep, newest first (0 keeps all).
         clock: for timestamps.
+        owner: who owns the runs started here (this process by default): recorded with each job, with a
+            heartbeat renewed every ``heartbeat_s`` in database time; :meth:`recover` judges other
+            owners' jobs by it (see :mod:`opsconsole.core.runs.owners`).
+        heartbeat_ttl_s: how old another host's heartbeat may be before its job counts as dead.
+        max_parallel: how many playbooks run at once; more jobs wait ``queued`` for a free slot. Default:
+            ``OPSCONSOLE_MAX_PARALLEL_RUNS``, else :data:`DEFAULT_PARALLEL_RUNS`.
     """
 
     def __init__(
@@ -452,6 +545,10 @@ class Runner:
         secrets: Sequence[str] = (),
         keep_runs: int = 50,
         clock: Clock | None = None,
+        owner: Owner | None = None,
+        heartbeat_s: float = HEARTBEAT_EVERY_S,
+        heartbeat_ttl_s: float = HEARTBEAT_TTL_S,
+        max_parallel: int | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -462,7 +559,18 @@ class Runner:
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
         self.keep_runs = keep_runs
         self.clock: Clock = clock or SystemClock()
+        self.owner = owner or Owner.current()
+        self.heartbeat_s = heartbeat_s
+        self.heartbeat_ttl_s = heartbeat_ttl_s
+        self.max_parallel = max_parallel if max_parallel is not None else _parallel_from_env()
+        if self.max_parallel < 1:
+            raise UsageError(f"max_parallel runs must be at least 1, not {self.max_parallel}")
+        self._slots = threading.BoundedSemaphore(self.max_parallel)
+        self._beat_stop = threading.Event()
+        self._beat_thread: threading.Thread | None = None
         self._runs: dict[str, _Run] = {}
+        #: Jobs that ended but whose end is not in the store yet (the store was away), as they ended.
+        self._outcomes: dict[str, Job] = {}
         #: Jobs :meth:`recover` skipped because their ids are not ids the store creates.
         self.skipped: list[str] = []
         self._lock = threading.Lock()
@@ -477,9 +585,63 @@ class Runner:
             logging.getLogger(name).addFilter(self._log_filter)
 
     def close(self) -> None:
-        """Detach the log filters (runs still going keep going)."""
+        """Detach the log filters and stop the heartbeat (runs still going keep going)."""
+        self._beat_stop.set()
         for name in (__name__, "ansible-runner"):
             logging.getLogger(name).removeFilter(self._log_filter)
+
+    def active(self) -> list[str]:
+        """The ids of the jobs this runner is running now."""
+        with self._lock:
+            return [job_id for job_id, run in self._runs.items() if not run.done.is_set()]
+
+    def cancel_all(
+        self, detail: str = "cancelled: the console shut down", *, wait_s: float = 10.0
+    ) -> list[str]:
+        """Cancel every run of this runner and wait (up to ``wait_s``) until each has recorded its end.
+
+        For a normal shutdown (SIGTERM, SIGINT, the end of the program): the runs' processes are killed
+        and their jobs recorded ``cancelled`` with what they changed so far, not left ``running``.
+        Returns the ids of the jobs cancelled.
+        """
+        with self._lock:
+            runs = [run for run in self._runs.values() if not run.done.is_set()]
+        for run in runs:
+            self._stop(run, JobStatus.CANCELLED, detail)
+        deadline = time.monotonic() + wait_s
+        for run in runs:
+            run.done.wait(max(0.0, deadline - time.monotonic()))
+        return [run.job_id for run in runs]
+
+    def _ensure_heartbeat(self) -> None:
+        with self._lock:
+            if self._beat_thread is not None and self._beat_thread.is_alive():
+                return
+            self._beat_stop.clear()
+            self._beat_thread = threading.Thread(target=self._beat, name="opsconsole-job-heartbeat",
+                                                 daemon=True)
+            self._beat_thread.start()
+
+    def _beat(self) -> None:
+        """Renew the heartbeat of this runner's jobs in database time until it has none left."""
+        failing = False
+        while not self._beat_stop.wait(self.heartbeat_s):
+            ids = self.active()
+            if not ids:
+                with self._lock:
+                    if not any(not r.done.is_set() for r in self._runs.values()):
+                        self._beat_thread = None
+                        return
+                continue
+            try:
+                self.store.heartbeat(ids)
+                if failing:
+                    log.info("job heartbeat: the store answers again")
+                failing = False
+            except Exception as exc:  # the store is away: the run goes on, the beat retries
+                if not failing:
+                    log.warning("job heartbeat: could not reach the store (%s): retrying", _first_line(exc))
+                failing = True
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -564,14 +726,24 @@ class Runner:
         return True
 
     def recover(self) -> list[Job]:
-        """Call once at start: jobs left queued or running by a console that is gone become ``interrupted``.
+        """Jobs left queued or running by an owner that is provably gone become ``interrupted``.
 
-        Their orphan processes are killed and their run dirs redacted; nothing is re-run. Returns those jobs.
+        Call it at start, and from anything that lists jobs: it repairs only what it can prove dead (see
+        :mod:`opsconsole.core.runs.owners`) — an owner on this host and boot whose exact process is gone,
+        or, wherever the owner was, a heartbeat older than ``heartbeat_ttl_s`` in database time. Another
+        host's job with a live heartbeat is left alone. The job's record says what its events say it did
+        (changed counts, last task); its orphan processes are killed and its run dir scrubbed of secrets;
+        nothing is re-run. Returns those jobs.
+
         A job whose id is not one the store creates (``../../x`` written into the store by hand) is
         skipped, never turned into a path, and reported (logged, and listed in :attr:`skipped`).
         """
         recovered = []
         self.skipped = []
+        # A crashed console's temporary local cloud (kubeconfigs) goes too, once its owner is provably gone.
+        for leftover in remove_orphan_dirs(ORPHAN_DIR_PATTERN):
+            log.info("removed %s, left by a process that is gone", leftover)
+        now = self.store.database_now()
         for job in self.store.list(limit=10_000, status=[JobStatus.RUNNING, JobStatus.QUEUED]):
             if not valid_job_id(job.id):
                 log.warning("job %r in the store is not a job id opsconsole creates: skipped (nothing done "
@@ -581,29 +753,46 @@ class Runner:
             with _ACTIVE_LOCK:
                 if job.id in _ACTIVE_IN_PROCESS:
                     continue
-            if job.pid is not None and job.pid != os.getpid() and process_alive(job.pid):
-                continue  # another console is running it
-            run_dir = self.runs_dir / job.id
-            killed = kill_job_processes(job.id, run_dir)
-            error = INTERRUPTED_ERROR if job.status is JobStatus.RUNNING else "interrupted before it started"
-            if not self.store.update_job(job.id, only_if_status=job.status, status=JobStatus.INTERRUPTED,
-                                         error=error, finished_at=self.clock.now()):
-                continue
-            self.redactor.tree(run_dir)
-            seq = self.store.last_seq(job.id) + 1
-            event = JobEvent(
-                job_id=job.id, seq=seq, at=self.clock.now(), kind=EventKind.JOB_STATUS, task=job.last_task,
-                message=f"{JobStatus.INTERRUPTED}: {error}" + (f" (last task: {job.last_task})"
-                                                               if job.last_task else ""),
-                data={"status": str(JobStatus.INTERRUPTED), "error": error, "last_task": job.last_task,
-                      "orphans_killed": killed},
-            )
-            self.store.add_event(event)
-            self.bus.publish(event)
-            log.warning("job %s (%s) %s; last task: %s; %d orphan process(es) killed",
-                        job.id, job.action, error, job.last_task, killed)
-            recovered.append(self._get(job.id))
+            if not job_owner_dead(job.owner, job.heartbeat_at, now=now, legacy_pid=job.pid,
+                                  ttl_s=self.heartbeat_ttl_s, this_owner=self.owner):
+                continue  # its owner is alive, or on another host with a fresh heartbeat
+            recovered_job = self._interrupt(job)
+            if recovered_job is not None:
+                recovered.append(recovered_job)
         return recovered
+
+    def _interrupt(self, job: Job) -> Job | None:
+        run_dir = self.runs_dir / job.id
+        mine = Owner.parse(job.owner)
+        here = mine is None or mine.alive_here(host=self.owner.host, boot=self.owner.boot) is not None
+        # Another host's processes are not in this /proc: only this host's are ours to kill.
+        killed = kill_job_processes(job.id, run_dir) if here else 0
+        events = self.store.events(job.id)
+        stats = job.stats or stats_from_events(events)
+        last_task = _last_task(events) or job.last_task
+        error = INTERRUPTED_ERROR if job.status is JobStatus.RUNNING else "interrupted before it started"
+        if not self.store.update_job(job.id, only_if_status=job.status, status=JobStatus.INTERRUPTED,
+                                     error=error, finished_at=self.clock.now(), stats=stats,
+                                     last_task=last_task):
+            return None
+        if here:
+            scrub_command_files(run_dir, self.redactor)
+            self.redactor.tree(run_dir)
+        seq = (events[-1].seq if events else 0) + 1
+        totals = stats.get("totals", {}) if stats else {}
+        event = JobEvent(
+            job_id=job.id, seq=seq, at=self.clock.now(), kind=EventKind.JOB_STATUS, task=last_task,
+            message=f"{JobStatus.INTERRUPTED}: {error}" + (f" (last task: {last_task})" if last_task else "")
+            + (f"; changed {totals.get('changed', 0)} before it stopped" if totals else ""),
+            data={"status": str(JobStatus.INTERRUPTED), "error": error, "last_task": last_task,
+                  "orphans_killed": killed, "stats": totals},
+        )
+        with suppress(IntegrityError):  # a settling owner wrote its last event meanwhile
+            self.store.add_event(event)
+        self.bus.publish(event)
+        log.warning("job %s (%s) %s; last task: %s; %d orphan process(es) killed",
+                    job.id, job.action, error, last_task, killed)
+        return self._get(job.id)
 
     def run_dir(self, job_id: str) -> Path:
         """``<home>/runs/<job_id>``.
@@ -618,9 +807,18 @@ class Runner:
     # -- internals -----------------------------------------------------------------------------
 
     def _get(self, job_id: str) -> Job:
-        job = self.store.get(job_id)
+        with self._lock:
+            known = self._outcomes.get(job_id)
+        try:
+            job = self.store.get(job_id)
+        except Exception as exc:
+            if known is not None and _store_error(exc):
+                return known  # ended while the store is away: what happened, from memory
+            raise
         if job is None:
             raise RunError(f"no job {job_id}")
+        if known is not None and not job.status.terminal:
+            return known
         return job
 
     def _resolve_playbook(self, playbook: str) -> Path:
@@ -647,13 +845,14 @@ class Runner:
                 raise UsageError(f"{name} must be positive, got {limit}")
         job = self.store.create_job(
             action=action, params=self.redactor.data(params), playbook=str(playbook_path), check_mode=check,
-            actor=actor, face=face, pid=os.getpid(),
+            actor=actor, face=face, pid=os.getpid(), owner=self.owner.token(),
         )
         run = _Run(job.id, self.run_dir(job.id), idle_timeout_s, job_timeout_s)
         with self._lock:
             self._runs[job.id] = run
         with _ACTIVE_LOCK:
             _ACTIVE_IN_PROCESS.add(job.id)
+        self._ensure_heartbeat()
         return job, run
 
     def _child_env(self, prepared: Mapping[str, str], run: _Run) -> dict[str, str]:
@@ -693,15 +892,74 @@ class Runner:
         with run.lock:
             run.seq += 1
             seq = run.seq
-        event = JobEvent(
-            job_id=run.job_id, seq=seq, at=at, kind=translated.kind, host=translated.host,
-            play=self.redactor.text(translated.play) if translated.play else translated.play,
-            task=self.redactor.text(translated.task) if translated.task else translated.task,
-            message=self.redactor.text(translated.message), changed=translated.changed,
-            data=self.redactor.data(translated.data),
-        )
-        self.store.add_event(event)
+            event = JobEvent(
+                job_id=run.job_id, seq=seq, at=at, kind=translated.kind, host=translated.host,
+                play=self.redactor.text(translated.play) if translated.play else translated.play,
+                task=self.redactor.text(translated.task) if translated.task else translated.task,
+                message=self.redactor.text(translated.message), changed=translated.changed,
+                data=self.redactor.data(translated.data),
+            )
+            run.pending.append(event)
+            if len(run.pending) > MAX_BUFFERED_EVENTS:
+                run.pending.popleft()
+                run.dropped += 1
+        self._flush(run)
         self.bus.publish(event)
+
+    def _flush(self, run: _Run) -> bool:
+        """Write the run's buffered events, in order; returns whether none is left.
+
+        While the store is away the events stay in memory (at most :data:`MAX_BUFFERED_EVENTS`, the oldest
+        dropped beyond) and the run goes on: one warning says so, one more when the store answers again.
+        """
+        with run.flush_lock:
+            while True:
+                with run.lock:
+                    if not run.pending:
+                        break
+                    event = run.pending[0]
+                try:
+                    self.store.add_event(event)
+                except Exception as exc:
+                    if _duplicate(exc):  # written by an attempt whose answer was lost with the store
+                        with run.lock:
+                            run.pending.popleft()
+                        continue
+                    if not run.store_down:
+                        run.store_down = True
+                        log.warning("job %s: the store is unreachable (%s): the run goes on; its events "
+                                    "are kept in memory and written when the store returns",
+                                    run.job_id, _first_line(exc))
+                    return False
+                with run.lock:
+                    run.pending.popleft()
+            if run.store_down:
+                run.store_down = False
+                log.warning("job %s: the store answers again: %s buffered event(s) written", run.job_id,
+                            "its" if not run.dropped else f"its (minus {run.dropped} dropped)")
+            return True
+
+    def _count(self, run: _Run, translated: _Translated) -> None:
+        name = _COUNTED.get(translated.kind)
+        if name is None:
+            return
+        with run.lock:
+            run.counts[name] = run.counts.get(name, 0) + 1
+            host = translated.host or "?"
+            per_host = run.host_counts.setdefault(host, {})
+            per_host[name] = per_host.get(name, 0) + 1
+            if translated.changed and name != "changed":
+                run.counts["changed"] = run.counts.get("changed", 0) + 1
+                per_host["changed"] = per_host.get("changed", 0) + 1
+
+    def _live_stats(self, run: _Run) -> dict[str, Any]:
+        """The recap when there is one, else the counts of the task events seen (a run cut short)."""
+        if run.stats:
+            return run.stats
+        with run.lock:
+            if not run.counts:
+                return {}
+            return _stats_from_counts(run.host_counts)
 
     def _on_event(self, run: _Run, raw: Mapping[str, Any]) -> bool:
         run.last_activity = time.monotonic()
@@ -709,9 +967,16 @@ class Runner:
             translated = translate_event(raw)
             if translated is None:
                 return True
+            self._count(run, translated)
             if translated.kind is EventKind.TASK_START and translated.task:
                 run.last_task = self.redactor.text(translated.task)
-                self.store.update_job(run.job_id, last_task=run.last_task)
+                if not run.store_down:
+                    with suppress(Exception):  # the final record carries it anyway
+                        self.store.update_job(run.job_id, last_task=run.last_task)
+            elif translated.kind is EventKind.SKIPPED:
+                # A skipped task did nothing: the job's last task stays the last one that did something.
+                if translated.task and run.last_task == self.redactor.text(translated.task):
+                    run.last_task = run.last_done_task
             elif translated.kind is EventKind.FAILED and not translated.data.get("ignored"):
                 run.failure = self.redactor.text(
                     f"{translated.task}: {translated.message}" if translated.task else translated.message)
@@ -720,6 +985,8 @@ class Runner:
                 timings = translated.data.get("artifact_data", {}).get("opsconsole_timings")
                 if isinstance(timings, list):
                     run.timings = self.redactor.data(timings)
+            if translated.kind in _COUNTED and translated.kind is not EventKind.SKIPPED and translated.task:
+                run.last_done_task = run.last_task = self.redactor.text(translated.task)
             self._emit(run, translated, _parse_time(raw.get("created"), self.clock))
         except Exception:
             # ansible-runner would abort the run on an exception here; a lost event is the lesser harm.
@@ -729,6 +996,10 @@ class Runner:
     def _on_status(self, run: _Run, status_data: Mapping[str, Any], **_kwargs: Any) -> None:
         # status_data carries the whole child environment on "starting": never log it.
         log.debug("job %s: ansible-runner status %s", run.job_id, status_data.get("status"))
+        if status_data.get("status") == "running":
+            # ansible-runner has just written artifacts/<id>/command with the child's whole environment:
+            # take the secrets out now, not when the run ends (a crash would leave them there).
+            scrub_command_files(run.run_dir, self.redactor)
 
     def _stop(self, run: _Run, reason: JobStatus, detail: str) -> None:
         with run.lock:
@@ -754,19 +1025,43 @@ class Runner:
                 return True
             if now - run.last_store_check > 1.0:
                 run.last_store_check = now
+                if run.pending and not self._flush(run):
+                    return False  # the store is away: nobody can have cancelled it there
                 job = self.store.get(run.job_id)
                 if job is not None and job.status is JobStatus.CANCELLED:
                     self._stop(run, JobStatus.CANCELLED, job.error or "cancelled")
                     return True
-        except Exception:
-            log.exception("job %s: cancel check failed", run.job_id)
+        except Exception as exc:  # the store is away: the run goes on (told once by _flush)
+            log.debug("job %s: cancel check failed: %s", run.job_id, _first_line(exc))
         return False
 
     def _execute(self, job: Job, run: _Run, extravars: Mapping[str, Any], check: bool, diff: bool) -> None:
-        status: JobStatus = JobStatus.FAILED
+        """Run the job once one of the runner's ``max_parallel`` slots is free (it stays ``queued`` till
+        then; a cancel while it waits ends it without starting anything)."""
+        took = self._take_slot(job, run)
+        try:
+            self._execute_in_slot(job, run, extravars, check, diff)
+        finally:
+            if took:
+                self._slots.release()
+
+    def _take_slot(self, job: Job, run: _Run) -> bool:
+        if self._slots.acquire(blocking=False):
+            return True
+        log.info("job %s (%s) queued: %d runs already going (at most %d at once)", job.id, job.action,
+                 self.max_parallel, self.max_parallel)
+        while not self._slots.acquire(timeout=POLL_S):
+            if run.cancel_requested.is_set():
+                return False
+        return True
+
+    def _execute_in_slot(
+        self, job: Job, run: _Run, extravars: Mapping[str, Any], check: bool, diff: bool
+    ) -> None:
         rc: int | None = None
         error: str | None = None
         runner_status = "unstarted"
+        watchdog: Watchdog | None = None
         stdout_path = run.run_dir / "artifacts" / job.id / "stdout"
         try:
             if run.cancel_requested.is_set():
@@ -787,6 +1082,7 @@ class Runner:
             )
             config.prepare()
             config.env = self._child_env(config.env, run)
+            watchdog = Watchdog.start(job.id, run.run_dir)
             engine = ansible_runner.Runner(
                 config=config,
                 event_handler=lambda raw: self._on_event(run, raw),
@@ -795,7 +1091,9 @@ class Runner:
             )
             started_at = self.clock.now()
             run.started = run.last_activity = time.monotonic()
-            self.store.update_job(job.id, status=JobStatus.RUNNING, started_at=started_at)
+            self._store_retry(run, lambda: self.store.update_job(job.id, only_if_status=JobStatus.QUEUED,
+                                                                 status=JobStatus.RUNNING,
+                                                                 started_at=started_at), once=True)
             self._emit(run, _Translated(EventKind.JOB_STATUS, message=str(JobStatus.RUNNING),
                                         data={"status": str(JobStatus.RUNNING), "check": check}), started_at)
             log.info("job %s (%s) started: %s%s", job.id, job.action, Path(job.playbook).name,
@@ -813,22 +1111,28 @@ class Runner:
             killed = kill_job_processes(job.id, run.run_dir)
             if killed:
                 log.info("job %s: killed %d leftover process(es)", job.id, killed)
+            if watchdog is not None:
+                watchdog.done()
             self.redactor.tree(run.run_dir)
 
-        if run.stop_reason is not None:
-            status, error = run.stop_reason, run.stop_detail
-        elif error is not None:
-            status = JobStatus.FAILED
-        elif runner_status == "successful" and rc == 0:
-            status = JobStatus.SUCCEEDED
-        elif runner_status == "timeout":
-            status, error = JobStatus.TIMED_OUT, "timed out"
-        elif runner_status == "canceled":
-            status, error = JobStatus.CANCELLED, "cancelled"
-        else:
-            status = JobStatus.FAILED
-            error = run.failure or self._stdout_tail(stdout_path) or f"ansible-playbook exited with rc {rc}"
+        status, error = self._outcome(run, runner_status, rc, error, stdout_path)
         self._finish(job, run, status, rc, error)
+
+    def _outcome(
+        self, run: _Run, runner_status: str, rc: int | None, error: str | None, stdout_path: Path
+    ) -> tuple[JobStatus, str | None]:
+        if run.stop_reason is not None:
+            return run.stop_reason, run.stop_detail
+        if error is not None:
+            return JobStatus.FAILED, error
+        if runner_status == "successful" and rc == 0:
+            return JobStatus.SUCCEEDED, None
+        if runner_status == "timeout":
+            return JobStatus.TIMED_OUT, "timed out"
+        if runner_status == "canceled":
+            return JobStatus.CANCELLED, "cancelled"
+        return JobStatus.FAILED, (run.failure or self._stdout_tail(stdout_path)
+                                  or f"ansible-playbook exited with rc {rc}")
 
     def _stdout_tail(self, path: Path, lines: int = 8) -> str:
         try:
@@ -840,30 +1144,23 @@ class Runner:
 
     def _finish(self, job: Job, run: _Run, status: JobStatus, rc: int | None, error: str | None) -> None:
         finished_at = self.clock.now()
+        stats = self._live_stats(run)
         fields: dict[str, Any] = {
-            "finished_at": finished_at, "rc": rc, "stats": run.stats, "timings": run.timings,
+            "finished_at": finished_at, "rc": rc, "stats": stats, "timings": run.timings,
             "last_task": run.last_task, "error": error,
         }
+        # What happened, known here whatever the store says: waiters get it even while the store is away.
+        with self._lock:
+            self._outcomes[job.id] = replace(
+                job, status=status, started_at=job.started_at or finished_at, **fields)
         try:
-            updated = any(
-                self.store.update_job(job.id, only_if_status=previous, status=status, **fields)
-                for previous in (JobStatus.RUNNING, JobStatus.QUEUED)
-            )
-            if not updated:
-                # Someone else decided the outcome (a cancel from another console): keep theirs.
-                current = self.store.get(job.id)
-                status = current.status if current is not None else status
-                fields.pop("error")
-                fields.pop("finished_at")
-                self.store.update_job(job.id, **fields)
-            self._emit(run, _Translated(
-                EventKind.JOB_STATUS, task=run.last_task,
-                message=f"{status}" + (f": {error}" if error and status is not JobStatus.SUCCEEDED else ""),
-                data={"status": str(status), "rc": rc, "error": error, "stats": run.stats.get("totals", {}),
-                      "timings": run.timings},
-            ), finished_at)
-            log.info("job %s (%s) %s (rc %s)%s", job.id, job.action, status, rc,
-                     f": {error}" if error else "")
+            if self._store_retry(run, lambda: self._record_end(job, run, status, rc, error, fields),
+                                 once=True):
+                return
+            log.warning("job %s (%s) %s; the store is unreachable: the outcome is recorded when it returns",
+                        job.id, job.action, status)
+            threading.Thread(target=self._settle, args=(job, run, status, rc, error, fields),
+                             name=f"opsconsole-settle-{job.id[:8]}", daemon=True).start()
         finally:
             with _ACTIVE_LOCK:
                 _ACTIVE_IN_PROCESS.discard(job.id)
@@ -873,8 +1170,67 @@ class Runner:
                 active = set(self._runs)
             try:
                 self._rotate(keep=active)
-            except Exception:
-                log.exception("could not rotate run dirs under %s", self.runs_dir)
+            except Exception as exc:
+                log.warning("could not rotate run dirs under %s: %s", self.runs_dir, _first_line(exc))
+
+    def _settle(self, job: Job, run: _Run, status: JobStatus, rc: int | None, error: str | None,
+                fields: dict[str, Any]) -> None:
+        """Retry recording a run's end until the store answers (the process may exit first: the next
+        start's recovery then records what the events say)."""
+        with _ACTIVE_LOCK:
+            _ACTIVE_IN_PROCESS.add(job.id)  # recovery in this process must not call it interrupted
+        try:
+            while not self._store_retry(run, lambda: self._record_end(job, run, status, rc, error, fields),
+                                        once=True):
+                time.sleep(STORE_RETRY_S)
+        finally:
+            with _ACTIVE_LOCK:
+                _ACTIVE_IN_PROCESS.discard(job.id)
+
+    def _record_end(self, job: Job, run: _Run, status: JobStatus, rc: int | None, error: str | None,
+                    fields: dict[str, Any]) -> None:
+        """Write the buffered events and the job's end; raises if the store is away (nothing half done:
+        the final ``job_status`` event goes last)."""
+        if not self._flush(run):
+            raise StoreUnavailable(f"job {job.id}: the store is unreachable")
+        updated = any(
+            self.store.update_job(job.id, only_if_status=previous, status=status, **fields)
+            for previous in (JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.INTERRUPTED)
+        )
+        if not updated:
+            # Someone else decided the outcome (a cancel from another console): keep theirs.
+            current = self.store.get(job.id)
+            status = current.status if current is not None else status
+            rest = {k: v for k, v in fields.items() if k not in ("error", "finished_at")}
+            self.store.update_job(job.id, **rest)
+        stats = fields.get("stats") or {}
+        if not run.final_emitted:
+            run.final_emitted = True
+            self._emit(run, _Translated(
+                EventKind.JOB_STATUS, task=run.last_task,
+                message=f"{status}" + (f": {error}" if error and status is not JobStatus.SUCCEEDED else ""),
+                data={"status": str(status), "rc": rc, "error": error, "stats": stats.get("totals", {}),
+                      "timings": run.timings},
+            ), fields["finished_at"])
+            if not self._flush(run):
+                raise StoreUnavailable(f"job {job.id}: the store is unreachable")
+        with self._lock:
+            self._outcomes.pop(job.id, None)
+        log.info("job %s (%s) %s (rc %s)%s", job.id, job.action, status, rc, f": {error}" if error else "")
+
+    def _store_retry(self, run: _Run, work: Callable[[], object], *, once: bool = False) -> bool:
+        """Do ``work`` against the store; returns False (logged once per outage) if the store is away."""
+        try:
+            work()
+            return True
+        except Exception as exc:
+            if not _store_error(exc):
+                raise
+            if not run.store_down:
+                run.store_down = True
+                log.warning("job %s: the store is unreachable (%s): the run goes on; what it does is kept "
+                            "in memory and written when the store returns", run.job_id, _first_line(exc))
+            return False
 
     def _rotate(self, keep: set[str]) -> None:
         """Keep the newest ``keep_runs`` run dirs; never remove one whose job is still going."""
@@ -895,6 +1251,30 @@ class Runner:
 
 class _Cancelled(Exception):
     """Cancelled before ansible-playbook started."""
+
+
+def cancel_runs_at_exit(runner: Runner, *, on_sigterm: bool = True) -> None:
+    """A normal end of the owning process (return, ``sys.exit``, Ctrl-C, SIGTERM) cancels its runs first.
+
+    Registers :meth:`Runner.cancel_all` with :mod:`atexit`, and, called from the main thread where SIGTERM
+    still has its default action, makes SIGTERM exit the way Ctrl-C does (``SystemExit``, so ``finally``
+    blocks and ``atexit`` run). Each run is then stopped, its processes killed and its job recorded
+    ``cancelled`` with what it changed so far — not left ``running``. (``kill -9`` runs none of this: the
+    run's watchdog kills its processes, and the next :meth:`Runner.recover` records it ``interrupted``.)
+    """
+    atexit.register(_cancel_at_exit, runner)
+    if (on_sigterm and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)):
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _cancel_at_exit(runner: Runner) -> None:
+    if runner.active():
+        runner.cancel_all("cancelled: the console exited")
+
+
+def _exit_on_sigterm(signo: int, _frame: object) -> None:
+    raise SystemExit(128 + signo)
 
 
 def _dirs_by_age(root: Path) -> Iterator[tuple[float, Path]]:

@@ -45,6 +45,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -93,6 +94,7 @@ from opsconsole.core.store.db import (
     schedule_state_table,
     write_transaction,
 )
+from opsconsole.core.store.dbtime import StoreTime, store_time_for
 from opsconsole.core.store.outbox import Outbox
 
 __all__ = [
@@ -142,6 +144,10 @@ SCHEDULER_IDENTITY = Identity(
 )
 
 
+#: How many schedule units one pass works on at once (each may wait for its run).
+DEFAULT_PARALLEL_UNITS = 4
+
+
 @dataclass
 class _Memory:
     """A unit's row in ``schedule_state``."""
@@ -159,6 +165,7 @@ class Scheduler:
         instance_id: this instance's name in the leader election (default: a fresh one).
         tick_s: seconds between passes in the background thread.
         lease_s: how long a leadership lasts without renewal (renewed every third of it).
+        max_parallel: how many schedule units a pass works on at once (a slow stop holds only its own).
         schedules: the schedules (default: ``schedules.yml`` of the core's inventory).
     """
 
@@ -171,12 +178,17 @@ class Scheduler:
         tick_s: float = 30.0,
         lease_s: float = 20.0,
         schedules: Schedules | None = None,
+        max_parallel: int = DEFAULT_PARALLEL_UNITS,
     ) -> None:
         self.core = core
         self.clock: Clock = clock or core.clock
+        #: Leadership is taken and judged in the store's time (see :func:`store_time_for`).
+        self.store_time: StoreTime = store_time_for(self.clock)
         self.instance_id = instance_id or f"scheduler-{uuid.uuid4().hex[:12]}"
         self.tick_s = tick_s
         self.lease_s = lease_s
+        #: How many units a pass works on at once (their runs included).
+        self.max_parallel = max(1, max_parallel)
         self.schedules = schedules or load_schedules(core.fleet.source, core.fleet)
         self.outbox = Outbox(core.database, clock=self.clock)
         self.audit = AuditLog(core.database, clock=self.clock, key=core.audit_key,
@@ -405,12 +417,16 @@ class Scheduler:
     # -- leadership ----------------------------------------------------------------------------------
 
     def is_leader(self) -> bool:
-        """Take or renew the scheduler's leadership; True if this instance holds it now."""
-        now = self.clock.now()
-        expires = now + timedelta(seconds=self.lease_s)
+        """Take or renew the scheduler's leadership; True if this instance holds it now.
+
+        Judged in the store's time (:mod:`opsconsole.core.store.dbtime`): a replica whose clock is off
+        neither takes a live leadership nor keeps an expired one.
+        """
         table = leaders_table
         try:
             with write_transaction(self._engine) as conn:
+                now = self.store_time.now(conn)
+                expires = now + timedelta(seconds=self.lease_s)
                 row = conn.execute(select(table).where(table.c.role == LEADER_ROLE)).mappings().first()
                 if row is None:
                     conn.execute(insert(table).values(role=LEADER_ROLE, holder=self.instance_id,
@@ -436,9 +452,9 @@ class Scheduler:
         return won
 
     def _release(self) -> None:
-        now = self.clock.now()
         try:
             with write_transaction(self._engine) as conn:
+                now = self.store_time.now(conn)
                 conn.execute(update(leaders_table)
                              .where(leaders_table.c.role == LEADER_ROLE,
                                     leaders_table.c.holder == self.instance_id)
@@ -461,13 +477,15 @@ class Scheduler:
         held: list[str] = []
         errors: list[str] = []
         view: list[FleetView] = []
+        view_lock = threading.Lock()
 
         def fleet_view() -> FleetView:
-            if not view:
-                view.append(self.core.refresh())
-            return view[0]
+            with view_lock:  # one refresh per pass, whichever unit asks first
+                if not view:
+                    view.append(self.core.refresh())
+                return view[0]
 
-        for unit in self.schedules.units:
+        def one(unit: UnitSchedule) -> None:
             memory = self._memory(unit.key)
             before = (memory.applied, dict(memory.data))
             where = f"{unit.environment}/{unit.region}"
@@ -478,6 +496,18 @@ class Scheduler:
                 memory.data["error"] = {"at": now.isoformat(), "message": exc.message}
             if (memory.applied, memory.data) != before:
                 self._remember(unit.key, memory)
+
+        # The units are independent (each its own environment / region and its own memory): they go at
+        # once, at most max_parallel together, so one slow stop does not hold the others.
+        units = list(self.schedules.units)
+        if self.max_parallel <= 1 or len(units) <= 1:
+            for unit in units:
+                one(unit)
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.max_parallel, len(units)),
+                                    thread_name_prefix="opsconsole-schedule") as pool:
+                for done in [pool.submit(one, unit) for unit in units]:
+                    done.result()
         return TickReport(now, True, tuple(filed), tuple(warnings), tuple(expired), tuple(held),
                           tuple(errors))
 

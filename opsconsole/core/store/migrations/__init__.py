@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 #: The newest revision in ``versions/``: what every database is brought to.
-HEAD = "0004"
+HEAD = "0005"
 
 #: The script directory (this package): ``env.py``, ``script.py.mako`` and ``versions/``.
 SCRIPT_LOCATION = Path(__file__).resolve().parent
