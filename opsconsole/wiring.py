@@ -9,13 +9,22 @@ Sandbox settings come from the environment so that every command sees the same w
 
 * ``OPSCONSOLE_SANDBOX_SEED`` (default 42): the world's random seed;
 * ``OPSCONSOLE_SANDBOX_SPEED`` (default 1): simulated seconds per wall-clock second.
+
+The cloud sources poll on the cadences of the inventory's ``opsconsole_clouds`` (see
+:func:`~opsconsole.core.fleet.inventory.source_cadences`); each gets a ``resolve_endpoints`` callable that
+re-reads where the local cloud listens (``$OPSCONSOLE_HOME/sandbox/endpoints.json`` of a shared
+``sandbox up``, or the ephemeral cloud's own), so a restarted local cloud is found again without a console
+restart; and every source is ``touch()``-ed when a run ends, so what a playbook changed is read at once.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +33,16 @@ from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import OpsError, SourceError, UsageError
 from opsconsole.core.facade import Connection, OpsCore
 from opsconsole.core.fleet.engine import FleetSource, SourceReading
-from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.inventory import SourceCadence, load_inventory, source_cadences
 from opsconsole.core.fleet.model import Fleet
 from opsconsole.core.paths import opsconsole_home, world_home
 from opsconsole.core.runs.events import EventBus
 from opsconsole.core.runs.jobs import JobStore
 from opsconsole.core.runs.records import Job
-from opsconsole.core.runs.runner import Runner
+from opsconsole.core.runs.runner import Runner, cancel_runs_at_exit
 from opsconsole.providers.sim import SimSource
 from opsconsole.sandbox.emulator import Emulator, Endpoints
-from opsconsole.sandbox.localcloud import DEFAULT_SYNC_S, running_or_ephemeral
+from opsconsole.sandbox.localcloud import DEFAULT_SYNC_S, read_running, running_or_ephemeral
 from opsconsole.sandbox.state import WorldStore
 
 
@@ -87,21 +96,99 @@ def sandbox_emulators(fleet: Fleet) -> list[Emulator]:
     ]
 
 
+#: The adapters' modules (they import boto3, kubernetes, google-cloud-monitoring, azure-monitor-query).
+ADAPTER_MODULES = ("opsconsole.providers.k8s", "opsconsole.providers.aws", "opsconsole.providers.gcp",
+                   "opsconsole.providers.azure")
+
+
+def preload(modules: Sequence[str]) -> threading.Thread:
+    """Import ``modules`` in a daemon thread (started, returned: ``join()`` it before relying on them).
+
+    A cold start imports the four cloud SDKs (~1 s of one core) and starts the local cloud's emulators,
+    which spend part of their start waiting on their own servers: importing meanwhile fills those waits.
+    A module that fails to import fails again, with its real error, where it is used.
+    ``OPSCONSOLE_SERIAL_START=1``: nothing is preloaded (the old path, for bench/bench_tui.py).
+    """
+
+    def load() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # raised again, in context, by the import that needs it
+                return
+
+    serial = os.environ.get("OPSCONSOLE_SERIAL_START") == "1"
+    thread = threading.Thread(target=(lambda: None) if serial else load, name="opsconsole-preload",
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+#: Endpoints of the local cloud, re-read on demand (None: not known now).
+EndpointsResolver = Callable[[], Mapping[str, Endpoints] | None]
+
+
 def adapter_sources(
-    fleet: Fleet, endpoints: Mapping[str, Endpoints], *, timeout_s: float
+    fleet: Fleet,
+    endpoints: Mapping[str, Endpoints],
+    *,
+    timeout_s: float,
+    cadences: Mapping[str, SourceCadence] | None = None,
+    resolve: EndpointsResolver | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> list[FleetSource]:
-    """The four real adapters, pointed at the local cloud's endpoints."""
+    """The four real adapters, pointed at the local cloud's endpoints.
+
+    ``cadences``: per cloud (``aws``, ``gcp``, ``azure``); absent: every refresh (no caching).
+    ``resolve``: re-reads the local cloud's endpoints (a restarted one listens on new ports).
+    ``clock``: wall seconds for the cadences (benchmarks pass a simulated one).
+    """
     from opsconsole.providers.aws import AwsSource  # noqa: PLC0415
     from opsconsole.providers.azure import AzureSource  # noqa: PLC0415
     from opsconsole.providers.gcp import GcpSource  # noqa: PLC0415
     from opsconsole.providers.k8s import KubernetesSource  # noqa: PLC0415
 
+    every = SourceCadence(0.0, 0.0)
+    aws, gcp, azure = ((cadences or {}).get(c, every) for c in ("aws", "gcp", "azure"))
+
+    def resolver(name: str) -> Callable[[], Endpoints] | None:
+        if resolve is None:
+            return None
+
+        def one() -> Endpoints:
+            found = resolve()
+            if found is None or name not in found:
+                return endpoints[name]
+            return found[name]
+
+        return one
+
+    k8s_kwargs: dict[str, object] = {"timeout_s": timeout_s}
+    if "resolve_endpoints" in inspect.signature(KubernetesSource.from_endpoints).parameters:
+        k8s_kwargs["resolve_endpoints"] = resolver("k8s")
     return [
-        KubernetesSource.from_endpoints(fleet, endpoints["k8s"], timeout_s=timeout_s),
-        AwsSource.from_endpoints(fleet, endpoints["aws"], timeout_s=timeout_s),
-        GcpSource.from_endpoints(fleet, endpoints["gcp"], timeout_s=timeout_s),
-        AzureSource.from_endpoints(fleet, endpoints["azure"], timeout_s=timeout_s),
+        KubernetesSource.from_endpoints(fleet, endpoints["k8s"], **k8s_kwargs),  # type: ignore[arg-type]
+        AwsSource.from_endpoints(fleet, endpoints["aws"], timeout_s=timeout_s,
+                                 metrics_cadence_s=aws.metrics_s, describe_cadence_s=aws.describe_s,
+                                 clock=clock, resolve_endpoints=resolver("aws")),
+        GcpSource.from_endpoints(fleet, endpoints["gcp"], timeout_s=timeout_s,
+                                 metrics_cadence_s=gcp.metrics_s, clock=clock,
+                                 resolve_endpoints=resolver("gcp")),
+        AzureSource.from_endpoints(fleet, endpoints["azure"], timeout_s=timeout_s,
+                                   metrics_cadence_s=azure.metrics_s, clock=clock,
+                                   resolve_endpoints=resolver("azure")),
     ]
+
+
+def touch_sources(sources: Sequence[FleetSource]) -> None:
+    """Tell every source that can hear it that something changed (a run ended): ask again at once."""
+    for source in sources:
+        touch = getattr(source, "touch", None)
+        if callable(touch):
+            try:
+                touch()
+            except Exception:  # a source's hook must never fail a run's end
+                continue
 
 
 def sandbox_reader() -> str:
@@ -142,8 +229,16 @@ def sandbox_core(
     # Each adapter's own time budget sits inside the engine's deadline, so a slow emulator is cut by
     # its adapter (and reported) before the engine abandons the read.
     timeout_s = deadline_s * 0.8
+    adapters_loaded = preload(ADAPTER_MODULES)  # the SDKs load while the local cloud starts
     with running_or_ephemeral(home, store, lambda: sandbox_emulators(fleet)) as (endpoints, cloud):
-        sources = adapter_sources(fleet, endpoints, timeout_s=timeout_s)
+        adapters_loaded.join()
+
+        def resolve() -> Mapping[str, Endpoints] | None:
+            # The ephemeral cloud's own endpoints, or what the shared `sandbox up` wrote last.
+            return dict(cloud.endpoints) if cloud is not None else read_running(home)
+
+        sources = adapter_sources(fleet, endpoints, timeout_s=timeout_s,
+                                  cadences=source_cadences(fleet.source), resolve=resolve)
         aws = endpoints["aws"]
         connection = Connection({
             "opsconsole_sandbox": True,
@@ -164,6 +259,7 @@ def sandbox_core(
                 cloud.sync()
             else:  # the shared local cloud syncs on its own clock: wait for its next cycle
                 time.sleep(DEFAULT_SYNC_S + 0.5)
+            touch_sources(sources)  # what the run changed is read at the next refresh, not a cadence later
 
         with OpsCore(fleet, sources, deadline_s=deadline_s, clock=clock, runner=make_runner(fleet, home, env),
                      connection=connection, after_run=world_takes_it_in, sandbox=True,
@@ -184,6 +280,9 @@ def make_runner(fleet: Fleet, home: Path, env: Mapping[str, str]) -> Runner:
         store, EventBus(), project_dir=PROJECT_DIR, inventory=fleet.source / "hosts.yml", home=home, env=env,
     )
     runner.recover()
+    # Ctrl-C, SIGTERM or a normal exit of the owning process cancels its runs and records them; kill -9
+    # is left to each run's watchdog (see opsconsole.core.runs.supervise).
+    cancel_runs_at_exit(runner)
     return runner
 
 
@@ -208,6 +307,7 @@ def live_sources(fleet: Fleet, *, timeout_s: float) -> list[FleetSource]:
 
     accounts = fleet.accounts
     where = f"{fleet.source / 'group_vars' / 'all.yml'}: opsconsole_clouds"
+    cadences = source_cadences(fleet.source)
 
     def build(name: str, identity: str, make: Callable[[], FleetSource]) -> FleetSource:
         try:
@@ -229,7 +329,8 @@ def live_sources(fleet: Fleet, *, timeout_s: float) -> list[FleetSource]:
     def gcp() -> FleetSource:
         if not accounts.gcp_project:
             raise SourceError(f"no GCP project: set {where}.gcp.project")
-        return GcpSource(fleet, project=accounts.gcp_project, timeout_s=timeout_s)
+        return GcpSource(fleet, project=accounts.gcp_project, timeout_s=timeout_s,
+                         metrics_cadence_s=cadences["gcp"].metrics_s)
 
     def azure() -> FleetSource:
         if not accounts.azure_subscription_id or not accounts.azure_workspace_id:
@@ -239,13 +340,15 @@ def live_sources(fleet: Fleet, *, timeout_s: float) -> list[FleetSource]:
             subscription_id=accounts.azure_subscription_id,
             workspace_id=accounts.azure_workspace_id,
             timeout_s=timeout_s,
+            metrics_cadence_s=cadences["azure"].metrics_s,
         )
 
     return [
         build("k8s", f"kubeconfig {accounts.kubeconfig or 'default'}", kubernetes),
         build("aws", f"profile {accounts.aws_default_profile or 'default chain'}", lambda: AwsSource(
             fleet, profiles=accounts.aws_profiles, default_profile=accounts.aws_default_profile,
-            timeout_s=timeout_s,
+            timeout_s=timeout_s, metrics_cadence_s=cadences["aws"].metrics_s,
+            describe_cadence_s=cadences["aws"].describe_s,
         )),
         build("gcp", f"project {accounts.gcp_project}", gcp),
         build("azure", f"subscription {accounts.azure_subscription_id}", azure),
@@ -277,7 +380,9 @@ def live_core(
     if accounts.aws_default_profile:
         env.setdefault("AWS_PROFILE", accounts.aws_default_profile)
     home = world_home("live")  # never the sandbox's store (see core/paths.py)
-    with OpsCore(fleet, live_sources(fleet, timeout_s=deadline_s * 0.8), deadline_s=deadline_s,
+    sources = live_sources(fleet, timeout_s=deadline_s * 0.8)
+    with OpsCore(fleet, sources, deadline_s=deadline_s,
                  clock=clock, runner=make_runner(fleet, home, env), connection=connection,
+                 after_run=lambda _job: touch_sources(sources),
                  sandbox=False, audit_key=audit_key, audit_head_file=audit_head_file) as core:
         yield core

@@ -44,6 +44,7 @@ from opsconsole.core.errors import OpsError, UsageError
 if TYPE_CHECKING:
     from opsconsole.core.api import Assessment, Caller, Decided, Filed, RequestDetail, StreamEvent
     from opsconsole.core.change.records import ChangeRequest
+    from opsconsole.core.fleet.pods import EventInfo, PodDescription, PodInfo, PodLog
     from opsconsole.core.fleet.view import FleetView
     from opsconsole.core.runs.events import JobEvent
     from opsconsole.core.runs.records import Job
@@ -205,6 +206,41 @@ class RemoteClient:
         document: dict[str, Any] = self._call("GET", "/fleet/findings", params=_region(region))
         return document
 
+    def sources(self) -> dict[str, Any]:
+        document: dict[str, Any] = self._call("GET", "/fleet/sources")
+        return document
+
+    def pods(
+        self, cluster: str, *, workload: str | None = None, namespace: str | None = None
+    ) -> list[PodInfo]:
+        params = {k: v for k, v in (("workload", workload), ("namespace", namespace)) if v}
+        result: list[PodInfo] = self._call("GET", f"/clusters/{_seg(cluster)}/pods", params=params or None)
+        return result
+
+    def pod_log(
+        self,
+        cluster: str,
+        namespace: str,
+        pod: str,
+        *,
+        previous: bool = False,
+        tail: int = 200,
+        container: str | None = None,
+    ) -> PodLog:
+        params: dict[str, Any] = {"previous": "true" if previous else "false", "tail": tail}
+        if container:
+            params["container"] = container
+        result: PodLog = self._call("GET", f"{_pod_path(cluster, namespace, pod)}/log", params=params)
+        return result
+
+    def pod_events(self, cluster: str, namespace: str, pod: str) -> list[EventInfo]:
+        result: list[EventInfo] = self._call("GET", f"{_pod_path(cluster, namespace, pod)}/events")
+        return result
+
+    def describe_pod(self, cluster: str, namespace: str, pod: str) -> PodDescription:
+        result: PodDescription = self._call("GET", f"{_pod_path(cluster, namespace, pod)}/describe")
+        return result
+
     def assess(self, action: str, params: Mapping[str, Any]) -> Assessment:
         result: Assessment = self._call("POST", "/assess", body={"action": action, "params": dict(params)})
         return result
@@ -356,6 +392,10 @@ def _seg(identifier: str) -> str:
     if not identifier.strip():
         raise UsageError("an id is required")
     return quote(identifier.strip(), safe="")
+
+
+def _pod_path(cluster: str, namespace: str, pod: str) -> str:
+    return f"/clusters/{_seg(cluster)}/pods/{_seg(namespace)}/{_seg(pod)}"
 
 
 def _region(region: str | None) -> dict[str, str] | None:

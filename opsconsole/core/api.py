@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.change.risk import RiskAssessment
+from opsconsole.core.fleet.pods import EventInfo, PodDescription, PodInfo, PodLog
 from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.events import JobEvent
 from opsconsole.core.runs.records import Job
@@ -128,6 +129,39 @@ class OpsApi(Protocol):
 
     def findings(self, region: str | None = None) -> dict[str, Any]:
         """The ``opsconsole.fleet.findings/v1`` document."""
+        ...
+
+    def sources(self) -> dict[str, Any]:
+        """The ``opsconsole.fleet.sources/v1`` document: per fleet source its cadence, last read, age,
+        status, calls per hour, errors, throttles and estimated monthly cost of looking."""
+        ...
+
+    def pods(
+        self, cluster: str, *, workload: str | None = None, namespace: str | None = None
+    ) -> list[PodInfo]:
+        """The cluster's pods (of one workload if given): status, ready, restarts, age, node, node group.
+        Read-only (viewers may); a server without a Kubernetes source refuses (the ``sim`` reader)."""
+        ...
+
+    def pod_log(
+        self,
+        cluster: str,
+        namespace: str,
+        pod: str,
+        *,
+        previous: bool = False,
+        tail: int = 200,
+        container: str | None = None,
+    ) -> PodLog:
+        """A container's last ``tail`` log lines; ``previous``: the last terminated (crashed) container."""
+        ...
+
+    def pod_events(self, cluster: str, namespace: str, pod: str) -> list[EventInfo]:
+        """The events about one pod, oldest first."""
+        ...
+
+    def describe_pod(self, cluster: str, namespace: str, pod: str) -> PodDescription:
+        """``kubectl describe pod``: the pod, its spec and status summarised, and its events."""
         ...
 
     def assess(self, action: str, params: Mapping[str, Any]) -> Assessment:

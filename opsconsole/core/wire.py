@@ -37,6 +37,7 @@ RECORD_MODULES = frozenset({
     "opsconsole.core.fleet.engine",
     "opsconsole.core.fleet.findings",
     "opsconsole.core.fleet.view",
+    "opsconsole.core.fleet.pods",
     "opsconsole.core.change.actions",
     "opsconsole.core.change.approvals",
     "opsconsole.core.change.records",

@@ -46,6 +46,14 @@ retried with that backoff and reported in ``problems``. 401 / 403 raise :class:`
 subscription (or the workspace); connection refused / a missed deadline raise :class:`SourceError` naming
 the endpoint. A part that fails otherwise (e.g. a truncated answer) is a problem of a half answer.
 Bearer tokens over plain http are allowed (``enforce_https=False``) only for a loopback endpoint.
+
+Cadence: the platform metrics and the Log Analytics tables read here move once a minute, so with
+``metrics_cadence_s`` (the wiring passes ``opsconsole_clouds.azure.metrics_cadence_s``) the source asks at
+most once per period (aligned) and :meth:`AzureSource.read` serves the last answer in between, stamped
+with when it was fetched (``as_of``); ``0`` (the constructor's default) asks at every read. Every call is
+counted in :data:`~opsconsole.core.fleet.metering.METER`: ``MetricsBatch`` (units = resources queried)
+and ``LogsQuery``. ``resolve_endpoints`` (sandbox): endpoints re-read before each poll, clients rebuilt
+when they moved. :meth:`AzureSource.touch` makes the next read poll.
 """
 
 from __future__ import annotations
@@ -71,7 +79,9 @@ from azure.monitor.query import LogsQueryClient, LogsQueryStatus
 from azure.monitor.querymetrics import MetricsClient
 
 from opsconsole.core.errors import SourceError
+from opsconsole.core.fleet.cadence import Cadence, PollCache
 from opsconsole.core.fleet.engine import SourceReading
+from opsconsole.core.fleet.metering import METER
 from opsconsole.core.fleet.model import Cloud, ClusterSpec, DatabaseState, Fleet, FleetRecord, WorkloadMetrics
 
 __all__ = [
@@ -223,7 +233,13 @@ class AzureSource:
         logs_endpoint: str = "https://api.loganalytics.io",
         timeout_s: float = 5.0,
         resource_group: Callable[[str], str] | None = None,
+        metrics_cadence_s: float = 0.0,
+        clock: Callable[[], float] | None = None,
+        resolve_endpoints: Callable[[], Any] | None = None,
     ) -> None:
+        self.cadence_s = float(metrics_cadence_s)
+        self._poll = PollCache(Cadence(metrics_cadence_s, clock=clock))
+        self._resolve = resolve_endpoints
         self._fleet = fleet
         self._sub = subscription_id
         self._workspace = workspace_id
@@ -247,7 +263,16 @@ class AzureSource:
         self._throttled = 0
 
     @classmethod
-    def from_endpoints(cls, fleet: Fleet, endpoints: Any, *, timeout_s: float = 5.0) -> AzureSource:
+    def from_endpoints(
+        cls,
+        fleet: Fleet,
+        endpoints: Any,
+        *,
+        timeout_s: float = 5.0,
+        metrics_cadence_s: float = 0.0,
+        clock: Callable[[], float] | None = None,
+        resolve_endpoints: Callable[[], Any] | None = None,
+    ) -> AzureSource:
         """Build the source for the sandbox emulator's :class:`~opsconsole.sandbox.emulator.Endpoints`."""
         return cls(
             fleet,
@@ -257,7 +282,33 @@ class AzureSource:
             metrics_endpoint=endpoints.urls["azure_metrics"],
             logs_endpoint=endpoints.urls["azure_logs"],
             timeout_s=timeout_s,
+            metrics_cadence_s=metrics_cadence_s,
+            clock=clock,
+            resolve_endpoints=resolve_endpoints,
         )
+
+    def touch(self, kinds: Any = None) -> None:
+        """Something changed (a run ended): poll at the next read."""
+        self._poll.invalidate()
+
+    invalidate = touch
+
+    def _reresolve(self) -> None:
+        if self._resolve is None:
+            return
+        try:
+            endpoints = self._resolve()
+        except Exception:
+            return
+        if endpoints is None:
+            return
+        metrics = endpoints.urls.get("azure_metrics", self._metrics_endpoint)
+        logs = endpoints.urls.get("azure_logs", self._logs_endpoint)
+        if metrics != self._metrics_endpoint or logs != self._logs_endpoint:
+            self._metrics_endpoint = metrics
+            self._logs_endpoint = logs
+            self._metrics_clients = {}
+            self._logs_client = LogsQueryClient(self._credential, endpoint=logs, retry_policy=self._retry())
 
     def _retry(self) -> _ReadOnlyPostRetryPolicy:
         return _ReadOnlyPostRetryPolicy(
@@ -294,13 +345,25 @@ class AzureSource:
         return kwargs
 
     def _on_response(self, response: Any) -> None:
-        if getattr(response.http_response, "status_code", 0) == 429:
+        status = getattr(response.http_response, "status_code", 0)
+        url = str(getattr(response.http_request, "url", ""))
+        operation = "LogsQuery" if "/query" in url and "metrics:getBatch" not in url else "MetricsBatch"
+        units = 1
+        if operation == "MetricsBatch":
+            body = getattr(response.http_request, "body", None) or b""
+            units = max(1, (body.decode() if isinstance(body, bytes) else str(body)).count("/subscriptions/"))
+        METER.count(SOURCE_NAME, operation, units=units, error=status >= 400, throttled=status == 429)
+        if status == 429:
             self._throttled += 1
             log.warning("Azure Monitor throttled a query (429); backing off")
 
     # ----------------------------------------------------------------------------------------------
 
     def read(self) -> SourceReading:
+        """Between polls, the last answer (no call); else every AKS workload and Azure-hosted database."""
+        return self._poll.read(self._read_now, before=self._reresolve)
+
+    def _read_now(self) -> SourceReading:
         """Read every AKS workload and Azure-hosted database. See the module docstring for errors."""
         deadline = time.monotonic() + self._timeout_s
         self._throttled = 0

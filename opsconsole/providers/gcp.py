@@ -37,7 +37,8 @@ A failed workload query makes every GKE cluster a problem, a failed Cloud SQL qu
   they come from the inventory spec (a promotion or a replica count change made elsewhere is not seen
   here; the AWS / Kubernetes side or the Cloud SQL Admin API would be the place to read them).
 
-Each value is the newest aligned point of the last 5 minutes (1 hour for restarts).
+Each value is the newest aligned point of the last 5 minutes (1 hour for restarts). The 5-minute queries
+keep the newest point of each output series and ask only from the newest window end they hold.
 
 Errors: PERMISSION_DENIED / UNAUTHENTICATED raise :class:`SourceError` naming the project; UNAVAILABLE
 (connection refused) and a missed deadline raise :class:`SourceError` naming the endpoint — they are not
@@ -46,6 +47,14 @@ backoff (``google.api_core.retry.Retry``) within the read's deadline and reporte
 A query that fails otherwise (bad page token, unparsable answer) makes every cluster / region it covers a
 problem.
 Total read time is bounded by ``timeout_s``.
+
+Cadence: the standard metrics read here have a 60-s period, so with ``metrics_cadence_s`` (the wiring
+passes ``opsconsole_clouds.gcp.metrics_cadence_s``) the nine queries run at most once per period
+(aligned) and :meth:`GcpSource.read` serves the last answer in between, stamped with when it was fetched
+(``as_of``); ``0`` (the constructor's default) asks at every read. Every ``ListTimeSeries`` page is
+counted in :data:`~opsconsole.core.fleet.metering.METER` (units = time series returned).
+``resolve_endpoints`` (sandbox): the emulator's endpoint is re-read before each poll and the channel
+rebuilt when it moved. :meth:`GcpSource.touch` makes the next read poll.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
@@ -68,7 +77,9 @@ from google.cloud.monitoring_v3.services.metric_service.transports import Metric
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from opsconsole.core.errors import SourceError
+from opsconsole.core.fleet.cadence import Cadence, PollCache
 from opsconsole.core.fleet.engine import SourceReading
+from opsconsole.core.fleet.metering import METER
 from opsconsole.core.fleet.model import (
     Cloud,
     ClusterSpec,
@@ -189,7 +200,15 @@ class GcpSource:
         endpoint: str | None = None,
         timeout_s: float = 5.0,
         client: Any = None,
+        metrics_cadence_s: float = 0.0,
+        clock: Callable[[], float] | None = None,
+        resolve_endpoints: Callable[[], Any] | None = None,
     ) -> None:
+        self.cadence_s = float(metrics_cadence_s)
+        self._poll = PollCache(Cadence(metrics_cadence_s, clock=clock))
+        self._resolve = resolve_endpoints
+        #: Per incremental query: output series → (end time, value) of its newest point held.
+        self._held: dict[_Query, dict[tuple[tuple[str, str], ...], tuple[float, float]]] = {}
         self._fleet = fleet
         self._project = project
         self._lock = threading.Lock()
@@ -199,19 +218,7 @@ class GcpSource:
         if client is not None:
             self._client = client
         elif endpoint is not None:
-            # A private subchannel pool and short reconnect backoff: a restarted local emulator is reached
-            # again on the next read instead of after gRPC's shared, process-wide backoff (up to 2 min).
-            channel = grpc.insecure_channel(
-                endpoint,
-                options=[
-                    ("grpc.use_local_subchannel_pool", 1),
-                    ("grpc.initial_reconnect_backoff_ms", 200),
-                    ("grpc.min_reconnect_backoff_ms", 200),
-                    ("grpc.max_reconnect_backoff_ms", 1000),
-                ],
-            )
-            transport = MetricServiceGrpcTransport(channel=channel)
-            self._client = monitoring_v3.MetricServiceClient(transport=transport)
+            self._client = _local_client(endpoint)
         else:  # pragma: no cover - needs real Google credentials
             self._client = monitoring_v3.MetricServiceClient()
         self._clusters = sorted(
@@ -222,18 +229,54 @@ class GcpSource:
         )
 
     @classmethod
-    def from_endpoints(cls, fleet: Fleet, endpoints: Any, *, timeout_s: float = 5.0) -> GcpSource:
+    def from_endpoints(
+        cls,
+        fleet: Fleet,
+        endpoints: Any,
+        *,
+        timeout_s: float = 5.0,
+        metrics_cadence_s: float = 0.0,
+        clock: Callable[[], float] | None = None,
+        resolve_endpoints: Callable[[], Any] | None = None,
+    ) -> GcpSource:
         """Build the source for the sandbox emulator's :class:`~opsconsole.sandbox.emulator.Endpoints`."""
         return cls(
             fleet,
             project=endpoints.settings.get("project", "voltage-sandbox"),
             endpoint=endpoints.urls["gcp"],
             timeout_s=timeout_s,
+            metrics_cadence_s=metrics_cadence_s,
+            clock=clock,
+            resolve_endpoints=resolve_endpoints,
         )
 
     # ----------------------------------------------------------------------------------------------
 
+    def touch(self, kinds: Any = None) -> None:
+        """Something changed (a run ended): poll at the next read."""
+        self._poll.invalidate()
+
+    invalidate = touch
+
+    def _reresolve(self) -> None:
+        if self._resolve is None:
+            return
+        try:
+            endpoints = self._resolve()
+        except Exception:
+            return
+        endpoint = None if endpoints is None else endpoints.urls.get("gcp")
+        if endpoint and endpoint != self._endpoint:
+            self._client = _local_client(endpoint)
+            self._endpoint = endpoint
+            with self._lock:
+                self._held.clear()
+
     def read(self) -> SourceReading:
+        """Between polls, the last answer (no call); else every GKE workload and GCP-hosted database."""
+        return self._poll.read(self._read_now, before=self._reresolve)
+
+    def _read_now(self) -> SourceReading:
         """Read every GKE workload and GCP-hosted database. See the module docstring for errors."""
         deadline = time.monotonic() + self._timeout_s
         # The query windows end a little in the future: a point written while this read is in flight
@@ -432,9 +475,32 @@ class GcpSource:
     # -- one query -----------------------------------------------------------------------------------
 
     def _latest(self, query: _Query, now: float, deadline: float) -> dict[tuple[tuple[str, str], ...], float]:
-        """Newest aligned value of each output series, keyed by its (sorted) group-by labels."""
-        out: dict[tuple[tuple[str, str], ...], float] = {}
-        for series in self._list(query, now, deadline):
+        """Newest aligned value of each output series, keyed by its (sorted) group-by labels.
+
+        A query whose window spans several alignment periods keeps, per output series, its newest point
+        and asks only from the newest window end it holds (the points it does not have yet); a series with
+        no new point keeps its held one while that is inside the window.
+        """
+        incremental = query.window_s > query.align_s
+        with self._lock:
+            held = dict(self._held.get(query, {})) if incremental else {}
+        start = now - query.window_s
+        if held:
+            start = max(start, *(end for end, _ in held.values()))
+        fresh = self._newest(query, start, now, deadline)
+        held.update(fresh)
+        held = {k: v for k, v in held.items() if v[0] >= now - query.window_s}
+        if incremental:
+            with self._lock:
+                self._held[query] = held
+        return {k: v for k, (_, v) in held.items()}
+
+    def _newest(
+        self, query: _Query, start: float, now: float, deadline: float
+    ) -> dict[tuple[tuple[str, str], ...], tuple[float, float]]:
+        """(end time, value) of the newest aligned point of each output series in ``[start, now]``."""
+        out: dict[tuple[tuple[str, str], ...], tuple[float, float]] = {}
+        for series in self._list(query, start, now, deadline):
             if not series.points:
                 continue
             point = max(series.points, key=lambda p: p.interval.end_time.ToNanoseconds())
@@ -450,10 +516,10 @@ class GcpSource:
                 continue
             labels = {**dict(series.resource.labels), **dict(series.metric.labels)}
             labels.pop("project_id", None)
-            out[tuple(sorted(labels.items()))] = number
+            out[tuple(sorted(labels.items()))] = (point.interval.end_time.ToNanoseconds() / 1e9, number)
         return out
 
-    def _list(self, query: _Query, now: float, deadline: float) -> Iterator[Any]:
+    def _list(self, query: _Query, start_s: float, now: float, deadline: float) -> Iterator[Any]:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _Fatal(
@@ -463,7 +529,7 @@ class GcpSource:
         end = timestamp_pb2.Timestamp()
         end.FromNanoseconds(int(now * 1e9))
         start = timestamp_pb2.Timestamp()
-        start.FromNanoseconds(int((now - query.window_s) * 1e9))
+        start.FromNanoseconds(int(start_s * 1e9))
         request = monitoring_v3.ListTimeSeriesRequest(
             name=f"projects/{self._project}",
             filter=query.filter(),
@@ -486,12 +552,7 @@ class GcpSource:
             on_error=self._on_error,
         )
         try:
-            pager = self._client.list_time_series(request=request, retry=retry, timeout=remaining)
-            for page in pager.pages:
-                for series in page.time_series:
-                    yield monitoring_v3.TimeSeries.pb(series)
-                if time.monotonic() > deadline:
-                    raise gexc.DeadlineExceeded("deadline passed while paging")  # type: ignore[no-untyped-call] # api-core is untyped
+            yield from self._pages(request, retry, remaining, deadline)
         except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
             raise _Fatal(
                 f"Cloud Monitoring refused project {self._project}: {_short(exc)} (check the credentials "
@@ -514,10 +575,27 @@ class GcpSource:
                 ) from None
             raise _Fatal(f"Cloud Monitoring endpoint {self._endpoint}: {_short(exc)}") from None
 
+    def _pages(self, request: Any, retry: Any, remaining: float, deadline: float) -> Iterator[Any]:
+        """The time series of every page; each page (one call) and each failed call counted in METER."""
+        try:
+            pager = self._client.list_time_series(request=request, retry=retry, timeout=remaining)
+            for page in pager.pages:
+                METER.count(SOURCE_NAME, "ListTimeSeries", units=len(page.time_series))
+                for series in page.time_series:
+                    yield monitoring_v3.TimeSeries.pb(series)
+                if time.monotonic() > deadline:
+                    raise gexc.DeadlineExceeded("deadline passed while paging")  # type: ignore[no-untyped-call] # api-core is untyped
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            cause = exc.cause if isinstance(exc, gexc.RetryError) else exc
+            METER.count(SOURCE_NAME, "ListTimeSeries", units=0, error=True,
+                        throttled=isinstance(cause, gexc.ResourceExhausted))
+            raise
+
     def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, gexc.ResourceExhausted):
             with self._lock:  # the queries run concurrently
                 self._throttled += 1
+            METER.count(SOURCE_NAME, "ListTimeSeries", units=0, error=True, throttled=True)
             log.warning("Cloud Monitoring throttled project %s; backing off", self._project)
 
 
@@ -525,3 +603,22 @@ def _short(exc: BaseException) -> str:
     text = getattr(exc, "message", None) or str(exc)
     line = str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
     return f"{type(exc).__name__}: {line}"[:200]
+
+
+def _local_client(endpoint: str) -> Any:
+    """A client of a local emulator over an insecure channel.
+
+    A private subchannel pool and short reconnect backoff: a restarted local emulator is reached again on
+    the next read instead of after gRPC's shared, process-wide backoff (up to 2 min).
+    """
+    channel = grpc.insecure_channel(
+        endpoint,
+        options=[
+            ("grpc.use_local_subchannel_pool", 1),
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ],
+    )
+    transport = MetricServiceGrpcTransport(channel=channel)
+    return monitoring_v3.MetricServiceClient(transport=transport)

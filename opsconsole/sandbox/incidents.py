@@ -29,6 +29,14 @@ Kinds (all time in *sim* time, all scoped to one region):
     cluster autoscaler then rebuilds within bounds.
 ``traffic_spike``
     Demand originating in the region is multiplied by 10.
+``bad_deploy``
+    A new version of one workload (:data:`BAD_DEPLOY_SERVICE` in every prod cluster of the region) fails
+    at start-up: the rollout's first :data:`CRASH_LOOP_PODS` surge pods crash and restart with the
+    kubelet's back-off (:func:`crash_loop_at`: 10 s doubling to 5 min), so they sit in
+    ``CrashLoopBackOff`` with a growing ``restartCount`` while the old pods keep serving. The world's
+    figures do not change (the rollout is stalled, not serving); the Kubernetes API emulator shows the
+    pods, their logs (start-up, stack trace, exit 1) and their events (``BackOff``, ``Unhealthy``)
+    (:mod:`opsconsole.sandbox.kube.crashloop`). Ending the incident rolls the deployment back.
 """
 
 from __future__ import annotations
@@ -41,15 +49,21 @@ from typing import Any
 from opsconsole.core.errors import UsageError
 
 __all__ = [
+    "BAD_DEPLOY_SERVICE",
+    "CRASH_LOOP_PODS",
+    "CRASH_RUN_S",
     "DEFAULT_DURATION_S",
     "LAG_GROWTH_S_PER_S",
     "LAG_RECOVERY_S_PER_S",
     "LATENCY_SPIKE_MS",
     "NODE_POOL_LOSS_FRACTION",
     "TRAFFIC_SPIKE_FACTOR",
+    "CrashLoop",
     "Incident",
     "IncidentEffects",
     "IncidentKind",
+    "bad_deploy_service",
+    "crash_loop_at",
     "effects_at",
     "lingering_ticks",
     "parse_kind",
@@ -67,6 +81,16 @@ NODE_POOL_LOSS_FRACTION = 0.6
 TRAFFIC_SPIKE_FACTOR = 10.0
 #: ``latency_spike``: range of the added p95 latency, in ms.
 LATENCY_SPIKE_MS = (250.0, 400.0)
+#: ``bad_deploy``: the workload whose new version crashes (the first service in name order when the
+#: cluster's environment does not run it).
+BAD_DEPLOY_SERVICE = "checkout"
+#: ``bad_deploy``: how many pods of the new version crash-loop per cluster (the rollout's surge).
+CRASH_LOOP_PODS = 2
+#: ``bad_deploy``: how long (sim seconds) one run of the crashing container lasts before it exits.
+CRASH_RUN_S = 3
+#: The kubelet's crash-loop back-off: first delay, cap (seconds).
+_BACKOFF_FIRST_S = 10
+_BACKOFF_CAP_S = 300
 
 
 class IncidentKind(StrEnum):
@@ -75,6 +99,7 @@ class IncidentKind(StrEnum):
     REPLICA_LAG_RUNAWAY = "replica_lag_runaway"
     NODE_POOL_LOSS = "node_pool_loss"
     TRAFFIC_SPIKE = "traffic_spike"
+    BAD_DEPLOY = "bad_deploy"
 
 
 def parse_kind(name: str | IncidentKind) -> IncidentKind:
@@ -178,6 +203,7 @@ def effects_at(incidents: Iterable[Incident], tick: int, tick_s: float) -> Incid
         elif inc.kind is IncidentKind.LATENCY_SPIKE:
             eff.latency_add_ms[inc.region] = eff.latency_add_ms.get(inc.region, 0.0) + inc.magnitude
         # NODE_POOL_LOSS has no per-tick effect: the world removes the nodes when it starts.
+        # BAD_DEPLOY has none on the figures either: only the Kubernetes API shows it (crash_loop_at).
     return eff
 
 
@@ -187,3 +213,49 @@ def lingering_ticks(inc: Incident, tick_s: float) -> int:
         peak = LAG_GROWTH_S_PER_S * (inc.end_tick - inc.start_tick) * tick_s
         return int(peak / (LAG_RECOVERY_S_PER_S * tick_s)) + 1
     return 0
+
+
+@dataclass(frozen=True)
+class CrashLoop:
+    """Where a crash-looping container is ``elapsed`` sim seconds after its pod started (all times in
+    seconds since the pod started).
+
+    ``restarts`` is how many runs have ended (the ``restartCount``); ``running`` says whether run
+    number ``restarts`` is up now (started at ``started_s``), else the container waits in
+    ``CrashLoopBackOff`` until ``next_start_s``. ``last_started_s`` / ``last_finished_s`` are the last
+    ended run's (``None`` before the first crash).
+    """
+
+    restarts: int
+    running: bool
+    started_s: float
+    next_start_s: float
+    last_started_s: float | None
+    last_finished_s: float | None
+
+
+def crash_loop_at(elapsed: float) -> CrashLoop:
+    """The state of a container that crashes :data:`CRASH_RUN_S` s after every start, restarted with
+    the kubelet's back-off (10 s, doubling, capped at 5 min). Pure and deterministic."""
+    elapsed = max(0.0, float(elapsed))
+    start = 0.0
+    restarts = 0
+    last: tuple[float, float] | None = None
+    while True:
+        finish = start + CRASH_RUN_S
+        if elapsed < finish:
+            return CrashLoop(restarts, True, start, start, *(last or (None, None)))
+        backoff = min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2 ** min(restarts, 10))
+        restarts += 1
+        last = (start, finish)
+        if elapsed < finish + backoff:
+            return CrashLoop(restarts, False, start, finish + backoff, start, finish)
+        start = finish + backoff
+
+
+def bad_deploy_service(services: Iterable[str]) -> str | None:
+    """The workload a ``bad_deploy`` hits among a cluster's ``services`` (None: it runs none)."""
+    names = sorted(services)
+    if BAD_DEPLOY_SERVICE in names:
+        return BAD_DEPLOY_SERVICE
+    return names[0] if names else None

@@ -420,7 +420,26 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"])
     def metrics_route() -> Response:
-        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+        from opsconsole.core.fleet.metering import METER  # noqa: PLC0415
+
+        # The fleet sources' API calls (opsconsole.core.fleet.metering), as Prometheus counters.
+        lines = [
+            "# HELP opsconsole_source_api_calls_total API calls made by a fleet source, per operation",
+            "# TYPE opsconsole_source_api_calls_total counter",
+        ]
+        extra: dict[str, list[str]] = {"units": [], "errors": [], "throttles": []}
+        for c in METER.snapshot():
+            labels = f'source="{c.source}",operation="{c.operation}"'
+            lines.append(f"opsconsole_source_api_calls_total{{{labels}}} {c.calls}")
+            extra["units"].append(f"opsconsole_source_api_units_total{{{labels}}} {c.units}")
+            extra["errors"].append(f"opsconsole_source_api_errors_total{{{labels}}} {c.errors}")
+            extra["throttles"].append(f"opsconsole_source_api_throttles_total{{{labels}}} {c.throttles}")
+        for kind, help_text in (("units", "billable units (e.g. metrics requested)"),
+                                ("errors", "failed calls"), ("throttles", "throttled calls")):
+            lines += [f"# HELP opsconsole_source_api_{kind}_total API {help_text} of a fleet source",
+                      f"# TYPE opsconsole_source_api_{kind}_total counter", *extra[kind]]
+        body = generate_latest(runtime.registry) + ("\n".join(lines) + "\n").encode()
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     # -- /api/v1 -----------------------------------------------------------------------------------------
 
@@ -438,6 +457,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.get(f"{API}/fleet/status", tags=["api"])
     def fleet_status(request: Request, region: str | None = None) -> Response:
         return JSONResponse(service(request).status(region))
+
+    @app.get(f"{API}/fleet/sources", tags=["api"])
+    def fleet_sources(request: Request) -> Response:
+        return JSONResponse(service(request).sources())
 
     @app.get(f"{API}/fleet/findings", tags=["api"])
     def fleet_findings(request: Request, region: str | None = None) -> Response:
@@ -577,5 +600,8 @@ def create_app(runtime: Runtime) -> FastAPI:
             bolt_response = await run_in_threadpool(slack_app.dispatch, bolt_request)
             return to_starlette_response(bolt_response)
 
+    from opsconsole.server.pods import router as pods_router  # noqa: PLC0415  # pods, logs, events
+
+    app.include_router(pods_router)
     app.add_middleware(Guard, runtime=runtime, metrics=metrics)
     return app

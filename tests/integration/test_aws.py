@@ -1,10 +1,14 @@
 """The AWS adapter against the sandbox's AWS emulator (moto + its own CloudWatch), over real sockets.
 
 The fault cases (down, slow, forbidden, throttled, malformed) are in test_source_contract.py.
+EKS workloads' request figures come from per-target-group ALB metrics: the emulator makes the target
+groups the AWS Load Balancer Controller would (``k8s-<ns>-<svc>-<hash>``), the adapter finds them by their
+tags and reads them in the same GetMetricData batches as the region's other metrics.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,6 +17,7 @@ import boto3
 import pytest
 
 from opsconsole.core.fleet.inventory import load_inventory
+from opsconsole.core.fleet.metering import METER
 from opsconsole.core.fleet.model import (
     CacheState,
     Cloud,
@@ -22,8 +27,10 @@ from opsconsole.core.fleet.model import (
     Fleet,
     NodeGroupState,
     RegionTraffic,
+    WorkloadMetrics,
+    WorkloadState,
 )
-from opsconsole.providers.aws import AwsSource
+from opsconsole.providers.aws import MAX_METRICS_PER_CALL, AwsSource
 from opsconsole.sandbox.aws import HOSTED_ZONE, AwsCloud
 from opsconsole.sandbox.emulator import Endpoints
 from opsconsole.sandbox.world import World
@@ -79,7 +86,7 @@ def test_emulator_start_is_timed(cloud: tuple[AwsCloud, Endpoints]) -> None:
 
 
 def test_records_match_the_world(env: tuple[AwsCloud, Endpoints, World], fleet: Fleet) -> None:
-    _, endpoints, world = env
+    emulator, endpoints, world = env
     source = _source(fleet, endpoints)
     source.read()  # first read builds the clients
     t0 = time.perf_counter()
@@ -130,6 +137,88 @@ def test_records_match_the_world(env: tuple[AwsCloud, Endpoints, World], fleet: 
         lo, hi = world.node_bounds(c.name)
         assert (ng.desired, ng.in_service, ng.min, ng.max) == (world.nodes(c.name),) * 2 + (lo, hi)
         assert ng.spot + ng.on_demand == ng.in_service
+    # Every EKS workload has its request figures (the Kubernetes API has none), read from its target group.
+    eks = {f"metrics/{c.name}/{s.name}" for c in fleet.clusters.values() if c.cloud is Cloud.AWS
+           for s in fleet.services_in(c.environment)}
+    metrics = {k: r for k, r in got.items() if isinstance(r, WorkloadMetrics)}
+    assert set(metrics) == eks and len(eks) == 140
+    for key, rec in metrics.items():
+        w = sim[key.replace("metrics/", "workload/", 1)]
+        assert isinstance(w, WorkloadState) and isinstance(rec, WorkloadMetrics)
+        assert w.rps is not None and w.p95_ms is not None and w.error_rate is not None
+        assert rec.rps == pytest.approx(w.rps, rel=1e-6), key
+        assert rec.p95_ms == pytest.approx(w.p95_ms, rel=1e-6), key
+        assert rec.error_rate == pytest.approx(w.error_rate, rel=1e-6, abs=1e-12), key
+        dims = emulator.target_group_dimensions(rec.cluster, rec.service)
+        assert dims is not None
+        assert rec.extra["load_balancer"] == dims["LoadBalancer"]
+        assert rec.extra["target_group"] == dims["TargetGroup"]
+
+
+_CONTROLLER_NAME = re.compile(r"^k8s-[a-z0-9]+(?:-[a-z0-9]+)*-[0-9a-f]{10}$")
+
+
+def test_eks_target_groups_are_the_load_balancer_controllers(
+    env: tuple[AwsCloud, Endpoints, World], fleet: Fleet
+) -> None:
+    """One ALB per EKS cluster, one tagged target group per service, named in the controller's style."""
+    emulator, endpoints, _ = env
+    for c in (c for c in fleet.clusters.values() if c.cloud is Cloud.AWS):
+        elbv2 = _client(endpoints, "elbv2", c.cloud_region)
+        groups = elbv2.describe_target_groups()["TargetGroups"]  # type: ignore[attr-defined]
+        arns = [g["TargetGroupArn"] for g in groups]
+        tags = {d["ResourceArn"]: {t["Key"]: t["Value"] for t in d["Tags"]}
+                for i in range(0, len(arns), 20)
+                for d in elbv2.describe_tags(ResourceArns=arns[i:i + 20])["TagDescriptions"]}  # type: ignore[attr-defined]
+        mine = [g for g in groups if tags[g["TargetGroupArn"]].get("elbv2.k8s.aws/cluster") == c.name]
+        services = {s.name for s in fleet.services_in(c.environment)}
+        assert len(mine) == len(services)
+        assert len({lb for g in mine for lb in g["LoadBalancerArns"]}) == 1
+        for g in mine:
+            assert len(g["TargetGroupName"]) <= 32 and _CONTROLLER_NAME.match(g["TargetGroupName"])
+            resource = tags[g["TargetGroupArn"]]["ingress.k8s.aws/resource"]
+            svc = resource.removeprefix("voltage/").rsplit(":", 1)[0].split("-", 1)[0]
+            assert any(s.startswith(svc) for s in services), resource
+        dims = emulator.target_group_dimensions(c.name, sorted(services)[0])
+        assert dims is not None and dims["TargetGroup"].startswith("targetgroup/k8s-voltage-")
+
+
+def _get_metric_data() -> tuple[int, int]:
+    calls = units = 0
+    for row in METER.snapshot():
+        if row.source == "aws" and row.operation == "GetMetricData":
+            calls, units = calls + row.calls, units + row.units
+    return calls, units
+
+
+def test_eks_metrics_ride_in_the_regions_batches(
+    env: tuple[AwsCloud, Endpoints, World], fleet: Fleet
+) -> None:
+    """Three metrics per EKS workload, in the regions' GetMetricData calls, never more than 500 a call."""
+    _, endpoints, _ = env
+    source = _source(fleet, endpoints)
+    source.read()
+    calls0, units0 = _get_metric_data()
+    reading = source.read()
+    calls1, units1 = _get_metric_data()
+    assert reading.complete, reading.problems
+    workloads = sum(len(fleet.services_in(c.environment)) for c in fleet.clusters.values()
+                    if c.cloud is Cloud.AWS)
+    per_region = 9 * len(fleet.regions) + 3 * sum(
+        1 for r in fleet.regions.values() if r.database.cloud is Cloud.AWS)
+    health = len(fleet.regions)
+    assert units1 - units0 == per_region + health + 3 * workloads
+    # No call of its own: per region one call per start time (gauges, 5-min sums, 1-h sums), plus one
+    # for the health checks.
+    assert calls1 - calls0 == 3 * len(fleet.regions) + 1
+    # A batch larger than CloudWatch's limit is split.
+    dims = {"LoadBalancer": "app/none/0", "TargetGroup": "targetgroup/none/0"}
+    queries = [(f"q{i}", "AWS/ApplicationELB", "RequestCount", {**dims, "N": str(i)}, "Sum", 300, 300)
+               for i in range(MAX_METRICS_PER_CALL * 2 + 1)]
+    values = source._metrics("us-east-1", "us-east-1", queries)
+    calls2, units2 = _get_metric_data()
+    assert (calls2 - calls1, units2 - units1) == (3, len(queries))
+    assert set(values) == {q[0] for q in queries}
 
 
 def test_route53_weight_change_reaches_the_world(
@@ -277,4 +366,7 @@ def test_region_down_shows_as_failed_health_and_database(
     assert isinstance(db, DatabaseState) and db.available is False
     cache = got["cache/eu-central-1"]
     assert isinstance(cache, CacheState) and cache.healthy_nodes == 0
+    # No requests reach the region's EKS workloads: no latency and no error rate to speak of (as on GCP).
+    down = [r for r in got.values() if isinstance(r, WorkloadMetrics) and r.cluster == "eks-euc1-prod"]
+    assert down and all((r.rps, r.p95_ms, r.error_rate) == (0.0, None, None) for r in down)
     emulator.publish(World(fleet, seed=42, start=START))

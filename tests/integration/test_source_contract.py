@@ -11,6 +11,10 @@ emulator exactly as the per-provider tests build it, through one fault of the em
 * throttled → the adapter backs off, answers completely and says so in its notes;
 * malformed → a :class:`SourceError`, never a crash or made-up data.
 
+And every cloud adapter (aws, gcp, azure) reports the request figures of its cloud's workloads (EKS, GKE,
+AKS) as :class:`WorkloadMetrics` that agree with the world within one shared tolerance
+(:data:`WORKLOAD_TOLERANCE`): the console shows p95 and errors for every workload, whatever its cloud.
+
 Faults are scoped to the test's own client: AWS (one emulator per module, seeding moto costs seconds)
 signs with a key id of its own and ``match=client_is(key)``; the others get an emulator per test. A
 ``slow`` fault stalls until cleared, so every bound measured here is the adapter's, not the fault's.
@@ -30,7 +34,7 @@ import pytest
 
 from opsconsole.core.errors import SourceError
 from opsconsole.core.fleet.engine import FleetService, SourceStatus
-from opsconsole.core.fleet.model import Fleet
+from opsconsole.core.fleet.model import Cloud, Fleet, WorkloadMetrics, WorkloadState
 from opsconsole.providers.aws import AwsSource
 from opsconsole.providers.azure import AzureSource
 from opsconsole.providers.gcp import GcpSource
@@ -48,6 +52,10 @@ ADAPTERS = ["aws", "gcp", "azure", "k8s"]
 STALL_S = 60.0
 #: Slack for a loaded 2-core machine on top of a bound the adapter promises.
 SLACK_S = 0.6
+#: How close a cloud's workload figures must be to the world's (the loosest monitoring back end, Cloud
+#: Monitoring's distributions, sets it): rps relative / absolute, p95 relative, error rate absolute.
+WORKLOAD_TOLERANCE = {"rps_rel": 0.02, "rps_abs": 0.05, "p95_rel": 0.03, "error_abs": 2e-3}
+CLOUD_OF = {"aws": Cloud.AWS, "gcp": Cloud.GCP, "azure": Cloud.AZURE}
 
 
 @dataclass
@@ -206,3 +214,36 @@ def test_malformed_answer_is_an_error_not_a_crash(rig: Rig) -> None:
     with pytest.raises(SourceError) as err:
         rig.source().read()
     assert err.value.message
+
+
+@pytest.fixture(params=sorted(CLOUD_OF))
+def cloud_rig(request: pytest.FixtureRequest, seed_fleet: Fleet) -> Iterator[Rig]:
+    rigs = _RIGS[request.param](request, seed_fleet)
+    built = next(rigs)
+    try:
+        yield built
+    finally:
+        built.faults.clear()
+        rigs.close()
+
+
+def test_workload_figures_agree_with_the_world(cloud_rig: Rig, seed_fleet: Fleet) -> None:
+    """p95, error rate and rps of every workload of the adapter's cloud, as the world has them."""
+    reading = cloud_rig.source(10.0).read()
+    assert reading.complete, reading.problems
+    cloud = CLOUD_OF[cloud_rig.name]
+    # Every rig published World(seed=42, start=START); a world so built observes the same figures.
+    truth = {r.key.replace("workload/", "metrics/", 1): r
+             for r in World(seed_fleet, seed=42, start=START).observe() if isinstance(r, WorkloadState)}
+    expected = {f"metrics/{c.name}/{s.name}" for c in seed_fleet.clusters.values() if c.cloud is cloud
+                for s in seed_fleet.services_in(c.environment)}
+    got = {r.key: r for r in reading.records if isinstance(r, WorkloadMetrics)}
+    assert expected and set(got) == expected, sorted(expected ^ set(got))[:5]
+    tol = WORKLOAD_TOLERANCE
+    for key, rec in got.items():
+        w = truth[key]
+        assert w.rps and w.p95_ms is not None and w.error_rate is not None, key
+        assert rec.source == cloud_rig.name
+        assert rec.rps == pytest.approx(w.rps, rel=tol["rps_rel"], abs=tol["rps_abs"]), key
+        assert rec.p95_ms == pytest.approx(w.p95_ms, rel=tol["p95_rel"]), key
+        assert rec.error_rate == pytest.approx(w.error_rate, abs=tol["error_abs"]), key

@@ -253,3 +253,46 @@ def test_cloud_accounts_unknown_cluster_context(inventory_copy: Path) -> None:
     edit(all_file, "    contexts: {}", "    contexts: {eks-nowhere: ctx}")
     error = load_error(inventory_copy)
     assert error.key_path == "opsconsole_clouds.kubernetes.contexts" and "eks-nowhere" in str(error)
+
+
+# -- cadences and prices (issue 13) ------------------------------------------------------------------
+
+
+def test_seed_cadences_and_prices(seed_fleet: Fleet) -> None:
+    from opsconsole.core.fleet.inventory import load_prices, source_cadences  # noqa: PLC0415
+
+    cadences = source_cadences(seed_fleet.source)
+    assert {c: (v.metrics_s, v.describe_s) for c, v in cadences.items()} == {
+        "aws": (60.0, 300.0), "gcp": (60.0, 300.0), "azure": (60.0, 300.0)}
+    prices = load_prices(seed_fleet.source)
+    assert prices["aws"]["GetMetricData"].usd == 0.01 and prices["aws"]["GetMetricData"].per == 1000
+
+
+@pytest.mark.parametrize(("value", "found"), [("5", "5"), ("-60", "-60"), ("soon", "'soon'"),
+                                              ("7200", "7200")])
+def test_bad_metrics_cadence_names_file_key_and_bounds(inventory_copy: Path, value: str, found: str) -> None:
+    all_yml = inventory_copy / "group_vars" / "all.yml"
+    edit(all_yml, "    metrics_cadence_s: 60\n", f"    metrics_cadence_s: {value}\n")
+    error = load_error(inventory_copy)
+    assert error.file == str(all_yml)
+    assert error.key_path == "opsconsole_clouds.aws.metrics_cadence_s"
+    assert "0 (every refresh) or a number of seconds from 10 to 3600" in str(error)
+    assert found in str(error)
+
+
+def test_zero_cadence_means_every_refresh(inventory_copy: Path) -> None:
+    from opsconsole.core.fleet.inventory import source_cadences  # noqa: PLC0415
+
+    edit(inventory_copy / "group_vars" / "all.yml", "    describe_cadence_s: 300\n",
+         "    describe_cadence_s: 0\n")
+    fleet = load_inventory(inventory_copy)
+    assert source_cadences(fleet.source)["aws"].describe_s == 0.0
+
+
+def test_bad_prices_name_the_file(inventory_copy: Path) -> None:
+    from opsconsole.core.fleet.inventory import load_prices  # noqa: PLC0415
+
+    edit(inventory_copy / "prices.yml", "GetMetricData: {usd: 0.01,", "GetMetricData: {usd: -1,")
+    with pytest.raises(InventoryError) as caught:
+        load_prices(inventory_copy)
+    assert "prices.yml" in str(caught.value) and "usd must be a number >= 0" in str(caught.value)

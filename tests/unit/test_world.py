@@ -502,6 +502,7 @@ def test_incident_names_and_errors() -> None:
         "replica_lag_runaway",
         "node_pool_loss",
         "traffic_spike",
+        "bad_deploy",
     ]
     assert parse_kind("traffic_spike") is IncidentKind.TRAFFIC_SPIKE
     world = World(SMALL, seed=1, start=NOON)

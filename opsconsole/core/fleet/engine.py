@@ -21,9 +21,21 @@ error. :class:`FleetService` does exactly that:
   from when that call finished) before a fresh read is started, so a source that is always a bit
   slower than its deadline still serves (stale) data instead of nothing;
 * each refresh also yields a :class:`ChangeSet` against the previous snapshot, ignoring
-  ``observed_at`` so that re-reading an unchanged record is not a change.
+  ``observed_at`` so that re-reading an unchanged record is not a change;
+* every source has a **cadence** (its ``cadence_s`` attribute, else the refresh interval
+  ``refresh_s``): a source may answer from what it holds between its polls, saying when that data was
+  fetched (``SourceReading.as_of``); data younger than twice the cadence is ``OK``, older data is
+  ``STALE`` ("data N s old, cadence C s") even when the source answered, so a source that quietly
+  serves old data (its far side gone) never shows green.
 
 Records with the same key from different sources: the first source in ``sources`` order wins.
+
+**Sources that know when their data changed** (a Kubernetes watch event landed in the source's cache)
+may say so: such a source has an ``on_change(callback) -> unsubscribe`` method (:class:`ChangeNotifying`)
+and calls ``callback()`` from its own thread, cheaply and without holding its locks, whenever what its
+next :meth:`FleetSource.read` would answer may have changed. :meth:`FleetService.on_change` subscribes to
+every such source at once; the server's fleet cache uses it to refresh early instead of waiting for its
+next periodic refresh (a change then reaches the screens in well under a second).
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ from opsconsole.core.errors import OpsError
 from opsconsole.core.fleet.model import FleetRecord, Observation
 
 __all__ = [
+    "ChangeNotifying",
     "ChangeSet",
     "FleetService",
     "FleetSource",
@@ -53,6 +66,7 @@ __all__ = [
     "SourceHealth",
     "SourceReading",
     "SourceStatus",
+    "change_notifier",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,6 +76,10 @@ T = TypeVar("T")
 
 #: Upper bound of the reader thread pool, whatever the number of sources.
 MAX_WORKERS = 64
+#: Data older than this many cadences is stale.
+STALE_FACTOR = 2.0
+#: The refresh interval assumed for sources without a cadence of their own (the server's cache loop).
+DEFAULT_REFRESH_S = 2.0
 #: Longest error text kept from an exception message.
 _MAX_ERROR_CHARS = 300
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -85,6 +103,9 @@ class SourceReading:
     records: tuple[FleetRecord, ...]
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    #: When the data was fetched from the far side (a source answering from its cache between polls);
+    #: ``None``: just now, by this read.
+    as_of: datetime | None = None
 
     @property
     def complete(self) -> bool:
@@ -97,6 +118,8 @@ class FleetSource(Protocol):
     Attributes:
         name: Unique among the sources of one :class:`FleetService`; used in health reports and
             in ``source_deadlines``.
+        cadence_s: (optional) how often the source asks its far side, in seconds; data older than
+            twice this is stale. Absent or ``0``: the service's refresh interval.
 
     ``read`` is called from a worker thread, never concurrently with itself for the same source.
     """
@@ -122,6 +145,26 @@ class FleetSource(Protocol):
         ...
 
 
+class ChangeNotifying(Protocol):
+    """An optional side of a :class:`FleetSource`: it can tell when its data changed.
+
+    ``on_change(callback)`` registers ``callback`` and returns the function that unregisters it. The
+    source calls ``callback()`` (no arguments) from any of its threads whenever its next ``read`` may
+    answer differently; it may call it many times in a burst (the listener debounces). A callback must
+    return at once (set a flag, wake a thread) and must not raise; a source ignores what one raises.
+    """
+
+    def on_change(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` whenever the data changed; returns the unsubscribe function."""
+        ...
+
+
+def change_notifier(source: object) -> Callable[[Callable[[], None]], Callable[[], None]] | None:
+    """The source's ``on_change`` if it is :class:`ChangeNotifying`, else ``None``."""
+    on_change = getattr(source, "on_change", None)
+    return on_change if callable(on_change) else None
+
+
 @dataclass(frozen=True)
 class SourceHealth:
     """How one source fared in the refresh that produced a snapshot."""
@@ -141,6 +184,12 @@ class SourceHealth:
     #: What the source said about its last answer that is worth knowing but changes nothing
     #: (``SourceReading.notes``), e.g. throttling it backed off from.
     notes: tuple[str, ...] = ()
+    #: How often the source asks its far side (seconds); stale past twice this.
+    cadence_s: float | None = None
+
+    @property
+    def stale_after_s(self) -> float | None:
+        return None if self.cadence_s is None else STALE_FACTOR * self.cadence_s
 
 
 @dataclass(frozen=True)
@@ -289,6 +338,7 @@ class _Outcome:
 class _SourceState:
     source: FleetSource
     deadline_s: float
+    cadence_s: float = DEFAULT_REFRESH_S
     #: The data served for this source: key -> (record, when the read that supplied it finished).
     served: dict[str, tuple[FleetRecord, datetime]] = field(default_factory=dict)
     #: When the last read that supplied data (complete or half) finished; ``None``: never.
@@ -296,6 +346,14 @@ class _SourceState:
     last_success: datetime | None = None
     inflight: Future[_Outcome] | None = None
     inflight_started: float = 0.0
+
+
+def cadence_of(source: object, refresh_s: float = DEFAULT_REFRESH_S) -> float:
+    """A source's cadence in seconds: its ``cadence_s`` if > 0, else the refresh interval."""
+    value = getattr(source, "cadence_s", None)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return max(float(value), refresh_s)
+    return refresh_s
 
 
 def _error_text(exc: BaseException) -> str:
@@ -319,6 +377,7 @@ class FleetService:
         deadline_s: How long a refresh waits for each source.
         clock: Stamps snapshots and ages data; the wall clock by default.
         source_deadlines: Per-source overrides of ``deadline_s``, by source name.
+        refresh_s: How often :meth:`refresh` is called: the cadence of sources without one.
 
     Use as a context manager, or call :meth:`close`, to release the reader threads.
     """
@@ -330,6 +389,7 @@ class FleetService:
         deadline_s: float = 2.0,
         clock: Clock | None = None,
         source_deadlines: Mapping[str, float] | None = None,
+        refresh_s: float = DEFAULT_REFRESH_S,
     ) -> None:
         overrides = dict(source_deadlines or {})
         names = [s.name for s in sources]
@@ -343,7 +403,10 @@ class FleetService:
             if not value > 0:
                 raise ValueError(f"deadline of {name} must be > 0, got {value}")
         self._clock: Clock = clock or SystemClock()
-        self._states = [_SourceState(s, overrides.get(s.name, deadline_s)) for s in sources]
+        self.refresh_s = refresh_s
+        self._states = [
+            _SourceState(s, overrides.get(s.name, deadline_s), cadence_of(s, refresh_s)) for s in sources
+        ]
         self._pool = _DaemonPool(min(MAX_WORKERS, max(1, len(sources))), name="fleet-read")
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
@@ -354,6 +417,42 @@ class FleetService:
     def snapshot(self) -> Snapshot | None:
         """The snapshot of the last refresh (``None`` before the first)."""
         return self._snapshot
+
+    def on_change(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(source_name)`` whenever a :class:`ChangeNotifying` source says its data
+        changed; returns the function that unsubscribes from every one of them.
+
+        Sources that cannot tell are simply not followed (their changes arrive with the next refresh).
+        """
+        removers: list[Callable[[], None]] = []
+        for state in self._states:
+            subscribe = change_notifier(state.source)
+            if subscribe is None:
+                continue
+            name = state.source.name
+
+            def changed(name: str = name) -> None:
+                callback(name)
+
+            try:
+                removers.append(subscribe(changed))
+            except Exception:  # a source's hook must never break the service
+                log.exception("source %s: on_change failed", name)
+
+        def unsubscribe() -> None:
+            for remove in removers:
+                try:
+                    remove()
+                except Exception:
+                    log.exception("unsubscribing from a source's changes failed")
+            removers.clear()
+
+        return unsubscribe
+
+    @property
+    def notifying_sources(self) -> tuple[str, ...]:
+        """Names of the sources that can tell when their data changed."""
+        return tuple(s.source.name for s in self._states if change_notifier(s.source) is not None)
 
     def close(self) -> None:
         """Release the reader threads. Calls still running are abandoned; they cannot block exit."""
@@ -463,6 +562,8 @@ class FleetService:
 
     @staticmethod
     def _store(state: _SourceState, reading: SourceReading, at: datetime) -> None:
+        if reading.as_of is not None:
+            at = min(at, reading.as_of)
         fresh = {r.key: (r, at) for r in reading.records}
         if reading.complete:
             state.served = fresh
@@ -475,27 +576,32 @@ class FleetService:
         if outcome.reading is None:
             return self._degraded(state, outcome.error or "read failed", outcome.duration_s, now)
         self._store(state, outcome.reading, outcome.finished_at)
+        age = self._age(state, now)
+        cadence = state.cadence_s
         if outcome.reading.complete:
+            too_old = age is not None and age > STALE_FACTOR * cadence
             return SourceHealth(
                 name=state.source.name,
-                status=SourceStatus.OK,
-                age_s=self._age(state, now),
-                error=None,
+                status=SourceStatus.STALE if too_old else SourceStatus.OK,
+                age_s=age,
+                error=f"data {age:.0f} s old (cadence {cadence:g} s)" if too_old else None,
                 last_success=state.last_success,
                 duration_s=outcome.duration_s,
                 records=0,
                 notes=outcome.reading.notes,
+                cadence_s=cadence,
             )
         reason = "incomplete answer: " + "; ".join(outcome.reading.problems)
         return SourceHealth(
             name=state.source.name,
             status=SourceStatus.STALE,
-            age_s=self._age(state, now),
+            age_s=age,
             error=reason,
             last_success=state.last_success,
             duration_s=outcome.duration_s,
             records=0,
             notes=outcome.reading.notes,
+            cadence_s=cadence,
         )
 
     def _degraded(
@@ -510,6 +616,7 @@ class FleetService:
             last_success=state.last_success,
             duration_s=duration_s,
             records=0,
+            cadence_s=state.cadence_s,
         )
 
     @staticmethod

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from opsconsole.core.errors import InventoryError
+from opsconsole.core.fleet.metering import Price, parse_prices
 from opsconsole.core.fleet.model import (
     KIND_OF_CLOUD,
     Bounds,
@@ -349,6 +350,7 @@ def _read_all_vars(all_vars: _Node) -> _AllVars:
         raise all_vars.get("opsconsole_cdn").fail("CDN shares summing to 1", f"{sum(cdn_split.values()):g}")
     clouds_node = all_vars.opt("opsconsole_clouds")
     accounts = CloudAccounts() if clouds_node is None else _accounts(clouds_node)
+    _cadences(clouds_node)  # validated with the rest; read by the wiring with source_cadences()
     return _AllVars(all_vars, bounds, targets, services, provider_plan, provider_plan_overall, cdn_split,
                     accounts)
 
@@ -611,3 +613,95 @@ def _cluster(name: str, node: _Node, region: RegionSpec, bounds: Bounds) -> Clus
         reserved_nodes=reserved.as_int(0, nodes.max),
         spot_ratio=node.get("spot_ratio").as_float(0.0, 1.0),
     )
+
+
+#: The list prices of API calls, next to hosts.yml (see inventory/prices.yml).
+PRICES_FILE = "prices.yml"
+
+
+# -- how often each cloud source asks (opsconsole_clouds.<cloud>.metrics_cadence_s / describe_cadence_s) ----
+
+
+@dataclass(frozen=True)
+class SourceCadence:
+    """How often one cloud source polls: its metrics, and its describe-style calls (ASGs, RDS...).
+
+    ``0`` means "at every refresh" (no caching between refreshes).
+    """
+
+    metrics_s: float = 60.0
+    describe_s: float = 300.0
+
+
+#: The clouds whose sources poll on a cadence, and their defaults (standard metrics: 1-minute period).
+CADENCE_CLOUDS = ("aws", "gcp", "azure")
+#: Bounds of the settings: 0 (every refresh) or 10 s .. 1 h for metrics, 30 s .. 1 day for describes.
+METRICS_CADENCE_RANGE = (10.0, 3600.0)
+DESCRIBE_CADENCE_RANGE = (30.0, 86_400.0)
+
+
+def _cadence_value(parent: _Node, key: str, default: float, bounds: tuple[float, float]) -> float:
+    child = parent.opt(key)
+    if child is None or child.value is None:
+        return default
+    lo, hi = bounds
+    expected = f"0 (every refresh) or a number of seconds from {lo:g} to {hi:g}"
+    if isinstance(child.value, bool) or not isinstance(child.value, int | float):
+        raise child.fail(expected, repr(child.value))
+    value = float(child.value)
+    if math.isnan(value) or (value != 0 and not lo <= value <= hi):
+        raise child.fail(expected, f"{child.value!r}")
+    return value
+
+
+def _cadences(clouds_node: _Node | None) -> dict[str, SourceCadence]:
+    out = {cloud: SourceCadence() for cloud in CADENCE_CLOUDS}
+    if clouds_node is None or clouds_node.value is None:
+        return out
+    for cloud in CADENCE_CLOUDS:
+        node = clouds_node.opt(cloud)
+        if node is None or node.value is None:
+            continue
+        node.mapping()
+        out[cloud] = SourceCadence(
+            metrics_s=_cadence_value(node, "metrics_cadence_s", 60.0, METRICS_CADENCE_RANGE),
+            describe_s=_cadence_value(node, "describe_cadence_s", 300.0, DESCRIBE_CADENCE_RANGE),
+        )
+    return out
+
+
+def source_cadences(inventory: Path | str) -> dict[str, SourceCadence]:
+    """Each cloud source's cadence from ``opsconsole_clouds`` in the inventory's ``group_vars/all.yml``.
+
+    Args:
+        inventory: the inventory directory (``fleet.source``) or its ``hosts.yml``.
+
+    Raises:
+        InventoryError: a cadence out of bounds or not a number (naming the file, key and line).
+    """
+    root = Path(inventory)
+    if root.is_file():
+        root = root.parent
+    all_yml = root / "group_vars" / "all.yml"
+    if not all_yml.exists():
+        return {cloud: SourceCadence() for cloud in CADENCE_CLOUDS}
+    return _cadences(_load(all_yml).opt("opsconsole_clouds"))
+
+
+def load_prices(inventory: Path | str) -> dict[str, dict[str, Price]]:
+    """The operator's list prices of API calls (``prices.yml`` next to ``hosts.yml``); none: all free.
+
+    Raises:
+        InventoryError: the file is not valid YAML or a price is malformed (naming the file and key).
+    """
+    root = Path(inventory)
+    if root.is_file():
+        root = root.parent
+    path = root / PRICES_FILE
+    if not path.exists():
+        return {}
+    node = _load(path)
+    try:
+        return parse_prices(node.value, where=str(path))
+    except ValueError as exc:
+        raise InventoryError(str(path), "prices", "valid list prices", found=str(exc)) from None

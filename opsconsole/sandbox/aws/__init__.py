@@ -23,7 +23,13 @@ spot ratio); for regions whose database is on AWS, RDS PostgreSQL ``pg-<region>`
 cross-region read replica whose source is the primary's ARN) plus local read replicas ``pg-<region>-rK``,
 all in a DB subnet group; ElastiCache ``redis-<region>``; one Route53 zone ``voltage.internal.`` with
 weighted records ``api.<region>.voltage.internal.`` (SetIdentifier = target region) and a health check
-per region (FQDN ``health.<region>.voltage.internal``).
+per region (FQDN ``health.<region>.voltage.internal``). Per EKS cluster, in ELBv2, what the AWS Load
+Balancer Controller makes of its services' Ingresses (one IngressGroup ``voltage``): an ALB
+``k8s-voltage-<hash>``, an HTTP:80 listener (default: fixed 404) and per service of the cluster's
+environment an ``ip`` target group ``k8s-<ns:8>-<svc:8>-<hash:10>`` behind a path rule, tagged as the
+controller tags them (``elbv2.k8s.aws/cluster``, ``ingress.k8s.aws/stack``, ``ingress.k8s.aws/resource =
+voltage/<svc>-<svc>:80``); readers find them with ELBv2 or the Resource Groups Tagging API (moto serves
+both).
 
 Seeding and publishing write moto's backends in this process directly (the server in this process serves
 the very same objects), with the arguments moto's request handlers would pass: no boto3 client, HTTP
@@ -43,6 +49,10 @@ How metrics are published (:meth:`AwsCloud.publish`), with wall-clock timestamps
   time, which runs at its own pace, so each publish *rewrites* these two series as two points: one at
   publish time carrying the last 5 minutes (rps × 300 requests, error_rate of them failed) and one
   30 minutes earlier carrying the rest of the hour such that the 1 h sums give error_rate_1h;
+* per EKS workload (``LoadBalancer`` + ``TargetGroup`` of its target group, see
+  :meth:`AwsCloud.target_group_dimensions`): ``TargetResponseTime`` as a ``{p95/2: 94, p95: 1, 1.3·p95: 5}``
+  histogram (none while the workload has no requests), and ``RequestCount`` / ``HTTPCode_Target_5XX_Count``
+  rewritten as one point holding the last 5 minutes (rps × 300, error_rate of them failed);
 * ``Voltage/Platform ActiveUsers`` (dimension ``Region``), ``AWS/RDS ReplicaLag`` (``DBInstanceIdentifier``),
   ``Voltage/Platform DbQueryLatency`` (ms histogram, read with ``p95``) and ``DbTransactionsPerSecond``,
   ``AWS/ElastiCache CacheHitRate`` (percent, ``CacheClusterId = redis-<region>-001``);

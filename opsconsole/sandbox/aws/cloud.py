@@ -6,6 +6,7 @@ front (:mod:`.moto_front`), the CloudWatch endpoint (:mod:`.cloudwatch`) and the
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -33,6 +34,7 @@ from opsconsole.core.fleet.model import (
     DbRole,
     Fleet,
     RegionTraffic,
+    WorkloadState,
 )
 from opsconsole.sandbox.aws.cloudwatch import _CloudWatchServer
 from opsconsole.sandbox.aws.metrics import MetricStore, _Point, series_key
@@ -44,10 +46,19 @@ from opsconsole.sandbox.aws.naming import (
     _SEED_AMI,
     ACCOUNT_ID,
     HOSTED_ZONE,
+    INGRESS_GROUP,
     ROUTE53_METRICS_REGION,
     SANDBOX_CREDENTIALS,
+    SERVICE_PORT,
+    TAG_CLUSTER,
+    TAG_RESOURCE,
+    TAG_STACK,
     _replication_group_args,
+    arn_dimension,
     cache_cluster_id,
+    eks_ingress_resource,
+    eks_load_balancer_name,
+    eks_target_group_name,
     load_balancer_dimension,
     relative_weights,
 )
@@ -115,6 +126,8 @@ class AwsCloud:
         self._lock = threading.RLock()
         self._zone_id = ""
         self._health_checks: dict[str, str] = {}  # region → health check id
+        #: (EKS cluster, service) → the CloudWatch dimensions of its target group (LoadBalancer, TargetGroup).
+        self._target_groups: dict[tuple[str, str], dict[str, str]] = {}
         self._moto_url = ""
         self._cw_url = ""
         self.start_seconds: float | None = None
@@ -217,6 +230,7 @@ class AwsCloud:
             if own:
                 os.environ.pop(switch, None)
         self.store.clear()
+        self._target_groups.clear()
         self._published = _Published()
         self._seen = _Seen()
 
@@ -236,11 +250,17 @@ class AwsCloud:
             ("elasticache", region, "POST", "/", "Action=DescribeReplicationGroups&Version=2015-02-02"),
             ("route53", ROUTE53_METRICS_REGION, "GET", "/2013-04-01/healthcheck", None),
         ]
+        # The Resource Groups Tagging API (awsJson1_1) finds the EKS target groups.
+        calls.append(("tagging", region, "POST", "/", json.dumps({"ResourceTypeFilters": [
+            "elasticloadbalancing:targetgroup"], "TagFilters": [{"Key": TAG_CLUSTER, "Values": ["-"]}]})))
         client = WerkzeugClient(self._moto.app)
         for service, cr, method, path, body in calls:
             headers = {"Authorization": f"AWS4-HMAC-SHA256 Credential=testing/20250101/{cr}/{service}/"
                                         "aws4_request, SignedHeaders=host, Signature=0"}
-            if body is not None:
+            if service == "tagging":
+                headers["Content-Type"] = "application/x-amz-json-1.1"
+                headers["X-Amz-Target"] = "ResourceGroupsTaggingAPI_20170126.GetResources"
+            elif body is not None:
                 headers["Content-Type"] = form
             try:
                 status = client.open(path, method=method, data=body, headers=headers).status_code
@@ -313,6 +333,7 @@ class AwsCloud:
             # amazon.aws.autoscaling_group needs metrics collection on (moto lacks DisableMetricsCollection).
             asg.enable_metrics_collection(f"{c.name}-ng", None)
             self._published.asg[c.name] = (0, c.nodes.max, 0)
+            self._seed_ingress(c, subnets)
         elasticache = self._backend("elasticache", cr)
         for rid in region_ids:
             spec = self._fleet.regions[rid]
@@ -325,6 +346,42 @@ class AwsCloud:
                     "voltage-db", "opsconsole sandbox", [ec2.get_subnet(s) for s in subnets], [],
                 )
                 self._seed_database(rid, primary_pass=True)
+
+    def _seed_ingress(self, c: ClusterSpec, subnets: list[str]) -> None:
+        """What the AWS Load Balancer Controller of an EKS cluster makes of its services' Ingresses.
+
+        One internet-facing ALB per cluster (the IngressGroup), an HTTP listener whose default action is
+        a fixed 404, and per service of the cluster's environment an ``ip`` target group
+        ``k8s-<ns>-<svc>-<hash>`` forwarded to by a path rule, tagged as the controller tags it
+        (``elbv2.k8s.aws/cluster``, ``ingress.k8s.aws/stack``, ``ingress.k8s.aws/resource``).
+        """
+        elbv2 = self._backend("elbv2", c.cloud_region)
+        vpc_id = self._backend("ec2", c.cloud_region).get_subnet(subnets[0]).vpc_id
+        stack = [{"Key": TAG_CLUSTER, "Value": c.name}, {"Key": TAG_STACK, "Value": INGRESS_GROUP}]
+        lb = elbv2.create_load_balancer(
+            name=eks_load_balancer_name(c.name), security_groups=[], subnet_ids=subnets,
+            scheme="internet-facing", loadbalancer_type="application", tags=list(stack),
+        )
+        listener = elbv2.create_listener(
+            load_balancer_arn=lb.arn, protocol="HTTP", port=SERVICE_PORT, ssl_policy=None, certificate=None,
+            actions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404",
+                                                                        "ContentType": "text/plain"}}],
+        )
+        services = sorted(s.name for s in self._fleet.services_in(c.environment))
+        for priority, service in enumerate(services, start=1):
+            tg = elbv2.create_target_group(
+                eks_target_group_name(c.name, service), vpc_id=vpc_id, protocol="HTTP",
+                port=str(SERVICE_PORT), target_type="ip", healthcheck_path="/healthz",
+            )
+            elbv2.add_tags([tg.arn], [*stack, {"Key": TAG_RESOURCE, "Value": eks_ingress_resource(service)}])
+            elbv2.create_rule(
+                listener_arn=listener.arn, priority=priority,
+                conditions=[{"Field": "path-pattern", "Values": [f"/{service}/*"]}],
+                actions=[{"Type": "forward", "TargetGroupArn": tg.arn}],
+            )
+            self._target_groups[(c.name, service)] = {
+                "LoadBalancer": arn_dimension(lb.arn), "TargetGroup": arn_dimension(tg.arn),
+            }
 
     @staticmethod
     def _mixed_policy(c: ClusterSpec) -> dict[str, Any]:
@@ -487,6 +544,9 @@ class AwsCloud:
             traffic = {r.region: r for r in records if isinstance(r, RegionTraffic)}
             databases = {r.region: r for r in records if isinstance(r, DatabaseState)}
             caches = {r.region: r for r in records if isinstance(r, CacheState)}
+            for r in records:
+                if isinstance(r, WorkloadState) and (r.cluster, r.service) in self._target_groups:
+                    self._publish_workload(r, now)
             for rid, cr in self._aws_regions.items():
                 if rid in traffic:
                     self._publish_traffic(cr, traffic[rid], now)
@@ -527,6 +587,37 @@ class AwsCloud:
                 series_key(ROUTE53_METRICS_REGION, "AWS/Route53", "HealthCheckStatus", {"HealthCheckId": hc}),
                 now, [1.0 if t.health_check_ok else 0.0], [1],
             )
+
+    def _publish_workload(self, w: WorkloadState, now: float) -> None:
+        """An EKS workload's target group: ``TargetResponseTime`` (p95), 5-min request and 5XX counts.
+
+        Like the region's ALB: the latency gauge is a value/count histogram ``{p95/2: 94, p95: 1,
+        1.3·p95: 5}`` (nearest rank 95 gives p95 back exactly; none while there are no requests, as ALB
+        publishes none); ``RequestCount`` / ``HTTPCode_Target_5XX_Count`` are rewritten at each publish as
+        one point holding the last 5 minutes (rps × 300 requests, error_rate of them failed).
+        """
+        spec = self._fleet.clusters.get(w.cluster)
+        if spec is None:
+            return
+        cr = spec.cloud_region
+        dims = self._target_groups[(w.cluster, w.service)]
+        rps = max(0.0, float(w.rps or 0.0))
+        err = min(1.0, max(0.0, float(w.error_rate or 0.0)))
+        if rps > 0 and w.p95_ms is not None:
+            p95 = w.p95_ms / 1000.0
+            weight = max(1, round(rps))
+            self.store.put_gauge(series_key(cr, "AWS/ApplicationELB", "TargetResponseTime", dims), now,
+                                 [0.5 * p95, p95, 1.3 * p95], [94 * weight, 1 * weight, 5 * weight])
+        r5 = rps * 300.0
+        self.store.replace(series_key(cr, "AWS/ApplicationELB", "RequestCount", dims),
+                           [_Point(now, [r5], [1])])
+        self.store.replace(series_key(cr, "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", dims),
+                           [_Point(now, [err * r5], [1])])
+
+    def target_group_dimensions(self, cluster: str, service: str) -> dict[str, str] | None:
+        """The CloudWatch dimensions (``LoadBalancer``, ``TargetGroup``) of an EKS service's target group."""
+        dims = self._target_groups.get((cluster, service))
+        return dict(dims) if dims is not None else None
 
     def _publish_cache(self, rid: str, cr: str, c: CacheState, now: float) -> None:
         self.store.put_gauge(

@@ -6,6 +6,8 @@ resources; the names live once, here. Import them from :mod:`opsconsole.sandbox.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +17,7 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 from moto.eks.models import eks_backends
 from moto.elasticache.models import elasticache_backends
+from moto.elbv2.models import elbv2_backends
 from moto.rds.models import rds_backends
 from moto.route53.models import route53_backends
 
@@ -36,6 +39,17 @@ SANDBOX_CREDENTIALS = {
     "aws_session_token": "sandbox-session-token",
 }
 _SEED_AMI = "ami-12c6146b"
+#: The Kubernetes namespace of the fleet's services (the kube emulator's ``NAMESPACE``).
+K8S_NAMESPACE = "voltage"
+#: The IngressGroup (``alb.ingress.kubernetes.io/group.name``) under which the AWS Load Balancer
+#: Controller of each EKS cluster puts every service's Ingress: one ALB per cluster.
+INGRESS_GROUP = "voltage"
+#: The port of every service behind the ALB (the target group's port).
+SERVICE_PORT = 80
+#: Tags the AWS Load Balancer Controller puts on the target groups it creates for an Ingress.
+TAG_CLUSTER = "elbv2.k8s.aws/cluster"
+TAG_STACK = "ingress.k8s.aws/stack"
+TAG_RESOURCE = "ingress.k8s.aws/resource"
 _GIB_PER_TB = 1024
 _RDS_ARN = "arn:aws:rds:{region}:{account}:db:{name}"
 #: moto's backends this module seeds and edits in-process (the server in this process serves them).
@@ -44,6 +58,7 @@ _BACKENDS: dict[str, object] = {
     "ec2": ec2_backends,
     "eks": eks_backends,
     "elasticache": elasticache_backends,
+    "elbv2": elbv2_backends,
     "rds": rds_backends,
     "route53": route53_backends,
 }
@@ -99,3 +114,37 @@ def load_balancer_dimension(region: str) -> str:
 def cache_cluster_id(region: str) -> str:
     """The CacheClusterId whose CacheHitRate stands for ``redis-<region>`` (its primary node)."""
     return f"redis-{region}-001"
+
+
+def _controller_hash(*parts: str) -> str:
+    """The 10 hex digits the AWS Load Balancer Controller appends to the names it makes up."""
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:10]
+
+
+def _name_part(text: str, limit: int) -> str:
+    """A name fragment as the controller cuts it (``limit`` characters), without a dangling ``-``."""
+    return re.sub(r"[^a-z0-9-]", "", text.lower())[:limit].strip("-")
+
+
+def eks_load_balancer_name(cluster: str) -> str:
+    """The ALB the controller of ``cluster`` creates for the IngressGroup: ``k8s-<group>-<hash>``."""
+    return f"k8s-{_name_part(INGRESS_GROUP, 17)}-{_controller_hash(cluster, INGRESS_GROUP)}"
+
+
+def eks_target_group_name(cluster: str, service: str, namespace: str = K8S_NAMESPACE) -> str:
+    """A service's target group as the controller names it: ``k8s-<ns:8>-<svc:8>-<hash:10>`` (≤ 32)."""
+    digest = _controller_hash(cluster, namespace, service, str(SERVICE_PORT), "HTTP", "ip")
+    return f"k8s-{_name_part(namespace, 8)}-{_name_part(service, 8)}-{digest}"
+
+
+def eks_ingress_resource(service: str, namespace: str = K8S_NAMESPACE) -> str:
+    """The ``ingress.k8s.aws/resource`` tag of a service's target group: ``<ns>/<ingress>-<svc>:<port>``.
+
+    Each service has its own Ingress, named after it, in the cluster's IngressGroup.
+    """
+    return f"{namespace}/{service}-{service}:{SERVICE_PORT}"
+
+
+def arn_dimension(arn: str) -> str:
+    """CloudWatch's dimension value of an ELBv2 ARN: ``app/<name>/<id>`` or ``targetgroup/<name>/<id>``."""
+    return arn.split(":loadbalancer/", 1)[-1] if ":loadbalancer/" in arn else arn.rsplit(":", 1)[-1]

@@ -18,8 +18,10 @@ Use::
 
 What is served (per cluster, under ``/clusters/<cluster>``): discovery; namespaces, deployments (with the
 ``scale`` and ``status`` subresources) and HPAs v2 (list / get / create / PUT / PATCH); nodes, pods and
-events (read only); configmaps (read, create, update, patch). One concept per module: start with
-:mod:`opsconsole.sandbox.kube.emulator`, whose docstring maps the others.
+events (read only, pods with their ``log`` subresource); configmaps (read, create, update, patch). The
+``bad_deploy`` incident's crash-looping pods, their logs and events: :mod:`.crashloop`, :mod:`.logs`.
+One concept per module: start with :mod:`opsconsole.sandbox.kube.emulator`, whose docstring maps the
+others.
 """
 
 from __future__ import annotations

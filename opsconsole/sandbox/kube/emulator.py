@@ -5,7 +5,8 @@ Why this module exists: it is the one class the rest of the sandbox uses
 :mod:`opsconsole.sandbox.kube` and plays the injected faults. Read it first, then the part you need:
 
 * ``store.py``: the per-cluster objects, the resourceVersion counter, the answer cache;
-* ``rest.py``: routing and the REST verbs (list / get / create / PUT / PATCH, dry run);
+* ``rest.py``: routing and the REST verbs (list / get / create / PUT / PATCH, dry run, watch);
+* ``watch.py``: the event logs and the watch streams (bookmarks, 410 Expired, selectors);
 * ``semantics.py``: selectors, patches, continue tokens, PUT / scale rules (pure functions);
 * ``resources.py``: the resource table and the discovery documents;
 * ``status.py``: error answers (``Status`` objects), including the faults' errors;
@@ -23,7 +24,16 @@ for expired credentials); ``throttled`` answers 429 with ``Retry-After`` (``retr
 is not delivered) or a garbled one (``mode="garbled"``); ``gone`` answers 410 ``Expired`` to list
 requests that carry a continue token. A request's :class:`~opsconsole.sandbox.emulator.FaultRequest`
 has the bearer token as ``client`` and the cluster as ``scope``: ``match=scope_in("eks-use1-prod")``
-hits only that cluster.
+hits only that cluster. A watch stream open when ``down`` starts is dropped; ``malformed`` on a watch
+sends a garbled line and drops the connection.
+
+Watches and counting: :meth:`KubeApiEmulator.drop_watches` ends every open stream abruptly (a dropped
+connection, for resumption tests); :attr:`KubeApiEmulator.calls` counts the requests served by
+``verb:plural`` (``list:pods``, ``watch:deployments``, ``get:pods/log``...).
+
+Pod logs (``GET .../pods/<name>/log``, text/plain; ``follow`` streams) are synthesised from the stored
+pods (:mod:`opsconsole.sandbox.kube.logs`); the ``bad_deploy`` incident's crash-looping pods and their
+events come from :mod:`opsconsole.sandbox.kube.crashloop`.
 """
 
 from __future__ import annotations
@@ -32,18 +42,20 @@ import json
 import logging
 import shutil
 import tempfile
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from opsconsole.core.errors import SandboxError
 from opsconsole.core.fleet.model import Fleet
+from opsconsole.core.processes import mark_owned
 from opsconsole.sandbox.emulator import Endpoints, FaultRequest, Faults
 from opsconsole.sandbox.kube.kubeconfig import write_kubeconfig
 from opsconsole.sandbox.kube.objects import seed_clusters
 from opsconsole.sandbox.kube.resources import NAMESPACE
 from opsconsole.sandbox.kube.rest import RestApi
-from opsconsole.sandbox.kube.server import Answer, Listener
+from opsconsole.sandbox.kube.server import Answer, Listener, Payload
 from opsconsole.sandbox.kube.status import ApiError, fault_error, not_served
 from opsconsole.sandbox.kube.store import Store
 from opsconsole.sandbox.kube.sync import WorldSync
@@ -92,6 +104,7 @@ class KubeApiEmulator:
             return self._endpoints
         with self._store.lock:
             self._store.clusters = seed_clusters(self._fleet, self._store.next_rv)
+            self._store.commit()  # the baseline of the watch event logs
         try:
             self._listener.bind(0)
         except OSError as exc:
@@ -106,6 +119,7 @@ class KubeApiEmulator:
 
     def stop(self) -> None:
         """Stop serving and release the port; safe to call twice."""
+        self._store.watches.drop_all()
         self._listener.unbind()
         self._endpoints = None
         if self._tmpdir is not None:
@@ -118,6 +132,31 @@ class KubeApiEmulator:
             raise SandboxError("the Kubernetes API emulator is not started")
         return f"http://127.0.0.1:{self._listener.port}/clusters/{cluster}"
 
+    @property
+    def calls(self) -> Counter[str]:
+        """Requests served so far, by ``verb:plural`` (``list:pods``, ``watch:pods``, ``get:configmaps``)."""
+        with self._store.lock:
+            return Counter(self._store.calls)
+
+    def drop_watches(self) -> None:
+        """End every open watch stream abruptly, as a dropped connection would (clients must resume)."""
+        self._store.watches.drop_all()
+
+    @property
+    def open_watches(self) -> int:
+        """How many watch streams are open now."""
+        with self._store.lock:
+            return self._store.watches.open_streams
+
+    @property
+    def bookmark_s(self) -> float:
+        """How often a watch that allows bookmarks gets one (seconds)."""
+        return self._store.watches.bookmark_s
+
+    @bookmark_s.setter
+    def bookmark_s(self, value: float) -> None:
+        self._store.watches.bookmark_s = max(0.05, float(value))
+
     def clusters(self) -> list[str]:
         """Names of the clusters served."""
         return sorted(self._store.clusters)
@@ -125,6 +164,7 @@ class KubeApiEmulator:
     def _kubeconfig_file(self) -> Path:
         if self._kubeconfig_path is None:
             self._tmpdir = Path(tempfile.mkdtemp(prefix="opsconsole-kube-"))
+            mark_owned(self._tmpdir)  # so that a later recovery can remove it if this process dies
             return self._tmpdir / "kubeconfig"
         path = self._kubeconfig_path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,6 +187,7 @@ class KubeApiEmulator:
 
     def _set_down(self, down: bool) -> None:
         if down:
+            self._store.watches.drop_all()
             self._listener.unbind()
         elif self._listener.port is not None:
             self._listener.bind(self._listener.port)
@@ -177,12 +218,17 @@ class KubeApiEmulator:
                     raise err
             code, data = self._answer(method, raw_path, cluster, segments[2:], query, content_type, body)
             truncate = False
-            if fault is not None and fault.kind == "malformed":
+            if fault is not None and fault.kind == "malformed" and isinstance(data, Iterator):
+                data.close()  # type: ignore[attr-defined]  # a generator
+                data = b'{"type":"ADDED","object":{"metadata":\x00\xff garbled\n'
+                truncate = True
+            elif fault is not None and fault.kind == "malformed" and isinstance(data, bytes):
                 if fault.param("mode", "truncated") == "garbled":
                     data = b'{"kind":"List","items":[{"metadata":' + data[:40] + b"\x00\xff garbled"
                 else:
                     truncate = True
-            return code, {}, data, truncate
+            headers = {"Content-Type": "text/plain"} if segments[-1:] == ["log"] and code == 200 else {}
+            return code, headers, data, truncate
         except ApiError as err:
             return err.code, err.headers, json.dumps(err.body()).encode(), False
         except Exception as exc:  # a bug here must answer 500, not kill the connection thread
@@ -199,21 +245,37 @@ class KubeApiEmulator:
         query: dict[str, str],
         content_type: str,
         body: bytes,
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, Payload]:
         """The encoded answer of the REST API, from the answer cache for a GET seen at this state."""
         store = self._store
         if cluster not in store.clusters:
             raise not_served(f"the server could not find the requested resource {urlsplit(raw_path).path}")
-        cached = store.cached(raw_path) if method == "GET" else None
+        watch = query.get("watch") in ("1", "true")
+        cached = store.cached(raw_path) if method == "GET" and not watch else None
         if cached is not None:
+            store.count(_verb_of(seg, query))
             return 200, cached
         epoch = store.epoch
         code, payload = self._rest.dispatch(
             method, cl=store.clusters[cluster], seg=seg, query=query, content_type=content_type, body=body
         )
+        if not isinstance(payload, dict):
+            return code, payload
         data = json.dumps(payload, separators=(",", ":")).encode()
         if method == "GET" and code == 200:
             store.remember(raw_path, data, epoch)
         else:
             store.changed()
         return code, data
+
+
+def _verb_of(seg: list[str], query: dict[str, str]) -> str:
+    """``verb:plural`` of a GET answered from the cache (as :class:`RestApi` counts the others)."""
+    rest = seg[2:] if seg[:1] == ["api"] else seg[3:]
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]
+    if not rest:
+        return "get:discovery"
+    if len(rest) == 1:
+        return f"list:{rest[0]}"
+    return f"get:{rest[0]}" + (f"/{rest[2]}" if len(rest) >= 3 else "")

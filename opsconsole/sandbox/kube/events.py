@@ -62,8 +62,13 @@ def publish_events(
             next_rv=next_rv,
         )
     horizon = time.time() - _EVENT_TTL_S
-    for key in [k for k, ev in store.items() if _last_seen(ev) < horizon]:
+    # A crash-looping pod's events live as long as the pod (opsconsole.sandbox.kube.crashloop owns them).
+    for key in [k for k, ev in store.items() if _last_seen(ev) < horizon and not _owned(ev)]:
         del store[key]
+
+
+def _owned(event: JsonObj) -> bool:
+    return bool(((event.get("metadata") or {}).get("annotations") or {}).get("sandbox.opsconsole/owner"))
 
 
 def _last_seen(event: JsonObj) -> float:

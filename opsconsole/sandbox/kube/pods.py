@@ -1,64 +1,70 @@
-"""The Pod objects of a cluster, built lazily from the pod counts the last publish recorded.
+"""The Pod objects of a cluster, kept in step with the pod counts each publish records.
 
 Why this module exists: a publish records per deployment only how many pods are ready, pending (no
-node fits them) and unreachable (their node is lost); the ``k8s`` source lists pods to count the pending
-ones. Building thousands of pod objects at every publish would cost more than the reads, so
-:func:`pods_of` builds them on the first read after a publish, with stable names, uids and node
-assignment, and keeps them on the :class:`~opsconsole.sandbox.kube.store.Cluster` until the next
-publish (so pagination over them is consistent).
+node fits them) and unreachable (their node is lost); the ``k8s`` source lists and watches pods to count
+the pending ones and the restarts. :func:`sync_pods` makes the stored pods match the counts like a
+ReplicaSet controller would: a pod whose state and node still fit is kept as it is (same name, uid,
+resourceVersion, creation time: no watch event), a pod whose state changed gets a new resourceVersion,
+surplus pods are removed and missing ones created. A deployment whose counts, image and ready nodes did
+not change is not looked at, so a publish costs little where nothing moved.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from opsconsole.core.fleet.model import ClusterSpec
 from opsconsole.sandbox.kube.naming import now_iso, pod_suffix, short_hash, uid
 from opsconsole.sandbox.kube.resources import NAMESPACE, JsonObj
-from opsconsole.sandbox.kube.semantics import object_key
 from opsconsole.sandbox.kube.store import Cluster, PodCounts
 
-__all__ = ["CPU_REQUEST_M", "pods_of"]
+__all__ = ["CPU_REQUEST_M", "pod_state", "sync_pods"]
 
 #: Every container's CPU request, in millicores (pods, deployment templates, HPA average values).
 CPU_REQUEST_M = 500
 
+NextRv = Callable[[], str]
 
-def pods_of(cl: Cluster, rv: str) -> list[JsonObj]:
-    """The cluster's pods, built from the published counts (cached until the next publish).
 
-    ``rv`` is the resourceVersion the pods carry when they are built (the store's current one).
-    """
-    if cl.pods is not None:
-        return cl.pods
+def sync_pods(cl: Cluster, next_rv: NextRv) -> None:
+    """Make ``cl.objects["pods"]`` match the published pod counts (see the module docstring)."""
+    store = cl.objects.setdefault("pods", {})
     nodes = [n for _, n in sorted(cl.objects["nodes"].items())]
     ready_nodes = [n["metadata"]["name"] for n in nodes if n["status"]["conditions"][0]["status"] == "True"]
     all_nodes = [n["metadata"]["name"] for n in nodes]
     now = now_iso()
-    pods: list[JsonObj] = []
-    slot = 0
     for svc in cl.services:
-        slot = _service_pods(cl, svc, ready_nodes, all_nodes, slot, rv, now, pods)
-    pods.sort(key=object_key)
-    cl.pods = pods
-    return pods
+        counts = cl.pod_counts.get(svc, PodCounts())
+        dep = cl.objects["deployments"].get((NAMESPACE, svc))
+        image = f"registry.voltage.internal/{svc}:1.0.0"
+        if dep is not None:
+            containers = dep["spec"]["template"]["spec"].get("containers") or [{}]
+            image = str(containers[0].get("image", image))
+        built = (counts.ready, counts.pending, counts.unreachable, image, tuple(ready_nodes), len(all_nodes))
+        if cl.pods_built.get(svc) == built:
+            continue
+        cl.pods_built[svc] = built
+        _service_pods(cl, svc, counts, image, ready_nodes, all_nodes, next_rv, now, store)
+
+
+def pod_state(pod: JsonObj) -> str:
+    """``ready``, ``pending`` or ``unreachable``: what the pod was built as."""
+    return str((pod.get("metadata") or {}).get("annotations", {}).get("sandbox.opsconsole/state", ""))
 
 
 def _service_pods(
     cl: Cluster,
     svc: str,
+    counts: PodCounts,
+    image: str,
     ready_nodes: list[str],
     all_nodes: list[str],
-    slot: int,
-    rv: str,
+    next_rv: NextRv,
     now: str,
-    out: list[JsonObj],
-) -> int:
-    """Append one deployment's pods to ``out``; ready pods go round-robin on the ready nodes from ``slot``.
-
-    Returns the next slot.
-    """
+    store: dict[tuple[str, str], JsonObj],
+) -> None:
+    """Create, replace or remove one deployment's pods so they match ``counts``."""
     spec = cl.spec
-    counts = cl.pod_counts.get(svc, PodCounts())
-    dep = cl.objects["deployments"].get((NAMESPACE, svc))
     template_hash = short_hash(f"{spec.name}/{svc}", 10)
     owner = [
         {
@@ -70,22 +76,35 @@ def _service_pods(
             "blockOwnerDeletion": True,
         }
     ]
-    image = f"registry.voltage.internal/{svc}:1.0.0"
-    if dep is not None:
-        containers = dep["spec"]["template"]["spec"].get("containers") or [{}]
-        image = str(containers[0].get("image", image))
+    ready_set = set(ready_nodes)
     states = ["ready"] * counts.ready + ["pending"] * counts.pending + ["unreachable"] * counts.unreachable
+    prefix = f"{svc}-{template_hash}-"
+    wanted: set[str] = set()
     for n, state in enumerate(states):
-        name = f"{svc}-{template_hash}-{pod_suffix(spec.name + svc, n)}"
-        node: str | None = None
+        name = prefix + pod_suffix(spec.name + svc, n)
+        wanted.add(name)
+        old = store.get((NAMESPACE, name))
+        if old is not None and pod_state(old) == state:
+            node = (old.get("spec") or {}).get("nodeName")
+            image_ok = old["spec"]["containers"][0].get("image") == image
+            if image_ok and (
+                (state == "ready" and node in ready_set)
+                or (state == "unreachable" and node in all_nodes)
+                or state == "pending"
+            ):
+                continue
+        node_name: str | None = None
         if state == "ready" and ready_nodes:
-            node = ready_nodes[slot % len(ready_nodes)]
-            slot += 1
+            node_name = ready_nodes[cl.pod_slot % len(ready_nodes)]
+            cl.pod_slot += 1
         elif state == "unreachable" and all_nodes:
-            node = all_nodes[n % len(all_nodes)]
-        meta = _pod_meta(spec, svc, name, template_hash, owner, rv, now)
-        out.append(_pod(svc, meta, image=image, state=state, node=node, now=now))
-    return slot
+            node_name = all_nodes[n % len(all_nodes)]
+        created = old["metadata"]["creationTimestamp"] if old is not None else now
+        meta = _pod_meta(spec, svc, name, template_hash, owner, next_rv(), created)
+        meta["annotations"] = {"sandbox.opsconsole/state": state}
+        store[(NAMESPACE, name)] = _pod(svc, meta, image=image, state=state, node=node_name, now=now)
+    for key in [k for k in store if k[1].startswith(prefix) and k[1] not in wanted]:
+        del store[key]
 
 
 def _pod_meta(

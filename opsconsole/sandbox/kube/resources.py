@@ -64,8 +64,6 @@ class Resource:
     verbs: tuple[str, ...]
     short_names: tuple[str, ...] = ()
     subresources: tuple[str, ...] = ()
-    #: Pods are built from counts at list time; they cannot be written.
-    virtual: bool = False
 
     @property
     def writable(self) -> bool:
@@ -76,12 +74,12 @@ class Resource:
         return self.group_version.split("/")[0] if "/" in self.group_version else ""
 
 
-_RW = ("create", "get", "list", "patch", "update")
-_RO = ("get", "list")
+_RW = ("create", "get", "list", "patch", "update", "watch")
+_RO = ("get", "list", "watch")
 RESOURCES: tuple[Resource, ...] = (
     Resource("v1", "namespaces", "Namespace", False, _RW, ("ns",)),
     Resource("v1", "nodes", "Node", False, _RO, ("no",)),
-    Resource("v1", "pods", "Pod", True, _RO, ("po",), virtual=True),
+    Resource("v1", "pods", "Pod", True, _RO, ("po",), ("log",)),
     Resource("v1", "events", "Event", True, _RO, ("ev",)),
     Resource("v1", "configmaps", "ConfigMap", True, _RW, ("cm",)),
     Resource("apps/v1", "deployments", "Deployment", True, _RW, ("deploy",), ("scale", "status")),
@@ -99,7 +97,11 @@ RESOURCES: tuple[Resource, ...] = (
 BY_PATH = {(r.group_version, r.plural): r for r in RESOURCES}
 #: API group → its one served version.
 GROUPS = {"apps": "v1", "autoscaling": "v2"}
-_SUB_VERBS = {"scale": ("get", "patch", "update"), "status": ("get", "patch", "update")}
+_SUB_VERBS = {
+    "scale": ("get", "patch", "update"),
+    "status": ("get", "patch", "update"),
+    "log": ("get",),
+}
 
 
 def qualified(res: Resource) -> str:
@@ -175,6 +177,8 @@ def resource_list(group_version: str) -> JsonObj:
             }
             if sub == "scale":
                 sub_entry.update({"kind": "Scale", "group": "autoscaling", "version": "v1"})
+            elif sub == "log":
+                sub_entry["kind"] = "Pod"
             resources.append(sub_entry)
     return {
         "kind": "APIResourceList",

@@ -7,21 +7,23 @@ resource of :data:`~opsconsole.sandbox.kube.resources.RESOURCES`, and list (sele
 create, replace (PUT) or patch it, with server-side dry run (``dryRun=All``: answer the object as it
 would be, keep nothing). The rules themselves are in :mod:`opsconsole.sandbox.kube.semantics`.
 
-**Watch is not implemented** (``watch=true`` answers 405): nothing in opsconsole or ``k8s_scale`` with
-``wait: false`` needs it. Continue tokens resume after the last key of the previous page on the current
-state (real servers serve the snapshot of the first page; objects here only change at publish time,
-between reads).
+``watch=1`` / ``watch=true`` on a list URL answers an event stream (an iterator of chunks, see
+:mod:`opsconsole.sandbox.kube.watch`) instead of an object. Every write commits its change as a watch
+event before it releases the store's lock. Continue tokens resume after the last key of the previous page
+on the current state (real servers serve the snapshot of the first page; objects here only change at
+publish time, between reads). Each request is counted in :attr:`Store.calls
+<opsconsole.sandbox.kube.store.Store.calls>` by verb and resource.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from opsconsole.sandbox.kube import semantics
+from opsconsole.sandbox.kube import logs, semantics
 from opsconsole.sandbox.kube.naming import now_iso, uid
-from opsconsole.sandbox.kube.pods import pods_of
 from opsconsole.sandbox.kube.resources import (
     BY_PATH,
     GROUPS,
@@ -36,6 +38,7 @@ from opsconsole.sandbox.kube.resources import (
 )
 from opsconsole.sandbox.kube.status import ApiError, bad_request, invalid, not_allowed, not_found, not_served
 from opsconsole.sandbox.kube.store import Cluster, Store
+from opsconsole.sandbox.kube.watch import open_watch
 
 __all__ = ["RestApi"]
 
@@ -61,10 +64,11 @@ class RestApi:
         query: dict[str, str],
         content_type: str,
         body: bytes,
-    ) -> tuple[int, JsonObj]:
+    ) -> tuple[int, JsonObj | bytes | Iterator[bytes]]:
         """Answer one request on cluster ``cl``; ``seg`` is the path after ``/clusters/<cluster>``.
 
-        Returns the status code and the JSON answer; raises :class:`ApiError` for any other answer.
+        Returns the status code and the JSON answer (a stream of chunks for a watch; text for a pod's
+        log, chunks of text when it follows it); raises :class:`ApiError` for any other answer.
         """
         if method == "GET":
             doc = self._discovery(cl, seg)
@@ -74,16 +78,42 @@ class RestApi:
         dry_run = query.get("dryRun")
         if dry_run not in (None, "", "All"):
             raise bad_request(f'dryRun: Unsupported value: {dry_run!r}: supported: "All"')
+        if method == "GET" and name is None and query.get("watch") in ("1", "true"):
+            self._store.count(f"watch:{res.plural}")
+            store = self._store
+            return 200, open_watch(
+                store.watches,
+                cluster=cl.spec.name,
+                res=res,
+                namespace=namespace,
+                query=query,
+                current_rv=lambda: store.rv,
+                objects=lambda: cl.store(res.plural),
+            )
+        verb = {"GET": "list" if name is None else "get", "PUT": "update"}.get(method, method.lower())
+        self._store.count(f"{verb}:{res.plural}" + (f"/{sub}" if sub else ""))
+        if sub == "log" and name is not None:
+            if method != "GET":
+                raise not_allowed(method, res)
+            return 200, self._log(cl, namespace, name, query)
         with self._store.lock:
-            if name is None:
-                return self._collection(method, cl, res, namespace, query, content_type, body, bool(dry_run))
-            if method == "GET":
-                obj = self._get(cl, res, namespace, name)
-                return 200, semantics.scale_of(obj) if sub == "scale" else obj
-            if method in ("PUT", "PATCH"):
-                new = self._replace(method, cl, res, namespace, name, sub, content_type, body, bool(dry_run))
-                return 200, new
-            raise not_allowed(method, res)
+            try:
+                if name is None:
+                    return self._collection(
+                        method, cl, res, namespace, query, content_type, body, bool(dry_run)
+                    )
+                if method == "GET":
+                    obj = self._get(cl, res, namespace, name)
+                    return 200, semantics.scale_of(obj) if sub == "scale" else obj
+                if method in ("PUT", "PATCH"):
+                    new = self._replace(
+                        method, cl, res, namespace, name, sub, content_type, body, bool(dry_run)
+                    )
+                    return 200, new
+                raise not_allowed(method, res)
+            finally:
+                if method != "GET":
+                    self._store.commit()
 
     # -- routing --------------------------------------------------------------------------------
 
@@ -137,8 +167,6 @@ class RestApi:
         dry_run: bool,
     ) -> tuple[int, JsonObj]:
         if method == "GET":
-            if query.get("watch") in ("1", "true"):
-                raise ApiError(405, "MethodNotAllowed", "watch is not supported by this emulator")
             return 200, self._list(cl, res, namespace, query)
         if method == "POST":
             if not res.writable:
@@ -176,22 +204,41 @@ class RestApi:
 
     # -- verbs ----------------------------------------------------------------------------------
 
+    def _log(
+        self, cl: Cluster, namespace: str, name: str, query: Mapping[str, str]
+    ) -> bytes | Iterator[bytes]:
+        """``pods/{name}/log`` (see :mod:`opsconsole.sandbox.kube.logs`): text, or a follow stream."""
+        flag = {"1", "true", "True"}
+        container = query.get("container") or None
+        previous = query.get("previous") in flag
+        timestamps = query.get("timestamps") in flag
+        now = datetime.now(UTC)
+        with self._store.lock:
+            pod = self._get(cl, BY_PATH[("v1", "pods")], namespace, name)
+            entries = logs.select(
+                logs.log_entries(pod, container=container, previous=previous, now=now), query, now
+            )
+        if query.get("follow") not in flag:
+            return logs.render(entries, timestamps=timestamps)
+        pods = cl.store("pods")
+        return logs.follow_log(
+            self._store.watches,
+            self._store.lock,
+            lambda: pods.get((namespace, name)),
+            entries,
+            container=container,
+            previous=previous,
+            timestamps=timestamps,
+        )
+
     def _get(self, cl: Cluster, res: Resource, namespace: str, name: str) -> JsonObj:
-        if res.virtual:
-            for pod in pods_of(cl, str(self._store.rv)):
-                if pod["metadata"]["namespace"] == namespace and pod["metadata"]["name"] == name:
-                    return pod
-            raise not_found(res, name)
         obj = cl.store(res.plural).get((namespace, name))
         if obj is None:
             raise not_found(res, name)
         return obj
 
     def _list(self, cl: Cluster, res: Resource, namespace: str, query: Mapping[str, str]) -> JsonObj:
-        if res.virtual:
-            items: Iterable[JsonObj] = pods_of(cl, str(self._store.rv))
-        else:
-            items = (o for _, o in sorted(cl.store(res.plural).items()))
+        items: Iterable[JsonObj] = (o for _, o in sorted(cl.store(res.plural).items()))
         if namespace:
             items = (o for o in items if o["metadata"].get("namespace") == namespace)
         if query.get("labelSelector"):

@@ -15,6 +15,11 @@ Design choices:
 * **Answers**: a :data:`Respond` returns ``(code, headers, body, truncate)``, or None to drop the
   connection without an answer (``down``). ``truncate`` sends half of the declared body and closes the
   connection (the ``malformed`` fault).
+* **Streams** (watches): a body that is an iterator of chunks is sent with ``Transfer-Encoding:
+  chunked``, one HTTP chunk per item as it comes; the iterator ending sends the final chunk (the
+  connection stays usable), :class:`~opsconsole.sandbox.kube.watch.WatchDropped` drops the connection
+  without it. Each stream holds its connection's thread; the listen backlog is raised so that a console
+  opening ~190 watches at once is not refused.
 """
 
 from __future__ import annotations
@@ -23,23 +28,27 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from opsconsole.sandbox.emulator import QuietHTTPServer
+from opsconsole.sandbox.kube.watch import WatchDropped
 
-__all__ = ["Answer", "Listener", "Respond"]
+__all__ = ["Answer", "Listener", "Payload", "Respond"]
 
 log = logging.getLogger(__name__)
 
+#: A body: bytes, or chunks of a stream (a watch).
+Payload = bytes | Iterator[bytes]
 #: (status code, extra headers, JSON body, truncate the body and close).
-Answer = tuple[int, dict[str, str], bytes, bool]
+Answer = tuple[int, dict[str, str], Payload, bool]
 #: (method, raw path with query, Content-Type, body, Authorization) → the answer, None to drop it.
 Respond = Callable[[str, str, str, bytes, str], Answer | None]
 
 
 class _Server(QuietHTTPServer):
+    request_queue_size = 256
     respond: Respond
     track: Callable[[socket.socket, bool], None]
 
@@ -78,16 +87,45 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
         code, headers, payload, truncate = result
+        if not isinstance(payload, bytes):
+            self._stream(code, headers, payload, truncate)
+            return
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", headers.get("Content-Type", "application/json"))
         self.send_header("Content-Length", str(len(payload)))
         for key, value in headers.items():
-            self.send_header(key, value)
+            if key != "Content-Type":
+                self.send_header(key, value)
         if truncate:
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
         self.wfile.write(payload[: len(payload) // 2] if truncate else payload)
+
+    def _stream(self, code: int, headers: dict[str, str], chunks: Iterator[bytes], drop: bool) -> None:
+        """Send ``chunks`` as a chunked body, each as soon as it comes (see the module docstring)."""
+        self.send_response(code)
+        self.send_header("Content-Type", headers.get("Content-Type", "application/json"))
+        self.send_header("Transfer-Encoding", "chunked")
+        for key, value in headers.items():
+            if key != "Content-Type":
+                self.send_header(key, value)
+        self.end_headers()
+        try:
+            for chunk in chunks:
+                if chunk:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            if drop:
+                raise WatchDropped()
+            self.wfile.write(b"0\r\n\r\n")
+        except (WatchDropped, OSError):
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 

@@ -12,15 +12,23 @@ read and write the same state under the same lock; this module is that state and
   publish or a collect, so the encoded answer is kept (keyed by the raw path and query) until the next
   change. Refreshes come several times per publish, and encoding the pod lists again for each was most of
   the emulator's CPU, which it shares with the other emulators of ``opsconsole sandbox up``.
+* :meth:`Store.commit` turns what changed since the last commit into watch events
+  (:class:`~opsconsole.sandbox.kube.watch.WatchHub`): every path that changes objects (publish, collect,
+  a client's write) commits before it releases the lock, so the event logs stay in resourceVersion order.
+* :attr:`Store.calls` counts the requests served by verb and resource (``"list:pods"``,
+  ``"watch:pods"``, ``"get:configmaps"``...): tests and benchmarks check that a watching client stops
+  listing.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
 from opsconsole.core.fleet.model import ClusterSpec
 from opsconsole.sandbox.kube.resources import JsonObj
+from opsconsole.sandbox.kube.watch import WatchHub
 
 __all__ = ["ANSWERS_KEPT", "Cluster", "PodCounts", "Store"]
 
@@ -46,8 +54,10 @@ class Cluster:
     #: plural → (namespace, name) → object. Cluster-scoped objects use namespace "".
     objects: dict[str, dict[tuple[str, str], JsonObj]] = field(default_factory=dict)
     pod_counts: dict[str, PodCounts] = field(default_factory=dict)
-    #: The pods built from ``pod_counts`` (None: build them on the next read).
-    pods: list[JsonObj] | None = None
+    #: Per deployment, what its pods were last built from (counts, image, ready nodes): unchanged → kept.
+    pods_built: dict[str, tuple[object, ...]] = field(default_factory=dict)
+    #: Round-robin slot of the next pod placed on a ready node.
+    pod_slot: int = 0
     #: (replicas, hpa_min, hpa_max) per service as last published (or seeded).
     published: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     #: Deployments of a non-prod cluster that a client scaled to 0 while the world still runs the cluster
@@ -71,6 +81,31 @@ class Store:
         self.epoch = 0
         self._answers: dict[str, bytes] = {}
         self.clusters: dict[str, Cluster] = {}
+        #: Watch event logs and open streams.
+        self.watches = WatchHub(self.lock)
+        #: Requests served, by ``verb:plural`` (verbs: list, watch, get, create, update, patch, log).
+        self.calls: Counter[str] = Counter()
+        self._calls_lock = threading.Lock()
+
+    def count(self, key: str) -> None:
+        """Count one request (see :attr:`calls`)."""
+        with self._calls_lock:
+            self.calls[key] += 1
+
+    def commit(self) -> int:
+        """Record a watch event per object changed since the last commit; wake the streams. How many.
+
+        Call it under :attr:`lock`, in the same hold as the change.
+        """
+        with self.lock:
+            floor = self.rv
+            found = 0
+            for name, cl in self.clusters.items():
+                for plural, objects in cl.objects.items():
+                    found += self.watches.diff(name, plural, objects, self.next_rv, floor)
+            if found:
+                self.watches.notify()
+            return found
 
     def next_rv(self) -> str:
         """A new resourceVersion for an object that changes (which also forgets the cached answers)."""

@@ -2,10 +2,12 @@
 
 Why this module exists: the world (:class:`~opsconsole.sandbox.world.World`) is the truth of the sandbox;
 the emulator's objects are how clients see and change it. :meth:`WorldSync.publish` writes the world's
-state into the objects (nodes, autoscaler status, deployments, HPAs, pod counts, events);
+state into the objects (nodes, autoscaler status, deployments, HPAs, pod counts, events, the
+crash-looping pods of a bad deploy);
 :meth:`WorldSync.collect` applies to the world what clients changed since (HPA bounds, replicas, and
 stopping / starting non-prod clusters by scaling every deployment to 0 and back). Both run under the
-store's lock, between requests.
+store's lock, between requests, and end with :meth:`~opsconsole.sandbox.kube.store.Store.commit`, which
+turns what changed into watch events.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from typing import Any
 
 from opsconsole.core.errors import OpsError
 from opsconsole.core.fleet.model import ClusterState, Environment, WorkloadState
+from opsconsole.sandbox.kube.crashloop import sync_crash_loops
 from opsconsole.sandbox.kube.events import publish_events
 from opsconsole.sandbox.kube.nodes import set_autoscaler_status, set_nodes
 from opsconsole.sandbox.kube.objects import deployment_status, hpa_status
+from opsconsole.sandbox.kube.pods import sync_pods
 from opsconsole.sandbox.kube.resources import NAMESPACE
 from opsconsole.sandbox.kube.store import Cluster, PodCounts, Store
 from opsconsole.sandbox.world import World
@@ -62,6 +66,7 @@ class WorldSync:
                 cs = clusters.get(name)
                 if cs is not None:
                     self._publish_cluster(world, cl, cs, workloads)
+            store.commit()
 
     def _publish_cluster(
         self, world: World, cl: Cluster, cs: ClusterState, workloads: Mapping[tuple[str, str], WorkloadState]
@@ -83,7 +88,8 @@ class WorldSync:
                 )
             self._publish_workload(cl, ws)
         publish_events(cl, cs, workloads, next_rv)
-        cl.pods = None
+        sync_pods(cl, next_rv)
+        sync_crash_loops(cl, world.incidents(), world.now, bool(cs.extra.get("stopped")), next_rv)
 
     def _publish_workload(self, cl: Cluster, ws: WorkloadState) -> None:
         svc = ws.service
@@ -161,6 +167,7 @@ class WorldSync:
                 wanted = self._collect_cluster(world, name, cl)
                 if wanted:
                     self._collect_nonprod(world, name, cl, wanted)
+            store.commit()
 
     def _collect_cluster(self, world: World, name: str, cl: Cluster) -> dict[str, object]:
         """Apply one cluster's changed HPA bounds (and prod replicas); the non-prod replicas wanted."""
