@@ -28,7 +28,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message_pump import MessagePump
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from opsconsole.core.api import Caller, OpsApi
 from opsconsole.core.change.records import ChangeRequest
@@ -36,7 +36,7 @@ from opsconsole.core.errors import OpsError
 from opsconsole.core.fleet.engine import SourceStatus
 from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.records import Job
-from opsconsole.tui.commands import FleetCommands
+from opsconsole.tui.commands import FleetCommands, run_colon
 from opsconsole.tui.data import RegionHistory
 from opsconsole.tui.host import ConsoleHost
 from opsconsole.tui.messages import (
@@ -49,7 +49,7 @@ from opsconsole.tui.messages import (
 )
 from opsconsole.tui.screens.base import ConsoleScreen
 from opsconsole.tui.screens.change import ActionScreen, ApprovalsScreen, JobsScreen
-from opsconsole.tui.screens.dialogs import HelpScreen
+from opsconsole.tui.screens.dialogs import CommandLine, HelpScreen
 from opsconsole.tui.screens.fleet import FindingsScreen, OverviewScreen, RegionScreen
 from opsconsole.tui.screens.records import AuditScreen, SchedulesScreen
 
@@ -73,6 +73,8 @@ WRITE_ACTIONS = frozenset(
 )
 #: The longest wait between two attempts to reconnect to the server's event stream.
 STREAM_RETRY_MAX_S = 30.0
+#: The longest wait between two refreshes while the server does not answer (1 s, 2 s, 4 s … this).
+REFRESH_RETRY_MAX_S = 30.0
 
 ApiFactory = Callable[[], AbstractContextManager[OpsApi]]
 #: Opens the API as another member of the sandbox cast (``as bob`` in the palette).
@@ -122,7 +124,8 @@ class OpsConsoleApp(App[None]):
         Binding("4", "go('jobs')", "Jobs"),
         Binding("5", "go('schedules')", "Schedules", show=False),
         Binding("6", "go('audit')", "Audit", show=False),
-        Binding("ctrl+r", "refresh", "Refresh", show=False),
+        Binding("ctrl+r", "force_refresh", "Refresh now", show=False),
+        Binding("colon", "command_line", "Command line"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -158,8 +161,14 @@ class OpsConsoleApp(App[None]):
         self.refreshes = 0
         self.last_refresh_s = 0.0
         self._refreshing = False
+        self._refresh_seq = 0
+        #: Refreshes failed in a row (0: the last one brought a view), and when the last good one came.
+        self.refresh_failures = 0
+        self._last_view_at = time.monotonic()
+        self._next_try_at = 0.0
         self._interval_started = False
         self._source_status: dict[str, SourceStatus] = {}
+        self._critical_seen: set[str] = set()
         if read_only:
             self.sub_title = "READ-ONLY"
 
@@ -194,7 +203,7 @@ class OpsConsoleApp(App[None]):
         self.action_refresh()
         if self.refresh_s > 0 and not self._interval_started:
             self._interval_started = True
-            self.set_interval(self.refresh_s, self.action_refresh)
+            self.set_interval(self.refresh_s, self._tick)
         if message.stack is not None:
             self.notify(f"now acting as {message.caller.person} ({message.caller.role})", title="identity")
         if replaced is not None:
@@ -208,7 +217,15 @@ class OpsConsoleApp(App[None]):
         where = "LIVE" if (who.world == "live" if who else self.live) else "sandbox"
         person = who.person if who else "?"
         role = " (viewer)" if who is not None and who.role == "viewer" else ""
-        self.sub_title = f"{where} · {person}{role}" + (" · READ-ONLY" if self.writes_refused() else "")
+        state = ""
+        if self.refresh_failures:
+            retry = max(0.0, self._next_try_at - time.monotonic())
+            state = (
+                f" · RECONNECTING (no data for {self.view_age_s():.0f}s, retry in {retry:.0f}s, ctrl+r now)"
+            )
+        self.sub_title = (
+            f"{where} · {person}{role}" + (" · READ-ONLY" if self.writes_refused() else "") + state
+        )
 
     async def on_unmount(self) -> None:
         self._quitting.set()
@@ -276,14 +293,38 @@ class OpsConsoleApp(App[None]):
 
     # -- refresh ---------------------------------------------------------------------------------------
 
+    def view_age_s(self) -> float:
+        """Seconds since the last good refresh, once refreshes fail (0 while they succeed)."""
+        return time.monotonic() - self._last_view_at if self.refresh_failures else 0.0
+
+    def _tick(self) -> None:
+        # The interval's refresh; while the server does not answer it backs off (1, 2, 4 … 30 s).
+        if self.refresh_failures and time.monotonic() < self._next_try_at:
+            self.update_title()
+            return
+        self.action_refresh()
+
     def action_refresh(self) -> None:
         if self.api is None or self._refreshing:
             return  # a slow server must not pile refreshes up
+        self._start_refresh()
+
+    def action_force_refresh(self) -> None:
+        """ctrl+r: refresh now, even if a refresh is hanging on a server that stopped answering."""
+        if self.api is None:
+            self.notify("the console is still connecting to the ops server", severity="warning")
+            return
+        self.notify("refreshing now…", timeout=1.5)
+        self._start_refresh()
+
+    def _start_refresh(self) -> None:
+        assert self.api is not None
         self._refreshing = True
-        self._refresh_worker(self.api, self.generation)
+        self._refresh_seq += 1
+        self._refresh_worker(self.api, self.generation, self._refresh_seq)
 
     @work(thread=True, group="refresh", exit_on_error=False)
-    def _refresh_worker(self, api: OpsApi, generation: int) -> None:
+    def _refresh_worker(self, api: OpsApi, generation: int, seq: int = 0) -> None:
         started = time.perf_counter()
         try:
             view = api.fleet()
@@ -294,36 +335,88 @@ class OpsConsoleApp(App[None]):
                 jobs = api.jobs(limit=50)
             except OpsError:
                 pass  # a server that only reads has no runs: the fleet still shows
-            self.post_message(FleetRefreshed(view, requests, jobs, time.perf_counter() - started, generation))
+            self.post_message(
+                FleetRefreshed(view, requests, jobs, time.perf_counter() - started, generation, seq)
+            )
         except Exception as exc:
-            self.post_message(RefreshFailed(": ".join(error_text(exc))))
+            self.post_message(RefreshFailed(": ".join(error_text(exc)), seq))
 
     def on_fleet_refreshed(self, message: FleetRefreshed) -> None:
-        if message.generation != self.generation:
-            return
+        if message.generation != self.generation or message.seq < self._refresh_seq:
+            return  # an older API's, or a refresh superseded by ctrl+r
         self._refreshing = False
+        if self.refresh_failures:
+            self.notify("the ops server answers again", title="reconnected")
+        self.refresh_failures = 0
+        self._last_view_at = time.monotonic()
         self.refreshes += 1
         self.last_refresh_s = message.took_s
         self.view = message.view
         self.requests = list(message.requests)
         self.jobs = list(message.jobs)
         self.history.add(message.view.snapshot)
-        for source in message.view.snapshot.sources:
-            before = self._source_status.get(source.name, SourceStatus.OK)
-            if source.status is not before and source.status is not SourceStatus.OK:
-                self.notify(
-                    f"{source.name}: {source.error or source.status.value}",
-                    title=f"source {source.status.value}",
-                    severity="error" if source.status is SourceStatus.ERROR else "warning",
-                )
-            elif source.status is SourceStatus.OK and before is not SourceStatus.OK:
-                self.notify(f"{source.name} answers again", title="source recovered")
-            self._source_status[source.name] = source.status
+        self._notify_sources(message.view)
+        self._notify_critical(message.view)
+        self.update_title()
         self.update_screens()
 
+    def _notify_sources(self, view: FleetView) -> None:
+        # One toast for every source that went bad in this refresh (not one per source, nor one that
+        # names only the first), and one for those that came back.
+        went_bad: list[str] = []
+        back: list[str] = []
+        worst = SourceStatus.STALE
+        for source in view.snapshot.sources:
+            before = self._source_status.get(source.name, SourceStatus.OK)
+            if source.status is not before and source.status is not SourceStatus.OK:
+                went_bad.append(f"{source.name} ({source.error or source.status.value})")
+                if source.status is SourceStatus.ERROR:
+                    worst = SourceStatus.ERROR
+            elif source.status is SourceStatus.OK and before is not SourceStatus.OK:
+                back.append(source.name)
+            self._source_status[source.name] = source.status
+        if went_bad:
+            more = f"; and {len(went_bad) - 4} more" if len(went_bad) > 4 else ""
+            shown = "; ".join(went_bad[:4]) + more
+            self.notify(
+                shown,
+                title=f"{len(went_bad)} source{'s' if len(went_bad) != 1 else ''} {worst.value}",
+                severity="error" if worst is SourceStatus.ERROR else "warning",
+            )
+        if back:
+            self.notify(", ".join(back), title="sources answer again")
+
+    def _notify_critical(self, view: FleetView) -> None:
+        # A bell and a toast when a critical finding appears (not for those already seen).
+        critical = {f.id: f for f in view.findings if f.severity.value == "critical"}
+        new = [f for fid, f in critical.items() if fid not in self._critical_seen]
+        if new and self.refreshes > 1:
+            self.bell()
+            self.notify(
+                "; ".join(f.title for f in new[:3]),
+                title=f"new critical finding{'s' if len(new) != 1 else ''}",
+                severity="error",
+                timeout=15,
+            )
+        self._critical_seen = set(critical)
+
     def on_refresh_failed(self, message: RefreshFailed) -> None:
+        if message.seq < self._refresh_seq:
+            return
         self._refreshing = False
-        self.notify(message.text, title="refresh failed", severity="error")
+        self.refresh_failures += 1
+        wait = min(REFRESH_RETRY_MAX_S, 2.0 ** (self.refresh_failures - 1))
+        self._next_try_at = time.monotonic() + wait
+        if self.refresh_failures == 1:
+            self.notify(
+                f"{message.text} — retrying with backoff (up to every {REFRESH_RETRY_MAX_S:.0f} s); "
+                "ctrl+r retries now",
+                title="lost the ops server",
+                severity="error",
+                timeout=10,
+            )
+        self.update_title()
+        self.update_screens()  # the cards turn stale
 
     def update_screens(self) -> None:
         for screen in self.screen_stack:
@@ -414,9 +507,19 @@ class OpsConsoleApp(App[None]):
             return False
         return True
 
+    def copy_text(self, text: str, what: str) -> None:
+        """Copy ``text`` to the clipboard through the terminal (OSC 52: works over ssh and in tmux with
+        ``set-clipboard on``) and say what was copied."""
+        self.copy_to_clipboard(text)
+        self.notify(f"copied {what}: {text}", title="clipboard", timeout=3)
+
     # -- navigation ------------------------------------------------------------------------------------
 
     def action_go(self, name: str) -> None:
+        if getattr(self.screen, "holds_changes", False) or isinstance(self.screen, ModalScreen):
+            # A digit inside an open form or dialog must not throw away what is being typed there.
+            self.notify("close this form first (Escape), then switch screens", timeout=3)
+            return
         if getattr(self.screen, "screen_name", None) == name:
             return
         if name == "overview":
@@ -438,7 +541,8 @@ class OpsConsoleApp(App[None]):
                     if self.writes_refused() and binding.action.split("(")[0] in WRITE_ACTIONS:
                         continue
                     seen.add(binding.key)
-                    yield binding.key, binding.description
+                    keys = [self.get_key_display(Binding(k.strip(), "")) for k in binding.key.split(",")]
+                    yield " ".join(keys), binding.description
 
     def open_action(self, action: str, params: dict[str, Any]) -> None:
         """Open the form of ``action`` (scale / failover / failback / env) with ``params`` filled in."""
@@ -446,11 +550,32 @@ class OpsConsoleApp(App[None]):
             return
         self.push_screen(ActionScreen(action, params))
 
-    def open_region(self, region: str) -> None:
+    def open_region(self, region: str, tab: str | None = None) -> None:
         if self.view is not None and region not in self.view.fleet.regions:
-            self.notify(f"unknown region {region}", severity="error")
+            known = ", ".join(self.view.fleet.regions)
+            self.notify(f"unknown region {region}; the regions are {known}", severity="error")
             return
-        self.push_screen(RegionScreen(region))
+        current = self.screen
+        if isinstance(current, RegionScreen) and current.region_id == region:
+            if tab is not None:
+                current.show_tab(tab)
+            return
+        self.push_screen(RegionScreen(region, tab=tab))
+
+    def action_command_line(self) -> None:
+        """``:`` — the command line (``:nodes``, ``:jobs``, ``:region eu-west-1``, ``:q``)."""
+        if isinstance(self.screen, ModalScreen) or getattr(self.screen, "holds_changes", False):
+            return
+
+        def run(line: str | None) -> None:
+            if line:
+                screen = self.screen
+                region = getattr(screen, "region_id", None)
+                if region is None and isinstance(screen, OverviewScreen):
+                    region = screen.focused_region()
+                run_colon(self, line, region)
+
+        self.push_screen(CommandLine(), run)
 
     @property
     def can_act_as(self) -> bool:

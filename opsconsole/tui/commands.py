@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from opsconsole.core.fleet.model import Environment
+
 if TYPE_CHECKING:
     from opsconsole.core.api import Decided, OpsApi
     from opsconsole.tui.host import ConsoleHost
@@ -91,7 +93,23 @@ def run_intent(app: ConsoleHost, intent: Intent) -> None:
     else:
         if intent.action == "scale":
             params.setdefault("environment", "prod")
+            _one_cluster(app, params)
         app.open_action(intent.action, params)
+
+
+def _one_cluster(app: ConsoleHost, params: dict[str, Any]) -> None:
+    """ "scale checkout in eu-west-1 to 12": the region's only cluster of that environment is named; with
+    several, the form opens with Cluster empty and says which clusters the request would change."""
+    view = app.view
+    if view is None or params.get("cluster") or params.get("region") not in view.fleet.regions:
+        return
+    try:
+        environment = Environment(str(params["environment"]))
+    except ValueError:
+        return
+    clusters = view.fleet.clusters_in(str(params["region"]), environment)
+    if len(clusters) == 1:
+        params["cluster"] = clusters[0].name
 
 
 def _decide(app: ConsoleHost, action: str, params: dict[str, Any]) -> None:
@@ -111,6 +129,59 @@ def _decide(app: ConsoleHost, action: str, params: dict[str, Any]) -> None:
         app.action_refresh()
 
     app.call_api(decide, decided)
+
+
+#: What the ``:`` command line knows: the word (and its aliases) → what it does.
+COLON_SCREENS = {
+    "fleet": "overview",
+    "overview": "overview",
+    "findings": "findings",
+    "approvals": "approvals",
+    "requests": "approvals",
+    "jobs": "jobs",
+    "schedules": "schedules",
+    "audit": "audit",
+}
+COLON_TABS = ("workloads", "nodes", "databases", "caches", "traffic", "chart")
+COLON_HELP = (
+    ":fleet :findings :approvals :jobs :schedules :audit · :region ID · "
+    ":workloads :nodes :databases :caches :traffic :chart (of the region in view) · :help · :q"
+)
+
+
+def run_colon(app: ConsoleHost, line: str, region: str | None = None) -> bool:
+    """Run one ``:`` command (``nodes``, ``region eu-west-1``, ``q`` …); ``region`` is the region in view
+    (for ``:nodes`` and the other tabs). Returns False (and says so) for what it does not know."""
+    words = line.strip().lower().split()
+    if not words:
+        return True
+    head, rest = words[0], words[1:]
+    if head in ("q", "quit", "q!"):
+        app.exit()
+    elif head in COLON_SCREENS:
+        app.action_go(COLON_SCREENS[head])
+    elif head in ("region", "r") and rest:
+        app.open_region(rest[0])
+    elif head in COLON_TABS:
+        where = rest[0] if rest else region
+        if where is None:
+            app.notify(
+                f":{head} shows a region's {head}: open a region first, or type :{head} REGION",
+                severity="warning",
+            )
+            return False
+        app.open_region(where, tab=head)
+    elif head in ("help", "h", "?"):
+        app.notify(COLON_HELP, title="command line", timeout=10)
+    else:
+        app.notify(
+            f":{head} is not a command; try {COLON_HELP}",
+            title="command line",
+            severity="warning",
+            timeout=10,
+        )
+        return False
+    return True
 
 
 class FleetCommands(Provider):
@@ -162,7 +233,17 @@ class FleetCommands(Provider):
     async def search(self, query: str) -> Hits:
         intent = parse_command(query)
         app = self.console
-        if intent is not None and not (app.writes_refused() and intent.action in WRITE_INTENTS):
+        if intent is not None:
+            # A sentence that parses is what was meant: no fuzzy match is offered beside it ("as erin"
+            # once ran "Region us-east-1", whose letters it contains).
+            if app.writes_refused() and intent.action in WRITE_INTENTS:
+                yield Hit(
+                    1.0,
+                    f"{query.strip()}: refused, this console is read-only (Enter says why)",
+                    partial(app.may_write, intent.action),
+                    text=query.strip(),
+                )
+                return
             yield Hit(
                 1.0,
                 f"Do: {query.strip()}",
@@ -172,8 +253,19 @@ class FleetCommands(Provider):
                 if intent.action in ("scale", "failover", "failback", "env")
                 else None,
             )
+            return
         matcher = self.matcher(query)
+        found = False
         for text, command, help_text in self._static():
             score = matcher.match(text)
             if score > 0:
+                found = True
                 yield Hit(score, matcher.highlight(text), command, text=text, help=help_text)
+        first = query.strip().split(" ", 1)[0]
+        if not found and app.writes_refused() and first in ("scale", "fail", "failover", "stop", "start"):
+            yield Hit(
+                0.5,
+                "changes are refused: this console is read-only (Enter says why)",
+                partial(app.may_write, first),
+                text=query.strip(),
+            )

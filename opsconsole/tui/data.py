@@ -29,11 +29,26 @@ from opsconsole.core.fleet.model import (
     WorkloadMetrics,
     WorkloadState,
 )
+from opsconsole.core.fleet.report import region_summaries
 from opsconsole.core.fleet.view import FleetView
 from opsconsole.styles import SEVERITY_STYLE
 
 Cell = str | Text
 Row = tuple[Cell, ...]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column: ``short`` is the header used when space is short; ``drop`` > 0 may be hidden on a narrow
+    terminal (the highest first); ``flex`` columns (names) are the ones cut when nothing else helps."""
+
+    key: str
+    label: str
+    short: str | None = None
+    drop: int = 0
+    flex: bool = False
+    max_width: int = 40
+
 
 #: How much history the region charts keep (the issue asks for the last hour).
 HISTORY = timedelta(hours=1)
@@ -80,16 +95,18 @@ def badge(source: SourceHealth) -> Text:
 
 # -- table rows ----------------------------------------------------------------------------------------
 
+#: At 80 columns the table keeps the name, replicas, CPU, p95 and errors: Cloud, HPA, Env and Cluster
+#: are dropped in that order when even the short headers do not fit (see FleetTable.compute_layout).
 WORKLOAD_COLUMNS = (
-    ("service", "Service"),
-    ("env", "Env"),
-    ("cluster", "Cluster"),
-    ("cloud", "Cloud"),
-    ("ready", "Ready/Desired"),
-    ("hpa", "HPA min/max"),
-    ("cpu", "CPU"),
-    ("p95", "p95 ms"),
-    ("errors", "Errors"),
+    Column("service", "Service", flex=True),
+    Column("env", "Env", drop=2),
+    Column("cluster", "Cluster", drop=1, flex=True),
+    Column("cloud", "Cloud", drop=4),
+    Column("ready", "Ready/Desired", short="Ready"),
+    Column("hpa", "HPA min/max", short="HPA", drop=3),
+    Column("cpu", "CPU"),
+    Column("p95", "p95 ms", short="p95"),
+    Column("errors", "Errors", short="Err"),
 )
 
 
@@ -286,15 +303,21 @@ def cross_layer_path(view: FleetView, workload_key: str) -> str:
 
 @dataclass
 class RegionHistory:
-    """p95 and rps per region over the last hour, one point per refresh, from the snapshots seen."""
+    """p95 and rps per region over the last hour, one point per refresh, from the snapshots seen.
+
+    The charts put the points on a time axis (:meth:`buckets`): the right-hand end is now and the left the
+    hour before, so one point just after start-up is one bar at the right, not a bar filling the chart,
+    and a spike ten minutes ago is drawn ten minutes from the right edge until it ages out."""
 
     points: dict[str, deque[tuple[datetime, float, float]]] = field(default_factory=dict)
+    latest: datetime | None = None
 
     def add(self, snapshot: Snapshot) -> None:
         now = snapshot.taken_at
+        self.latest = now if self.latest is None or now > self.latest else self.latest
         for t in snapshot.of_type(RegionTraffic):
             series = self.points.setdefault(t.region, deque())
-            if series and series[-1][0] == now:
+            if series and series[-1][0] >= now:
                 continue
             series.append((now, t.p95_ms, t.rps))
             while series and now - series[0][0] > HISTORY:
@@ -305,3 +328,179 @@ class RegionHistory:
 
     def rps(self, region: str) -> list[float]:
         return [r for _, _, r in self.points.get(region, ())]
+
+    def buckets(
+        self, region: str, count: int, now: datetime | None = None, *, which: int = 1
+    ) -> list[float | None]:
+        """The last hour cut into ``count`` equal slices, oldest first: the highest p95 (``which=1``) or
+        rps (``which=2``) seen in each slice, ``None`` where nothing was seen."""
+        now = now or self.latest
+        out: list[float | None] = [None] * max(1, count)
+        if now is None:
+            return out
+        width = HISTORY / len(out)
+        start = now - HISTORY
+        for at, p95, rps in self.points.get(region, ()):
+            if at < start or at > now:
+                continue
+            index = min(len(out) - 1, int((at - start) / width))
+            value = p95 if which == 1 else rps
+            current = out[index]
+            out[index] = value if current is None else max(current, value)
+        return out
+
+
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def spark_cells(values: list[float | None], target: float) -> Text:
+    """One block per time slice, scaled from 0 to the target (full height = at target), red above it, a
+    dim dot where there is no data."""
+    out = Text()
+    for value in values:
+        if value is None:
+            out.append("·", style="dim")
+            continue
+        share = max(0.0, min(1.0, value / target)) if target > 0 else 0.0
+        block = SPARK_BLOCKS[min(len(SPARK_BLOCKS) - 1, int(share * (len(SPARK_BLOCKS) - 1) + 0.5))]
+        out.append(block, style="red" if value > target else ("yellow" if value > 0.9 * target else "green"))
+    return out
+
+
+def chart_text(  # noqa: PLR0912 - one loop per axis; splitting it would hide the layout
+    values: list[float | None], *, height: int, unit: str, target: float | None = None
+) -> Text:
+    """A bar chart of ``values`` (one column per time slice over the last hour) with a value axis on the
+    left (max, half, 0) and a time axis below (−60m … now)."""
+    known = [v for v in values if v is not None]
+    top = max([*known, target or 0.0, 1e-9])
+    label_width = max(len(f"{top:,.0f}{unit}"), 4)
+    rows: list[Text] = []
+    for line in range(height, 0, -1):
+        if line == height:
+            value_label = f"{top:,.0f}{unit}"
+        elif line == (height + 1) // 2:
+            value_label = f"{top / 2:,.0f}{unit}"
+        else:
+            value_label = ""
+        row = Text(f"{value_label:>{label_width}} ┤", style="dim")
+        for value in values:
+            if value is None:
+                row.append(" ")
+                continue
+            filled = value / top * height
+            if filled >= line:
+                char = "█"
+            elif filled > line - 1:
+                char = SPARK_BLOCKS[max(0, min(7, int((filled - (line - 1)) * 8)))]
+            else:
+                char = " "
+            style = "red" if target is not None and value > target else "green"
+            row.append(char, style=style)
+        rows.append(row)
+    width = len(values)
+    axis = Text(" " * label_width + " └" + "─" * width, style="dim")
+    marks = [" "] * (width + 1)
+    for minutes, position in ((60, 0), (45, width // 4), (30, width // 2), (15, 3 * width // 4)):
+        label = f"-{minutes}m"
+        for i, ch in enumerate(label):
+            if position + i < len(marks):
+                marks[position + i] = ch
+    for i, ch in enumerate("now"):
+        spot = width - 3 + i
+        if 0 <= spot < len(marks):
+            marks[spot] = ch
+    times = Text(" " * (label_width + 2) + "".join(marks).rstrip(), style="dim")
+    return Text("\n").join([*rows, axis, times])
+
+
+# -- freshness per region ------------------------------------------------------------------------------
+
+
+def region_freshness(view: FleetView, view_age_s: float = 0.0) -> dict[str, str | None]:
+    """Per region: ``None`` when every source behind it is fresh, else what to show instead of its health:
+    ``"stale 45s"`` (data older than twice its source's cadence, or a source in error serving old data),
+    ``"unknown"`` (a source behind it never answered).
+
+    ``view_age_s`` is how long ago the console last got a view at all (the server or the connection to it
+    failing): past a few seconds every region is stale by at least that much, whatever its sources said.
+    """
+    freshness = {f.name: f for f in view.freshness()}
+    sources: dict[str, set[str]] = {region: set() for region in view.fleet.regions}
+    for record in view.snapshot.records.values():
+        region = getattr(record, "region", None)
+        name = getattr(record, "source", None)
+        if isinstance(region, str) and isinstance(name, str) and region in sources:
+            sources[region].add(name)
+    out: dict[str, str | None] = {}
+    for region, names in sources.items():
+        worst: float | None = None
+        unknown = not names  # nothing at all read about this region
+        for name in names:
+            f = freshness.get(name)
+            if f is None or not f.stale:
+                continue
+            if f.age_s is None:
+                unknown = True
+            else:
+                worst = max(worst or 0.0, f.age_s)
+        if view_age_s > 0:
+            worst = max(worst or 0.0, view_age_s)
+        if unknown and worst is None:
+            out[region] = "unknown"
+        elif worst is not None:
+            out[region] = f"stale {age_text(worst)}"
+        else:
+            out[region] = None
+    return out
+
+
+# -- the compact overview: one line per region ------------------------------------------------------------
+
+REGION_COLUMNS = (
+    Column("region", "Region", flex=True),
+    Column("tier", "Tier", short="T", drop=3),
+    Column("health", "Health"),
+    Column("p95", "p95/target", short="p95"),
+    Column("avail", "Avail", drop=2),
+    Column("lag", "DB lag", short="lag", drop=4),
+    Column("pods", "Pods"),
+    Column("findings", "Findings", short="Fnd"),
+    Column("trend", "p95, last hour", short="trend", drop=1, max_width=24),
+)
+
+
+def health_cell(health: str, stale: str | None) -> Text:
+    """The health word, or the staleness that replaces it: never a green OK on old data."""
+    if stale is not None:
+        return Text(stale.upper(), style="bold yellow" if stale != "unknown" else "dim")
+    style = {"ok": "green", "degraded": "bold yellow", "down": "bold red"}.get(health, "dim")
+    return Text(health.upper(), style=style)
+
+
+def region_rows(
+    view: FleetView, history: RegionHistory, stale: dict[str, str | None], now: datetime | None = None
+) -> dict[str, Row]:
+    target = view.fleet.targets.api_p95_ms
+    rows: dict[str, Row] = {}
+    for s in region_summaries(view):
+        worst = f" {s.worst_severity.value}" if s.worst_severity else ""
+        rows[s.id] = (
+            s.id,
+            str(s.tier),
+            health_cell(s.health.value, stale.get(s.id)),
+            Text(
+                f"{fmt(s.p95_ms, '.0f')}/{target:.0f}", style="bold red" if (s.p95_ms or 0) > target else ""
+            ),
+            pct(s.availability, 2),
+            fmt(s.replica_lag_s, ".1f", "s"),
+            Text(
+                f"{s.pods_ready}/{s.pods_desired}", style="" if s.pods_ready >= s.pods_desired else "yellow"
+            ),
+            Text(
+                f"{s.findings}{worst}",
+                style=SEVERITY_STYLE[s.worst_severity] if s.worst_severity else "dim",
+            ),
+            spark_cells(history.buckets(s.id, 12, now), target),
+        )
+    return rows

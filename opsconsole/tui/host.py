@@ -94,6 +94,13 @@ class ConsoleHost(Protocol):
     def action_refresh(self) -> None:
         """Read the fleet, the requests and the jobs again (on a worker thread)."""
 
+    def view_age_s(self) -> float:
+        """Seconds since the last refresh that failed to bring a view (0 while refreshes succeed)."""
+        ...
+
+    def copy_text(self, text: str, what: str) -> None:
+        """Copy ``text`` to the terminal's clipboard (OSC 52) and say so."""
+
     # -- navigation and identity -----------------------------------------------------------------------
 
     def action_go(self, name: str) -> None:
@@ -103,8 +110,11 @@ class ConsoleHost(Protocol):
     def open_action(self, action: str, params: dict[str, Any]) -> None:
         """Open the form of ``action`` (scale / failover / failback / env) with ``params`` filled in."""
 
-    def open_region(self, region: str) -> None:
-        """Open the drill-down of ``region``."""
+    def open_region(self, region: str, tab: str | None = None) -> None:
+        """Open the drill-down of ``region`` (on ``tab``: workloads, nodes, databases …)."""
+
+    def exit(self, result: Any = None, return_code: int = 0, message: Any = None) -> None:
+        """Quit the console (Textual's :meth:`~textual.app.App.exit`)."""
 
     def act_as(self, person: str) -> None:
         """Sandbox only: act as another member of the cast."""

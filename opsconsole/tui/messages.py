@@ -48,6 +48,7 @@ class FleetRefreshed(Message):
         jobs: Sequence[Job],
         took_s: float,
         generation: int,
+        seq: int = 0,
     ) -> None:
         super().__init__()
         self.view = view
@@ -55,12 +56,15 @@ class FleetRefreshed(Message):
         self.jobs = jobs
         self.took_s = took_s
         self.generation = generation
+        #: Which refresh this answers (a forced refresh supersedes one still hanging).
+        self.seq = seq
 
 
 class RefreshFailed(Message):
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, seq: int = 0) -> None:
         super().__init__()
         self.text = text
+        self.seq = seq
 
 
 class ServerEvent(Message):

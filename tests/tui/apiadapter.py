@@ -150,9 +150,7 @@ class CoreApi:
         region: str | None = None,
         reason: str | None = None,
     ) -> Any:
-        return self._call(
-            "schedule_override", environment, kind, until=until, region=region, reason=reason
-        )
+        return self._call("schedule_override", environment, kind, until=until, region=region, reason=reason)
 
     def _runs(self) -> bool:
         try:

@@ -72,7 +72,10 @@ async def test_counts_are_singular_or_plural() -> None:
     records = replace_record(
         healthy_records(fleet),
         "workload/eks-euw1-prod/checkout",
-        cpu_utilisation=0.99, desired=60, ready=60, hpa_max=60,
+        cpu_utilisation=0.99,
+        desired=60,
+        ready=60,
+        hpa_max=60,
     )
     app = static_app(records, acting_as="alice")
     async with app.run_test(size=(120, 40)) as pilot:

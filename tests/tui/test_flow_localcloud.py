@@ -49,9 +49,7 @@ async def test_scale_with_preview_approved_by_someone_else_runs_and_shows(
         form.query_one("#f-replicas").value = str(target)  # type: ignore[attr-defined]
         # One approval, or two when the region's live state raises the risk (the world follows the wall
         # clock's time of day, so either may happen).
-        await until(
-            pilot, lambda: form.assessment is not None and form.assessment.risk.approvals_needed >= 1
-        )
+        await until(pilot, lambda: form.assessment is not None and form.assessment.risk.approvals_needed >= 1)
         assert form.assessment is not None
         approvers = ["bob", "carol"][: form.assessment.risk.approvals_needed]
         await pilot.press("ctrl+t")  # check mode: a real run of scale.yml that changes nothing

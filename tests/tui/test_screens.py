@@ -19,11 +19,11 @@ from opsconsole.testing import FakeClock, healthy_records, replace_record
 from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.commands import SCREENS as PALETTE_SCREENS
 from opsconsole.tui.commands import parse_command
+from opsconsole.tui.data import spark_cells as spark_text
 from opsconsole.tui.screens.change import ActionScreen, ApprovalsScreen, JobsScreen
 from opsconsole.tui.screens.dialogs import ConfirmScreen, HelpScreen
 from opsconsole.tui.screens.fleet import FindingsScreen, OverviewScreen, RegionScreen
 from opsconsole.tui.screens.records import AuditScreen, SchedulesScreen
-from opsconsole.tui.widgets.cards import spark_text
 from opsconsole.tui.widgets.table import FleetTable
 
 from .helpers import REPO, core_app, refreshed, screen_text, sim_app, until
@@ -92,7 +92,10 @@ async def test_select_a_region_drill_down_and_filter() -> None:
             screen.query_one("#tabs").active = tab  # type: ignore[attr-defined]
             await pilot.pause()
         assert "p95 latency, last hour" in screen_text(app)
-        await pilot.press("escape")
+        assert "filter 'checkout'" in screen_text(app)  # the applied filter stays in view
+        await pilot.press("escape")  # escape first clears the filter...
+        assert table.filter_text == "" and table.row_count > 10
+        await pilot.press("escape")  # ...then goes back
         assert isinstance(app.screen, OverviewScreen)
 
 

@@ -14,7 +14,7 @@ from opsconsole.core.change.actions import (
 )
 from opsconsole.core.errors import UsageError
 from opsconsole.core.fleet.engine import Snapshot
-from opsconsole.core.fleet.model import Environment, Fleet
+from opsconsole.core.fleet.model import Environment, Fleet, WorkloadState
 from opsconsole.testing import healthy_records, replace_record, snapshot_of
 
 
@@ -67,6 +67,33 @@ def test_scale_hpa_bound_not_given_must_agree_across_clusters(seed_fleet: Fleet,
         plan_scale(seed_fleet, differs, service="search", region="eu-west-1", hpa_max=80)
     unknown = plan_scale(seed_fleet, None, service="search", region="eu-west-1", hpa_max=80)
     assert unknown.extravars["hpa_min"] == 2
+
+
+def test_a_scale_that_changes_nothing_is_refused_and_says_so(seed_fleet: Fleet, healthy: Snapshot) -> None:
+    """Issue 16, defect 4: "scale to 11" on 11 replicas was filed as "prod scale-up (11 → 11)"."""
+    current = healthy.get("workload/eks-euw1-prod/checkout")
+    assert isinstance(current, WorkloadState)
+    same = current.desired
+    with pytest.raises(UsageError) as caught:
+        plan_scale(seed_fleet, healthy, service="checkout", region="eu-west-1", replicas=same,
+                   cluster="eks-euw1-prod")
+    assert caught.value.message.startswith("no change") and f"{same} → {same}" in caught.value.message
+    with pytest.raises(UsageError, match="no change"):
+        plan_scale(seed_fleet, healthy, service="checkout", region="eu-west-1", hpa_min=current.hpa_min,
+                   hpa_max=current.hpa_max, cluster="eks-euw1-prod")
+
+
+def test_a_region_wide_scale_labels_the_clusters_it_leaves_as_they_are(
+    seed_fleet: Fleet, healthy: Snapshot
+) -> None:
+    eks = healthy.get("workload/eks-euw1-prod/checkout")
+    assert isinstance(eks, WorkloadState)
+    mixed = replace_record(healthy, "workload/gke-euw1-prod/checkout", desired=eks.desired - 1)
+    plan = plan_scale(seed_fleet, mixed, service="checkout", region="eu-west-1", replicas=eks.desired)
+    lines = {line.split()[1]: line for line in plan.summary}
+    assert f"no change ({eks.desired} → {eks.desired})" in lines["eks-euw1-prod"]
+    assert f"{eks.desired - 1} → {eks.desired}" in lines["gke-euw1-prod"]
+    assert set(lines) == {c.name for c in seed_fleet.clusters_in("eu-west-1", Environment.PROD)}
 
 
 @pytest.mark.parametrize(

@@ -174,6 +174,8 @@ def plan_scale(
     summary: list[str] = []
     observed: dict[str, Any] = {}
     targets: list[str] = [f"region/{region}"]
+    #: Per cluster, the change as "before → after" when it changes nothing (a no-op is refused below).
+    unchanged: list[str] = []
     for c in clusters:
         current = snapshot.get(f"workload/{c.name}/{service}") if snapshot else None
         now = current if isinstance(current, WorkloadState) else None
@@ -190,6 +192,10 @@ def plan_scale(
                     f"change the bounds first (--hpa-min / --hpa-max)"
                 )
             before = now.desired if now else None
+            if before == replicas:
+                unchanged.append(f"{c.name} {before} → {replicas}")
+                summary.append(f"{region} {c.name} {service}: replicas no change ({before} → {replicas})")
+                continue
             summary.append(
                 f"{region} {c.name} {service}: replicas {_arrow(before, replicas)} "
                 f"(capacity {_share(before, hi)} → {_share(replicas, hi)} of HPA max {hi})"
@@ -204,7 +210,15 @@ def plan_scale(
                     )
             if new_min > new_max:
                 raise UsageError(f"HPA min {new_min} > max {new_max} in {c.name}")
+            if now is not None and (new_min, new_max) == (lo, hi):
+                unchanged.append(f"{c.name} HPA {lo}–{hi} → {new_min}–{new_max}")
+                summary.append(
+                    f"{region} {c.name} {service}: HPA no change ({lo}–{hi} → {new_min}–{new_max})"
+                )
+                continue
             summary.append(f"{region} {c.name} {service}: HPA {lo}–{hi} → {new_min}–{new_max}")
+    if unchanged and len(unchanged) == len(clusters):
+        raise UsageError(f"no change: {service} in {region} is already there ({'; '.join(unchanged)})")
     if replicas is not None:
         extravars: dict[str, Any] = {"scale_target": "workload", "replicas": replicas}
     else:

@@ -8,11 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input
+from textual.widgets import Header, Input, Static
 
+from opsconsole.tui.widgets.footer import ConsoleFooter
 from opsconsole.tui.widgets.table import FleetTable
 
 if TYPE_CHECKING:
@@ -24,6 +26,8 @@ T = TypeVar("T")
 
 class ConsoleScreen(Screen[None]):
     screen_name: ClassVar[str] = ""
+    #: This screen's part of the breadcrumbs in the header ("fleet › eu-west-1 › nodes").
+    crumb: str = ""
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("slash", "filter", "Filter"),
@@ -43,14 +47,56 @@ class ConsoleScreen(Screen[None]):
             id="filter",
             classes="filter",
         )
-        yield Footer()
+        yield Static("", id="filter-status", classes="filter-status")
+        yield ConsoleFooter()
+
+    def update_crumbs(self) -> None:
+        """The header's title: where this screen is, from the overview down ("opsconsole › fleet › …").
+
+        Set after the next refresh: the Header reads the title into a child it has not mounted yet."""
+        self.call_after_refresh(self._set_crumbs)
+
+    def _set_crumbs(self, tries: int = 20) -> None:
+        if not self.is_attached:
+            return
+        if not self.query("HeaderTitle"):  # the Header has not composed yet: setting now would raise
+            if tries > 0:
+                self.set_timer(0.05, lambda: self._set_crumbs(tries - 1))
+            return
+        parts = ["opsconsole"]
+        for screen in self.app.screen_stack:
+            if isinstance(screen, ConsoleScreen):
+                parts.append(screen.crumb or screen.screen_name.replace("overview", "fleet"))
+            if screen is self:
+                break
+        self.title = " › ".join(parts)
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
+        self.query_one("#filter-status", Static).display = False
+        self.update_crumbs()
         self.show_data()
+        self.call_after_refresh(self.refresh_bindings)  # "/ Filter" once the tables have a size
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "filter":  # "/ Filter" is offered only where a table can be filtered
+            return self.filter_target() is not None
+        if action == "back" and len(self.app.screen_stack) <= 2:  # the overview: nowhere to go back to
+            table = getattr(self, "_filtering", None)
+            return table is not None and bool(table.filter_text)
         return self.console.check_action(action, parameters)  # read-only hides screen actions too
+
+    def on_key(self, event: events.Key) -> None:
+        # A key whose action is hidden because changes are refused (read-only) says so, instead of
+        # doing nothing at all.
+        for binding in self.BINDINGS:
+            if not isinstance(binding, Binding) or event.key not in binding.key.split(","):
+                continue
+            action = binding.action.split("(")[0]
+            if self.console.check_action(action, ()) is False and self.console.writes_refused():
+                event.stop()
+                self.console.may_write(binding.description or action)
+                return
 
     def after_filter(self) -> None:
         """The filtered table changed (e.g. to update what depends on the selected row)."""
@@ -95,6 +141,17 @@ class ConsoleScreen(Screen[None]):
         if event.input.id == "filter" and getattr(self, "_filtering", None) is not None:
             self._filtering.set_filter(event.value)
             self.after_filter()
+            self._show_filter_status()
+
+    def _show_filter_status(self) -> None:
+        # An applied filter stays visible under the table once the box is closed.
+        table = getattr(self, "_filtering", None)
+        status = self.query_one("#filter-status", Static)
+        text = table.filter_text if table is not None else ""
+        box_open = self.query_one("#filter", Input).display
+        status.display = bool(text) and not box_open
+        if text and table is not None:
+            status.update(f" filter {text!r}: {table.row_count} rows shown — / changes it, escape clears it ")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
@@ -106,11 +163,18 @@ class ConsoleScreen(Screen[None]):
         table = getattr(self, "_filtering", None)
         if table is not None:
             table.focus()
+        self._show_filter_status()
 
     def action_back(self) -> None:
         box = self.query_one("#filter", Input)
         if box.display:
             self._close_filter()
+            return
+        table = getattr(self, "_filtering", None)
+        if table is not None and table.filter_text:  # escape first clears an applied filter
+            table.set_filter("")
+            self.after_filter()
+            self._show_filter_status()
             return
         if len(self.app.screen_stack) > 2:
             self.app.pop_screen()

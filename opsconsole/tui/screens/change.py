@@ -23,6 +23,7 @@ from textual.widgets import Button, Input, Label, RichLog, Static
 from opsconsole.core.api import Assessment, Decided, Filed, RequestDetail, StreamEvent
 from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.errors import UsageError
+from opsconsole.core.fleet.model import Environment
 from opsconsole.core.runs.events import EventKind, JobEvent
 from opsconsole.core.runs.records import Job, JobStatus
 from opsconsole.styles import JOB_STATUS_STYLE, REQUEST_STATUS_STYLE, style
@@ -36,7 +37,7 @@ FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("service", "Service"),
         ("region", "Region"),
         ("environment", "Environment"),
-        ("cluster", "Cluster (empty: every cluster)"),
+        ("cluster", "Cluster (empty: all)"),
         ("replicas", "Replicas"),
         ("hpa_min", "HPA min"),
         ("hpa_max", "HPA max"),
@@ -202,6 +203,8 @@ class ActionScreen(ConsoleScreen):
     words; ctrl+t runs the playbook in check mode; ctrl+s submits."""
 
     screen_name = "action"
+    #: The app's digit keys do not leave this screen (what is typed would be lost).
+    holds_changes = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Cancel"),
         Binding("ctrl+t", "preview", "Check-mode preview", priority=True),
@@ -341,12 +344,35 @@ class ActionScreen(ConsoleScreen):
             needs = f"needs {plural(risk.approvals_needed, 'approval')} before it runs"
         lines = [Text.assemble(("Risk ", "bold"), (risk.level.value.upper(), style), f": {needs}")]
         lines += [Text(f"  · {reason}") for reason in risk.reasons]
+        covered = self.clusters_covered(*asked)
+        if len(covered) > 1:  # the risk names one cluster; the request changes every one of these
+            lines.append(
+                Text(
+                    f"  · applies to {len(covered)} clusters: {', '.join(covered)} "
+                    "(fill in Cluster to change one)",
+                    style="bold yellow",
+                )
+            )
         if risk.freeze:
             lines.append(Text(f"  REFUSED by a change freeze: {risk.freeze}", style="bold red"))
         who = self.console.who
         if who is not None:
             lines.append(Text(f"  you are {who.person}", style="dim"))
         self.query_one("#risk", Static).update(Text("\n").join(lines))
+
+    def clusters_covered(self, action: str, params: dict[str, Any]) -> list[str]:
+        """The clusters a scale request changes: the one given, or every cluster of its environment in
+        the region."""
+        view = self.console.view
+        if action != "scale" or view is None:
+            return []
+        if params.get("cluster"):
+            return [str(params["cluster"])]
+        try:
+            environment = Environment(str(params.get("environment", "prod")))
+        except ValueError:
+            return []
+        return [c.name for c in view.fleet.clusters_in(str(params.get("region", "")), environment)]
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":
@@ -399,7 +425,9 @@ class ActionScreen(ConsoleScreen):
         action, params = ready
         where = "PRODUCTION" if touches_production(action, params) else "non-production"
         person = f" as {who.person}" if who is not None else ""
-        question = f"Submit this {where} change{person}?\n\n" + "\n".join(assessment.summary)
+        covered = self.clusters_covered(action, params)
+        scope = f" to {len(covered)} clusters ({', '.join(covered)})" if len(covered) > 1 else ""
+        question = f"Submit this {where} change{scope}{person}?\n\n" + "\n".join(assessment.summary)
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -417,8 +445,7 @@ class ActionScreen(ConsoleScreen):
             self.app.push_screen(JobsScreen(select=filed.job.id))
         else:
             self.notify(
-                f"request {request.short_id} filed: "
-                f"{plural(request.approvals_missing, 'approval')} needed",
+                f"request {request.short_id} filed: {plural(request.approvals_missing, 'approval')} needed",
                 title="filed",
             )
             self.app.push_screen(ApprovalsScreen(select=request.id))
@@ -548,7 +575,7 @@ class ApprovalsScreen(ConsoleScreen):
 
         self.ask(lambda api: api.request(r.id), answered, failed, quiet=True)
 
-    def on_data_table_row_highlighted(self, _event: FleetTable.RowHighlighted) -> None:
+    def on_fleet_table_row_highlighted(self, _event: FleetTable.RowHighlighted) -> None:
         self._detail()
 
     def _decided(self, decided: Decided) -> None:
@@ -557,8 +584,10 @@ class ApprovalsScreen(ConsoleScreen):
         self.show_data()
         if request.status.value == "requested" and request.approvals_needed:
             counted = request.approvals_needed - request.approvals_missing
-            self.notify(f"request {request.short_id}: {counted} of {request.approvals_needed} approvals",
-                        title="your vote counted")
+            self.notify(
+                f"request {request.short_id}: {counted} of {request.approvals_needed} approvals",
+                title="your vote counted",
+            )
         else:
             self.notify(f"request {request.short_id} is {request.status.value}", title="decided")
         if decided.run_refused:
@@ -679,7 +708,7 @@ class JobsScreen(ConsoleScreen):
             self._select = None
         self._follow(table.selected_key)
 
-    def on_data_table_row_highlighted(self, _event: FleetTable.RowHighlighted) -> None:
+    def on_fleet_table_row_highlighted(self, _event: FleetTable.RowHighlighted) -> None:
         self._follow(self.query_one("#jobs", FleetTable).selected_key)
 
     def _follow(self, job_id: str | None) -> None:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Vertical
-from textual.widgets import Label, Sparkline, Static, TabbedContent, TabPane
+from textual.widgets import Label, Static, TabbedContent, TabPane
 
 from opsconsole.core.fleet.model import Environment, Health, WorkloadState
 from opsconsole.core.fleet.report import region_summaries, totals
@@ -18,6 +18,32 @@ from opsconsole.tui import data
 from opsconsole.tui.screens.base import ConsoleScreen
 from opsconsole.tui.widgets.cards import RegionCard, sources_text, totals_text
 from opsconsole.tui.widgets.table import FleetTable
+
+
+def env_params(view: Any, region: str | None, wanted: Environment | None = None) -> dict[str, str]:
+    """The env form's first values: a non-prod environment that has a cluster in ``region`` (the one
+    asked for if it has), else one that has a cluster anywhere (region left empty: all of it); and the
+    state it is not in now (a running environment is offered a stop)."""
+    if view is None:
+        return {"environment": "staging", "state": "stopped", "region": region or ""}
+    clusters = [c for c in view.fleet.clusters.values() if c.environment is not Environment.PROD]
+    here = [c for c in clusters if c.region == region]
+    pick = next((c for c in here if c.environment is wanted), None) or (here[0] if here else None)
+    if pick is None:
+        pick = next((c for c in clusters if c.environment is wanted), None) or (
+            clusters[0] if clusters else None
+        )
+        region = None
+    if pick is None:
+        return {"environment": "staging", "state": "stopped", "region": ""}
+    state = view.snapshot.get(f"cluster/{pick.name}")
+    running = getattr(state, "nodes", 1) > 0
+    return {
+        "environment": pick.environment.value,
+        "state": "stopped" if running else "started",
+        "region": region or "",
+    }
+
 
 _HEALTH_RANK = {Health.DOWN: 3, Health.DEGRADED: 2, Health.UNKNOWN: 1, Health.OK: 0}
 
@@ -33,14 +59,51 @@ class OverviewScreen(ConsoleScreen):
         Binding("left,h", "move(-1)", "Previous", show=False),
         Binding("down,j", "move(5)", "Down", show=False),
         Binding("up,k", "move(-5)", "Up", show=False),
+        Binding("c", "compact", "Compact/cards"),
     ]
+    #: Below this width the overview is one line per region (unless ``c`` chose otherwise).
+    COMPACT_BELOW = 120
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: ``c`` pins the layout; ``None`` follows the terminal's width.
+        self.compact_choice: bool | None = None
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
         yield Static("connecting to the fleet…", id="totals")
         yield Static("", id="sources")
         yield Grid(id="cards")
+        yield FleetTable(data.REGION_COLUMNS, id="regions")
         yield from self.compose_footer()
+
+    @property
+    def compact(self) -> bool:
+        if self.compact_choice is not None:
+            return self.compact_choice
+        return self.app.size.width < self.COMPACT_BELOW
+
+    def _apply_layout(self) -> None:
+        compact = self.compact
+        grid = self.query_one("#cards", Grid)
+        table = self.query_one("#regions", FleetTable)
+        if grid.display == (not compact) and table.display == compact:
+            return
+        grid.display = not compact
+        table.display = compact
+        if compact:
+            table.focus()
+        elif self.cards:
+            self.cards[0].focus()
+        self.refresh_bindings()
+
+    def on_resize(self) -> None:
+        self._apply_layout()
+
+    def action_compact(self) -> None:
+        self.compact_choice = not self.compact
+        self._apply_layout()
+        self.show_data()
 
     @property
     def cards(self) -> list[RegionCard]:
@@ -50,12 +113,16 @@ class OverviewScreen(ConsoleScreen):
         view = self.console.view
         if view is None:
             return
+        self._apply_layout()
         summaries = region_summaries(view)
+        stale = data.region_freshness(view, self.console.view_age_s())
+        if self.compact:
+            self.query_one("#regions", FleetTable).show(data.region_rows(view, self.console.history, stale))
         grid = self.query_one("#cards", Grid)
         if not self.cards:
             grid.mount_all([RegionCard(s.id) for s in summaries])
             self.call_after_refresh(self.show_data)
-            if self.focused is None or not isinstance(self.focused, RegionCard):
+            if not self.compact and not isinstance(self.focused, RegionCard):
                 self.call_after_refresh(lambda: self.cards and self.cards[0].focus())
             return
         worst = self.worst_region(summaries)
@@ -66,7 +133,7 @@ class OverviewScreen(ConsoleScreen):
         for summary in summaries:
             card = by_id.get(summary.id)
             if card is not None:
-                card.show(summary, target, self.console.history.p95(summary.id))
+                card.show(summary, target, self.console.history, stale.get(summary.id))
 
     @staticmethod
     def worst_region(summaries: list[Any]) -> str | None:
@@ -80,11 +147,18 @@ class OverviewScreen(ConsoleScreen):
         return str(worst.id)
 
     def focused_region(self) -> str | None:
-        return self.focused.region_id if isinstance(self.focused, RegionCard) else None
+        if isinstance(self.focused, RegionCard):
+            return self.focused.region_id
+        if self.compact:
+            return self.query_one("#regions", FleetTable).selected_key
+        return None
+
+    def on_fleet_table_row_selected(self, event: FleetTable.RowSelected) -> None:
+        self.console.open_region(event.key)
 
     def action_move(self, step: int) -> None:
         cards = self.cards
-        if not cards:
+        if not cards or self.compact:
             return
         index = cards.index(self.focused) if isinstance(self.focused, RegionCard) else 0
         columns = 5 if self.has_class("-wide") else 2
@@ -115,9 +189,7 @@ class OverviewScreen(ConsoleScreen):
             )
 
     def action_environment(self) -> None:
-        self.console.open_action(
-            "env", {"environment": "staging", "state": "stopped", "region": self.focused_region() or ""}
-        )
+        self.console.open_action("env", env_params(self.console.view, self.focused_region()))
 
 
 class RegionScreen(ConsoleScreen):
@@ -126,12 +198,18 @@ class RegionScreen(ConsoleScreen):
         Binding("s", "scale", "Scale"),
         Binding("f", "failover", "Failover"),
         Binding("e", "environment", "Env stop/start"),
+        Binding("right_square_bracket", "tab(1)", "Next tab", show=False),
+        Binding("left_square_bracket", "tab(-1)", "Previous tab", show=False),
+        Binding("y", "copy", "Copy name", show=False),
+        Binding("p", "pods", "Pods", show=False),
     ]
+    TABS = ("workloads", "nodes", "databases", "caches", "traffic", "chart")
 
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, tab: str | None = None) -> None:
         super().__init__()
         self.region_id = region
-        self._shown_once = False
+        self.crumb = region
+        self._first_tab = tab
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
@@ -150,14 +228,44 @@ class RegionScreen(ConsoleScreen):
                 yield FleetTable(data.TRAFFIC_COLUMNS, id="traffic")
             with TabPane("Chart", id="tab-chart"), Vertical(id="chart"):
                 yield Label("p95 latency, last hour", id="p95-label")
-                yield Sparkline([], id="p95-chart")
+                yield Static("", id="p95-chart")
                 yield Label("requests / s, last hour", id="rps-label")
-                yield Sparkline([], id="rps-chart")
+                yield Static("", id="rps-chart")
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one("#workloads", FleetTable).focus()
+        if self._first_tab is not None:
+            self.show_tab(self._first_tab)
+
+    def show_tab(self, tab: str) -> None:
+        """Show ``tab`` (workloads, nodes, databases, caches, traffic, chart) and focus its table."""
+        if tab not in self.TABS:
+            return
+        self.query_one("#tabs", TabbedContent).active = f"tab-{tab}"
+        tables = self.query(f"#{tab}").results(FleetTable)
+        for table in tables:
+            table.focus()
+        self.crumb = f"{self.region_id} › {tab}"
+        self.update_crumbs()
+
+    def action_tab(self, step: int) -> None:
+        active = self.query_one("#tabs", TabbedContent).active.removeprefix("tab-")
+        index = self.TABS.index(active) if active in self.TABS else 0
+        self.show_tab(self.TABS[(index + step) % len(self.TABS)])
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        tab = (event.pane.id or "").removeprefix("tab-")
+        self.crumb = f"{self.region_id} › {tab}"
+        self.update_crumbs()
+        self.call_after_refresh(self.refresh_bindings)
+
+    def action_copy(self) -> None:
+        table = self.focused if isinstance(self.focused, FleetTable) else None
+        key = table.selected_key if table is not None else None
+        if key is not None:
+            self.console.copy_text(key, "record key")
 
     def show_data(self) -> None:
         view = self.console.view
@@ -169,22 +277,25 @@ class RegionScreen(ConsoleScreen):
             f"{region.id} · {region.name} · tier {region.tier} · {summary.health.value.upper()} · "
             f"partner {region.failover_partner} · {data.plural(summary.findings, 'finding')}"
         )
-        workloads = self.query_one("#workloads", FleetTable)
-        changes = view.changes
-        if self._shown_once and not changes.removed and not changes.added:
-            keys = {self._workload_key(k) for k in changes.changed}
-            workloads.show(data.workload_rows(view, self.region_id, (k for k in keys if k)), partial=True)
-        else:
-            workloads.show(data.workload_rows(view, self.region_id))
-        self._shown_once = True
+        # Every row, diffed by the table (a few ms for thousands of rows): the view's ChangeSet is the
+        # change since the server's previous snapshot, not since the one this console last saw, so a
+        # console polling slower than the server refreshes would miss changes if it trusted it.
+        self.query_one("#workloads", FleetTable).show(data.workload_rows(view, self.region_id))
         self.query_one("#nodes", FleetTable).show(data.node_rows(view, self.region_id))
         self.query_one("#databases", FleetTable).show(data.database_rows(view, self.region_id))
         self.query_one("#caches", FleetTable).show(data.cache_rows(view, self.region_id))
         self.query_one("#traffic", FleetTable).show(data.traffic_rows(view, self.region_id))
         history = self.console.history
         p95, rps = history.p95(self.region_id), history.rps(self.region_id)
-        self.query_one("#p95-chart", Sparkline).data = p95 or [0.0]
-        self.query_one("#rps-chart", Sparkline).data = rps or [0.0]
+        chart = self.query_one("#p95-chart", Static)
+        slices = max(12, min(60, (chart.size.width or 72) - 12))
+        target = view.fleet.targets.api_p95_ms
+        chart.update(
+            data.chart_text(history.buckets(self.region_id, slices), height=5, unit="ms", target=target)
+        )
+        self.query_one("#rps-chart", Static).update(
+            data.chart_text(history.buckets(self.region_id, slices, which=2), height=5, unit="")
+        )
         if p95:
             self.query_one("#p95-label", Label).update(
                 f"p95 latency, last hour: now {p95[-1]:.0f} ms, min {min(p95):.0f}, max {max(p95):.0f} "
@@ -195,21 +306,13 @@ class RegionScreen(ConsoleScreen):
             )
         self._show_path()
 
-    @staticmethod
-    def _workload_key(key: str) -> str | None:
-        if key.startswith("workload/"):
-            return key
-        if key.startswith("metrics/"):
-            return "workload/" + key.removeprefix("metrics/")
-        return None
-
     def _show_path(self) -> None:
         view = self.console.view
         key = self.query_one("#workloads", FleetTable).selected_key
         if view is not None and key is not None:
             self.query_one("#path", Static).update(data.cross_layer_path(view, key))
 
-    def on_data_table_row_highlighted(self, _event: FleetTable.RowHighlighted) -> None:
+    def on_fleet_table_row_highlighted(self, _event: FleetTable.RowHighlighted) -> None:
         self._show_path()
 
     def after_filter(self) -> None:
@@ -237,6 +340,16 @@ class RegionScreen(ConsoleScreen):
             },
         )
 
+    def action_pods(self) -> None:
+        """The selected workload's pods in its cluster (opsconsole.tui.screens.pods)."""
+        from opsconsole.tui.screens.pods import open_pods  # noqa: PLC0415
+
+        w = self.selected_workload()
+        if w is None:
+            self.notify("select a workload first (Workloads tab)", severity="warning")
+            return
+        open_pods(self.app, w.cluster, w.service, w.region)
+
     def action_failover(self) -> None:
         view = self.console.view
         if view is not None:
@@ -245,8 +358,8 @@ class RegionScreen(ConsoleScreen):
 
     def action_environment(self) -> None:
         w = self.selected_workload()
-        env = w.environment.value if w is not None and w.environment is not Environment.PROD else "staging"
-        self.console.open_action("env", {"environment": env, "state": "stopped", "region": self.region_id})
+        wanted = w.environment if w is not None and w.environment is not Environment.PROD else None
+        self.console.open_action("env", env_params(self.console.view, self.region_id, wanted))
 
 
 class FindingsScreen(ConsoleScreen):
@@ -290,10 +403,10 @@ class FindingsScreen(ConsoleScreen):
                 f"{finding.title}\nmeasured {finding.measured} vs target {finding.target}\n{evidence}"
             )
 
-    def on_data_table_row_highlighted(self, _event: FleetTable.RowHighlighted) -> None:
+    def on_fleet_table_row_highlighted(self, _event: FleetTable.RowHighlighted) -> None:
         self._show_evidence()
 
-    def on_data_table_row_selected(self, _event: FleetTable.RowSelected) -> None:
+    def on_fleet_table_row_selected(self, _event: FleetTable.RowSelected) -> None:
         self.action_suggested()
 
     def action_region(self) -> None:

@@ -6,7 +6,7 @@ are read by attribute: importing its module would pull the store in at the conso
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -14,8 +14,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
+from opsconsole.tui.data import Column
 from opsconsole.tui.screens.base import ConsoleScreen
-from opsconsole.tui.screens.dialogs import ConfirmScreen
+from opsconsole.tui.screens.dialogs import ConfirmScreen, DetailScreen
 from opsconsole.tui.widgets.table import FleetTable
 
 if TYPE_CHECKING:
@@ -27,14 +28,24 @@ DOWN = "down"
 OVERRIDE_KINDS = ("keep_awake", "skip_tonight", "force_down")
 
 SCHEDULE_COLUMNS = (
-    ("env", "Environment"),
-    ("region", "Region"),
-    ("state", "State"),
-    ("desired", "Should be"),
-    ("next", "Next transitions"),
-    ("overrides", "Overrides / holds"),
-    ("clusters", "Clusters"),
+    Column("env", "Environment", short="Env"),
+    Column("region", "Region"),
+    Column("state", "State now"),
+    Column("desired", "Should be", drop=2),
+    Column("next", "Next transitions (UTC / local)", short="Next (UTC)", flex=True, max_width=60),
+    Column("overrides", "Overrides / holds", short="Overrides", flex=True, max_width=80),
+    Column("clusters", "Clusters", drop=1, flex=True),
 )
+
+
+def when(moment: datetime, *, day: bool = True) -> str:
+    """``Mon 19:00 UTC (20:00 local)``: the console says which clock (the CLI shows local time)."""
+    utc = moment.astimezone(UTC)
+    local = moment.astimezone()
+    text = f"{utc:%a %H:%M} UTC" if day else f"{utc:%H:%M} UTC"
+    if local.utcoffset() == utc.utcoffset():
+        return text
+    return f"{text} ({local:%H:%M} local)"
 
 
 @dataclass(frozen=True)
@@ -48,13 +59,20 @@ class ScheduleView:
 def schedule_rows(statuses: tuple[EnvironmentStatus, ...]) -> dict[str, tuple[Any, ...]]:
     rows: dict[str, tuple[Any, ...]] = {}
     for s in statuses:
-        nxt = ", ".join(f"{t.state} {t.at:%a %H:%M}" for t in s.next_transitions[:2])
-        extra = ", ".join(
-            [f"{o.kind.value} until {o.until:%a %H:%M} ({o.created_by})" for o in s.overrides] + list(s.holds)
+        nxt = ", ".join(f"{t.state} {when(t.at)}" for t in s.next_transitions[:2])
+        extra = (
+            ", ".join(
+                [f"{o.kind.value} until {when(o.until)} by {o.created_by}" for o in s.overrides]
+                + list(s.holds)
+            )
+            or "—"
         )
-        state = Text(
-            str(s.applied or "not applied yet"), style="yellow" if s.applied != s.desired else "green"
-        )
+        if s.applied is None:
+            # The scheduler has not changed this environment since the server started: what it runs
+            # now is whatever it was left in.
+            state = Text(f"untouched (to be {s.desired})", style="yellow")
+        else:
+            state = Text(str(s.applied), style="yellow" if s.applied != s.desired else "green")
         rows[f"{s.environment}/{s.region or '*'}"] = (
             s.environment,
             s.region or "all",
@@ -79,7 +97,7 @@ def shutdown_warnings(view: ScheduleView) -> list[str]:
             (
                 down,
                 f"{s.environment} in {s.region or 'every region'} shuts down at "
-                f"{down:%H:%M} UTC (in {minutes:.0f} min)",
+                f"{when(down, day=False)} (in {minutes:.0f} min)",
             )
         )
     return [text for _, text in sorted(out)]
@@ -105,7 +123,7 @@ class SchedulesScreen(ConsoleScreen):
         yield from self.compose_header()
         yield Static("non-prod schedules", id="schedules-title")
         yield Static("", id="schedule-warning")
-        yield FleetTable(SCHEDULE_COLUMNS, id="schedules")
+        yield FleetTable(SCHEDULE_COLUMNS, id="schedules", vim_keys=False)
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
@@ -162,18 +180,28 @@ class SchedulesScreen(ConsoleScreen):
 
 
 AUDIT_COLUMNS = (
-    ("seq", "#"),
-    ("at", "At"),
-    ("kind", "Kind"),
-    ("actor", "Actor"),
-    ("face", "Face"),
-    ("request", "Request"),
-    ("data", "Data"),
+    Column("seq", "#"),
+    Column("at", "At (UTC)"),
+    Column("kind", "Kind"),
+    Column("actor", "Actor"),
+    Column("face", "Face", drop=2),
+    Column("request", "Request", drop=1),
+    Column("data", "Data (enter: all of it)", short="Data", flex=True, max_width=400),
 )
 
 
 class AuditScreen(ConsoleScreen):
+    """The hash-chained log, newest first; Enter opens an entry in full, ``y`` copies its request id."""
+
     screen_name = "audit"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "Open entry"),
+        Binding("y", "copy", "Copy id"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[str, Any] = {}
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
@@ -209,8 +237,42 @@ class AuditScreen(ConsoleScreen):
                 e.actor,
                 e.face,
                 (e.request_id or "")[:8],
-                " ".join(f"{k}={v}" for k, v in e.data.items())[:80],
+                " ".join(f"{k}={v}" for k, v in e.data.items()),
             )
             for e in reversed(entries)
         }
+        self.entries = {str(e.seq): e for e in entries}
         self.query_one("#audit", FleetTable).show(rows)
+
+    def selected(self) -> Any:
+        key = self.query_one("#audit", FleetTable).selected_key
+        return self.entries.get(key) if key is not None else None
+
+    def on_fleet_table_row_selected(self, _event: FleetTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        e = self.selected()
+        if e is None:
+            return
+        fields = [
+            f"at       {e.at:%Y-%m-%d %H:%M:%S %Z}",
+            f"kind     {e.kind}",
+            f"actor    {e.actor} (via {e.face})",
+            f"request  {e.request_id or '—'}",
+            "data:",
+            *[f"  {k}: {v}" for k, v in e.data.items()],
+        ]
+        for name in ("hash", "prev_hash"):
+            if getattr(e, name, None):
+                fields.append(f"{name:<8} {getattr(e, name)}")
+        self.app.push_screen(
+            DetailScreen(f"audit entry #{e.seq}", "\n".join(fields), e.request_id or str(e.seq))
+        )
+
+    def action_copy(self) -> None:
+        e = self.selected()
+        if e is not None:
+            self.console.copy_text(
+                e.request_id or str(e.seq), "request id" if e.request_id else "entry number"
+            )

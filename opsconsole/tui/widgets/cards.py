@@ -13,7 +13,7 @@ from opsconsole.core.fleet.engine import SourceHealth
 from opsconsole.core.fleet.model import Health
 from opsconsole.core.fleet.report import RegionSummary, Totals
 from opsconsole.styles import SEVERITY_STYLE
-from opsconsole.tui.data import badge, fmt, pct
+from opsconsole.tui.data import RegionHistory, badge, fmt, pct, spark_cells
 
 
 def totals_text(t: Totals, worst: str | None) -> Text:
@@ -85,41 +85,44 @@ def card_text(s: RegionSummary, target_p95: float) -> Text:
     )
 
 
-SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
-
-
-def spark_text(values: list[float], target: float) -> Text:
-    """A sparkline scaled from 0 to the target (full height = at target), red above it.
-
-    Scaled to the target, not to the values' own range: a p95 moving between 124 and 125 ms stays a flat
-    low line instead of jumping from the bottom to the top, and a climb towards the target reads as one.
-    """
-    out = Text()
-    for value in values:
-        share = max(0.0, min(1.0, value / target)) if target > 0 else 0.0
-        block = SPARK_BLOCKS[min(len(SPARK_BLOCKS) - 1, int(share * (len(SPARK_BLOCKS) - 1) + 0.5))]
-        style = "red" if value > target else ("yellow" if value > 0.9 * target else "green")
-        out.append(block, style=style)
-    return out
-
-
 class RegionCard(Vertical, can_focus=True):
-    """One region: health colour on the border, figures, and a p95 sparkline over the last hour."""
+    """One region: health colour on the border, figures, and a p95 sparkline over the last hour (one
+    block per time slice, now at the right; a dot where no data came)."""
 
     def __init__(self, region: str) -> None:
         super().__init__(id=f"card-{region}", classes="card")
         self.region_id = region
         self.border_title = region
 
+    _pending: tuple[RegionSummary, float, RegionHistory, str | None] | None = None
+
     def compose(self) -> ComposeResult:
         yield Static(classes="card-body")
         yield Static(classes="card-spark")
 
-    def show(self, summary: RegionSummary, target_p95: float, p95_history: list[float]) -> None:
+    def on_mount(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.call_after_refresh(self.show, *pending)
+
+    def show(
+        self,
+        summary: RegionSummary,
+        target_p95: float,
+        history: RegionHistory,
+        stale: str | None = None,
+    ) -> None:
+        """Show ``summary``; with ``stale`` ("stale 45s" / "unknown") the card says so instead of its
+        health, and is never green: old data must not look like good news."""
+        if not self.query(".card-body"):  # not composed yet (a refresh right after mounting): shown then
+            self._pending = (summary, target_p95, history, stale)
+            return
         for health in Health:
-            self.set_class(summary.health is health, f"-{health.value}")
+            self.set_class(stale is None and summary.health is health, f"-{health.value}")
+        self.set_class(stale is not None, "-stale")
         self.border_title = f"{summary.id} T{summary.tier}"
-        self.border_subtitle = summary.health.value.upper()
+        self.border_subtitle = stale.upper() if stale is not None else summary.health.value.upper()
         self.query_one(".card-body", Static).update(card_text(summary, target_p95))
         width = max(1, self.content_region.width - 1) if self.content_region.width else 18
-        self.query_one(".card-spark", Static).update(spark_text(p95_history[-width:], target_p95))
+        spark = spark_cells(history.buckets(summary.id, width), target_p95)
+        self.query_one(".card-spark", Static).update(spark)
