@@ -84,11 +84,15 @@ asyncio.run(main())
 """
 
 
-def cold_start() -> list[float]:
+def cold_start(reader: str = "sim", runs: int = 3) -> list[float]:
+    """Seconds from a fresh interpreter to the first refresh on screen, ``runs`` times, each in a fresh
+    ``OPSCONSOLE_HOME``. ``reader="cloud"``: the embedded server starts the local cloud (moto, the
+    Kubernetes, Cloud Monitoring and Azure Monitor emulators) and reads it through the four adapters, as
+    ``make run`` does; ``sim`` reads the world in-process (the console's own start-up only)."""
     times = []
-    for _ in range(3):
+    for _ in range(runs):
         with tempfile.TemporaryDirectory() as home:
-            env = {**os.environ, "OPSCONSOLE_HOME": home, "OPSCONSOLE_SANDBOX_READER": "sim"}
+            env = {**os.environ, "OPSCONSOLE_HOME": home, "OPSCONSOLE_SANDBOX_READER": reader}
             for name in ("OPSCONSOLE_SERVER", "OPSCONSOLE_TOKEN"):  # no team server: the embedded one
                 env.pop(name, None)
             env["XDG_CONFIG_HOME"] = os.path.join(home, "config")
@@ -407,6 +411,9 @@ def in_subprocess(count: int, impl: str, keys: int) -> dict[str, Any]:
 
 def main() -> int:
     starts = cold_start()
+    # The issue's goal names the local cloud; reported beside the console-only figure (not a goal of
+    # this bench yet: ~5 s of it is the emulators' start and the SDKs' first reads, see the report).
+    cloud_starts = cold_start("cloud", runs=2)
     runs = {
         f"{impl}_{count}": in_subprocess(count, impl, 60)
         for count in (5000, 10000)
@@ -433,6 +440,7 @@ def main() -> int:
     }
     results = {
         "cold_start_s_runs": [round(s, 3) for s in starts],
+        "cold_start_localcloud_s_runs": [round(s, 3) for s in cloud_starts],
         "tables": runs,
         "measured": measured,
         "baseline_datatable": baseline,
@@ -451,11 +459,16 @@ def main() -> int:
         before = baseline.get(key)
         was = f", DataTable baseline {before}" if before is not None else ""
         print(f"{key}: {value} (goal < {GOALS[key]}{was}) {'ok' if results['met'][key] else 'MISSED'}")
+    print(f"cold start with the local cloud: {statistics.median(cloud_starts):.2f} s (issue goal < 1.5)")
     print(f"wrote {out}")
     return 0 if all(results["met"].values()) else 1
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--cold"]:  # only the cold starts: python bench/bench_tui.py --cold [sim|cloud]
+        reader = sys.argv[2] if len(sys.argv) > 2 else "sim"
+        print(json.dumps({f"cold_start_{reader}_s_runs": [round(t, 3) for t in cold_start(reader)]}))
+        sys.exit(0)
     if sys.argv[1:2] == ["--one"]:
         count, impl, keys = int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
         print(json.dumps(asyncio.run(table_bench(count, impl, keys=keys))))

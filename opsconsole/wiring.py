@@ -19,10 +19,8 @@ restart; and every source is ``touch()``-ed when a run ends, so what a playbook 
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -94,34 +92,6 @@ def sandbox_emulators(fleet: Fleet) -> list[Emulator]:
     return [
         KubeApiEmulator(fleet), AwsCloud(fleet), GcpMonitoringEmulator(fleet), AzureMonitorEmulator(fleet)
     ]
-
-
-#: The adapters' modules (they import boto3, kubernetes, google-cloud-monitoring, azure-monitor-query).
-ADAPTER_MODULES = ("opsconsole.providers.k8s", "opsconsole.providers.aws", "opsconsole.providers.gcp",
-                   "opsconsole.providers.azure")
-
-
-def preload(modules: Sequence[str]) -> threading.Thread:
-    """Import ``modules`` in a daemon thread (started, returned: ``join()`` it before relying on them).
-
-    A cold start imports the four cloud SDKs (~1 s of one core) and starts the local cloud's emulators,
-    which spend part of their start waiting on their own servers: importing meanwhile fills those waits.
-    A module that fails to import fails again, with its real error, where it is used.
-    ``OPSCONSOLE_SERIAL_START=1``: nothing is preloaded (the old path, for bench/bench_tui.py).
-    """
-
-    def load() -> None:
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except Exception:  # raised again, in context, by the import that needs it
-                return
-
-    serial = os.environ.get("OPSCONSOLE_SERIAL_START") == "1"
-    thread = threading.Thread(target=(lambda: None) if serial else load, name="opsconsole-preload",
-                              daemon=True)
-    thread.start()
-    return thread
 
 
 #: Endpoints of the local cloud, re-read on demand (None: not known now).
@@ -229,9 +199,7 @@ def sandbox_core(
     # Each adapter's own time budget sits inside the engine's deadline, so a slow emulator is cut by
     # its adapter (and reported) before the engine abandons the read.
     timeout_s = deadline_s * 0.8
-    adapters_loaded = preload(ADAPTER_MODULES)  # the SDKs load while the local cloud starts
     with running_or_ephemeral(home, store, lambda: sandbox_emulators(fleet)) as (endpoints, cloud):
-        adapters_loaded.join()
 
         def resolve() -> Mapping[str, Endpoints] | None:
             # The ephemeral cloud's own endpoints, or what the shared `sandbox up` wrote last.

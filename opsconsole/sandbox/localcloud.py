@@ -68,7 +68,8 @@ class LocalCloud:
         """Start every emulator, give back what clients wrote into them under an earlier local cloud
         (:func:`restore_client_objects`), and publish the world once. Stops what it started if one fails."""
         try:
-            self.endpoints.update(start_all(self.emulators))
+            for emulator in self.emulators:
+                self.endpoints[emulator.name] = emulator.start()
             with self._lock, self.store.open() as world:
                 for emulator in self.emulators:
                     restore_client_objects(emulator, world)
@@ -157,36 +158,6 @@ class LocalCloud:
 #: ConfigMaps the emulator synthesises itself (never kept: the next publish writes them).
 _SYNTHESISED_CONFIGMAPS = frozenset({("kube-system", "cluster-autoscaler-status")})
 KUBE_API = "k8s"
-
-
-def start_all(emulators: Sequence[Emulator]) -> dict[str, Endpoints]:
-    """Start every emulator, concurrently (one thread each), and give back their endpoints by name.
-
-    The emulators wait on their own servers while they start (moto's thread, grpc's); started one after
-    the other those waits add up on a cold start. ``OPSCONSOLE_SERIAL_START=1`` starts them one after
-    the other, as before (to measure the difference: bench/bench_tui.py). If one fails, the first
-    failure is raised once all have finished (the caller stops what did start).
-    """
-    if os.environ.get("OPSCONSOLE_SERIAL_START") == "1" or len(emulators) < 2:
-        return {emulator.name: emulator.start() for emulator in emulators}
-    found: dict[str, Endpoints] = {}
-    failures: list[BaseException] = []
-
-    def one(emulator: Emulator) -> None:
-        try:
-            found[emulator.name] = emulator.start()
-        except BaseException as exc:  # raised below, in the caller's thread
-            failures.append(exc)
-
-    threads = [threading.Thread(target=one, args=(e,), name=f"start-{e.name}", daemon=True)
-               for e in emulators]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
-    return {e.name: found[e.name] for e in emulators}
 
 
 def _kube_store(emulator: Emulator) -> Any:

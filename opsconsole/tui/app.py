@@ -37,7 +37,7 @@ from opsconsole.core.fleet.engine import SourceStatus
 from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.records import Job
 from opsconsole.tui.commands import FleetCommands, run_colon
-from opsconsole.tui.data import RegionHistory
+from opsconsole.tui.data import RegionHistory, starting
 from opsconsole.tui.host import ConsoleHost
 from opsconsole.tui.messages import (
     ApiAnswer,
@@ -367,6 +367,8 @@ class OpsConsoleApp(App[None]):
         back: list[str] = []
         worst = SourceStatus.STALE
         for source in view.snapshot.sources:
+            if starting(source):  # its first read is still running: not a failure to announce
+                continue
             before = self._source_status.get(source.name, SourceStatus.OK)
             if source.status is not before and source.status is not SourceStatus.OK:
                 went_bad.append(f"{source.name} ({source.error or source.status.value})")
@@ -549,6 +551,12 @@ class OpsConsoleApp(App[None]):
         if not self.may_write(action):
             return
         self.push_screen(ActionScreen(action, params))
+
+    def open_pods(self, cluster: str, workload: str | None = None, region: str | None = None) -> None:
+        """The pods screen of ``workload`` in ``cluster`` (``:pods CLUSTER [WORKLOAD]``)."""
+        from opsconsole.tui.screens.pods import open_pods  # noqa: PLC0415 - loaded when first used
+
+        open_pods(self, cluster, workload, region)
 
     def open_region(self, region: str, tab: str | None = None) -> None:
         if self.view is not None and region not in self.view.fleet.regions:

@@ -145,7 +145,8 @@ COLON_SCREENS = {
 COLON_TABS = ("workloads", "nodes", "databases", "caches", "traffic", "chart")
 COLON_HELP = (
     ":fleet :findings :approvals :jobs :schedules :audit · :region ID · "
-    ":workloads :nodes :databases :caches :traffic :chart (of the region in view) · :help · :q"
+    ":workloads :nodes :databases :caches :traffic :chart (of the region in view) · "
+    ":pods [CLUSTER [WORKLOAD]] · :help · :q"
 )
 
 
@@ -171,6 +172,8 @@ def run_colon(app: ConsoleHost, line: str, region: str | None = None) -> bool:
             )
             return False
         app.open_region(where, tab=head)
+    elif head in ("pods", "pod", "po"):
+        return _colon_pods(app, rest, region)
     elif head in ("help", "h", "?"):
         app.notify(COLON_HELP, title="command line", timeout=10)
     else:
@@ -182,6 +185,32 @@ def run_colon(app: ConsoleHost, line: str, region: str | None = None) -> bool:
         )
         return False
     return True
+
+
+def _colon_pods(app: ConsoleHost, rest: list[str], region: str | None) -> bool:
+    """``:pods CLUSTER [WORKLOAD]``, or ``:pods`` alone: the pods of what the region screen has selected
+    (a workload, a cluster or node group on the Nodes tab); elsewhere it asks which cluster."""
+    view = app.view
+    if rest:
+        cluster, workload = rest[0], (rest[1] if len(rest) > 1 else None)
+        known = view.fleet.clusters if view is not None else None
+        if known is not None and cluster not in known:
+            names = ", ".join(sorted(known)[:8]) + (" …" if len(known) > 8 else "")
+            app.notify(f":pods {cluster}: no such cluster (clusters: {names})", severity="warning")
+            return False
+        where = known[cluster].region if known is not None else region
+        app.open_pods(cluster, workload, where)
+        return True
+    here = getattr(getattr(app, "screen", None), "action_pods", None)
+    if callable(here):  # the region screen: its selected workload, cluster or node group
+        here()
+        return True
+    clusters = (sorted(c.name for c in view.fleet.clusters.values() if c.region == region)
+                if view is not None and region is not None else [])
+    choice = f" ({region}: {', '.join(clusters)})" if clusters else ""
+    app.notify(f"which cluster? type :pods CLUSTER [WORKLOAD]{choice}", title=":pods", severity="warning",
+               timeout=10)
+    return False
 
 
 class FleetCommands(Provider):

@@ -29,7 +29,7 @@ from opsconsole.core.fleet.model import (
     WorkloadMetrics,
     WorkloadState,
 )
-from opsconsole.core.fleet.report import region_summaries
+from opsconsole.core.fleet.report import RegionSummary, region_summaries
 from opsconsole.core.fleet.view import FleetView
 from opsconsole.styles import SEVERITY_STYLE
 
@@ -84,8 +84,30 @@ def age_text(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+#: How the engine says a read is still under way (see core/fleet/engine.py FleetService.refresh).
+_STILL_READING = ("no answer within", "previous read still running")
+
+
+def starting(source: SourceHealth) -> bool:
+    """True while a source has not answered yet since the server started: its first read is still
+    running (past the refresh's deadline). It is neither OK (no data) nor failed (nothing refused):
+    the console says "starting" until it answers or fails. A source that answered once and then went
+    quiet is STALE; one that refused is FAILED."""
+    if source.status.value == "starting":  # an engine that says so itself
+        return True
+    return (
+        source.status is not SourceStatus.OK
+        and source.last_success is None
+        and source.age_s is None
+        and (source.error or "").startswith(_STILL_READING)
+    )
+
+
 def badge(source: SourceHealth) -> Text:
-    """A freshness badge: the source's name, its age, and STALE / FAILED when it is not fresh."""
+    """A freshness badge: the source's name, its age, and STALE / FAILED when it is not fresh
+    (``starting`` while its first read is still running)."""
+    if starting(source):
+        return Text(f" {source.name} starting… ", style="black on grey70")
     if source.status is SourceStatus.OK:
         return Text(f" {source.name} {age_text(source.age_s)} ", style="black on green")
     if source.status is SourceStatus.STALE:
@@ -478,6 +500,21 @@ def health_cell(health: str, stale: str | None) -> Text:
     return Text(health.upper(), style=style)
 
 
+def pods_cell(s: RegionSummary, *, short_style: str = "yellow") -> Text:
+    """A region's ready/desired pods; ``?`` when Kubernetes did not report them (never ``0/0``)."""
+    if not s.pods_known:
+        return Text("?", style="dim")
+    short = s.pods_ready < s.pods_desired
+    return Text(f"{s.pods_ready}/{s.pods_desired}", style=short_style if short else "")
+
+
+def nodes_cell(s: RegionSummary) -> Text:
+    """A region's nodes against its maximum; ``?`` when Kubernetes did not report them."""
+    if not s.nodes_known:
+        return Text("?", style="dim")
+    return Text(f"{s.nodes}/{s.nodes_max}")
+
+
 def region_rows(
     view: FleetView, history: RegionHistory, stale: dict[str, str | None], now: datetime | None = None
 ) -> dict[str, Row]:
@@ -494,9 +531,7 @@ def region_rows(
             ),
             pct(s.availability, 2),
             fmt(s.replica_lag_s, ".1f", "s"),
-            Text(
-                f"{s.pods_ready}/{s.pods_desired}", style="" if s.pods_ready >= s.pods_desired else "yellow"
-            ),
+            pods_cell(s),
             Text(
                 f"{s.findings}{worst}",
                 style=SEVERITY_STYLE[s.worst_severity] if s.worst_severity else "dim",

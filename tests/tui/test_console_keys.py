@@ -14,6 +14,7 @@ from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.screens.change import ActionScreen, JobsScreen
 from opsconsole.tui.screens.dialogs import CommandLine, DetailScreen, HelpScreen
 from opsconsole.tui.screens.fleet import FindingsScreen, OverviewScreen, RegionScreen
+from opsconsole.tui.screens.pods import PodsScreen
 from opsconsole.tui.screens.records import AuditScreen, SchedulesScreen, schedule_rows
 from opsconsole.tui.widgets.table import FleetTable
 
@@ -150,7 +151,9 @@ async def test_the_colon_command_line() -> None:
         screen = app.screen
         assert isinstance(screen, RegionScreen)
         await until(pilot, lambda: screen.query_one("#tabs").active == "tab-nodes")  # type: ignore[attr-defined]
-        await _colon(pilot, app, "pods")
+        await _colon(pilot, app, "pods")  # the pods of the cluster selected on the Nodes tab
+        await until(pilot, lambda: isinstance(app.screen, PodsScreen))
+        await _colon(pilot, app, "nope")
         assert notified(app, "not a command")
         await _colon(pilot, app, "jobs")
         await until(pilot, lambda: isinstance(app.screen, JobsScreen))

@@ -126,3 +126,84 @@ async def test_pods_of_a_crash_looping_workload_their_log_and_events(server_url:
         await pilot.press("escape")
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, PodsScreen))
+
+
+async def _region(pilot: object, app: OpsConsoleApp, tab: str | None = None) -> RegionScreen:
+    await refreshed(pilot, app)  # type: ignore[arg-type]
+    app.push_screen(RegionScreen(REGION, tab))
+    await until(pilot, lambda: isinstance(app.screen, RegionScreen) and app.screen.query("#nodes"))  # type: ignore[arg-type]
+    screen = app.screen
+    assert isinstance(screen, RegionScreen)
+    return screen
+
+
+async def _colon(pilot: object, line: str) -> None:
+    keys = ["colon", *("space" if ch == " " else ch for ch in line), "enter"]
+    await pilot.press(*keys)  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+async def test_colon_pods_opens_the_pods_of_the_selection_or_of_a_named_cluster(
+    server_url: tuple[str, str],
+) -> None:
+    app = _app(*server_url)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await refreshed(pilot, app)
+        # On the overview, :pods asks which cluster (and names the focused region's), opening nothing.
+        await _colon(pilot, "pods")
+        await until(pilot, lambda: any("which cluster" in n.message for n in app._notifications))
+        assert not isinstance(app.screen, PodsScreen)
+        # :pods CLUSTER WORKLOAD opens those pods from anywhere; an unknown cluster is refused by name.
+        await _colon(pilot, "pods nope")
+        await until(pilot, lambda: any(":pods nope: no such" in n.message for n in app._notifications))
+        await _colon(pilot, f"pods {CLUSTER} checkout")
+        screen = await until(pilot, lambda: app.screen if isinstance(app.screen, PodsScreen) else None)
+        assert (screen.cluster, screen.workload, screen.region_id) == (CLUSTER, "checkout", REGION)
+        await pilot.press("escape")
+        # On the region screen, :pods is `p`: the selected workload's pods.
+        region = await _region(pilot, app)
+        workloads = region.query_one("#workloads", FleetTable)
+        key = f"workload/{CLUSTER}/checkout"
+        await until(pilot, lambda: key in workloads._index)
+        workloads.move_cursor(row=workloads.get_row_index(key))
+        await pilot.pause()
+        await _colon(pilot, "pods")
+        screen = await until(pilot, lambda: app.screen if isinstance(app.screen, PodsScreen) else None)
+        assert (screen.cluster, screen.workload) == (CLUSTER, "checkout")
+
+
+@pytest.mark.slow
+async def test_from_the_nodes_tab_enter_or_p_lists_the_pods_on_a_cluster_or_node_group(
+    server_url: tuple[str, str],
+) -> None:
+    app = _app(*server_url)
+    async with app.run_test(size=(200, 50)) as pilot:
+        region = await _region(pilot, app, "nodes")
+        nodes = region.query_one("#nodes", FleetTable)
+        key = f"cluster/{CLUSTER}"
+        await until(pilot, lambda: key in nodes._index)
+        nodes.move_cursor(row=nodes.get_row_index(key))
+        await pilot.pause()
+        # Enter on a cluster's row: every pod of the cluster, with its node and node group.
+        await pilot.press("enter")
+        screen = await until(pilot, lambda: app.screen if isinstance(app.screen, PodsScreen) else None)
+        assert (screen.cluster, screen.workload, screen.node_group) == (CLUSTER, None, None)
+        await until(pilot, lambda: screen.loads > 0 and screen.pods)
+        assert len({p.workload for p in screen.pods.values()}) > 1
+        groups = sorted({p.node_group for p in screen.pods.values() if p.node_group})
+        assert groups
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is region)
+        # p does the same; a node group's row (the cloud adapters report them; the sim reader does not,
+        # so the row's key is given here) lists only the pods in that group.
+        await pilot.press("p")
+        screen = await until(pilot, lambda: app.screen if isinstance(app.screen, PodsScreen) else None)
+        assert (screen.cluster, screen.node_group) == (CLUSTER, None)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is region)
+        region.pods_of_node_row(f"nodegroup/{CLUSTER}/{groups[0]}")
+        screen = await until(pilot, lambda: app.screen if isinstance(app.screen, PodsScreen) else None)
+        assert (screen.cluster, screen.node_group) == (CLUSTER, groups[0])
+        await until(pilot, lambda: screen.loads > 0 and screen.pods)
+        assert {p.node_group for p in screen.pods.values()} == {groups[0]}
+        assert f"in node group {groups[0]}" in str(screen.query_one("#pods-title").render())

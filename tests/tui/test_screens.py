@@ -203,7 +203,8 @@ async def test_scale_form_validates_and_shows_preview_and_risk() -> None:
         assert form.assessment is None
         form.query_one("#f-replicas").value = "4"  # type: ignore[attr-defined]
         await until(pilot, lambda: form.assessment is not None)
-        await until(pilot, lambda: "approval" in screen_text(app))
+        # The preview and the reasons are laid out a frame after the risk line: wait for them too.
+        await until(pilot, lambda: "approval" in screen_text(app) and "→ 4" in screen_text(app))
         text = screen_text(app)
         assert "PRODUCTION CHANGE" in text and "→ 4" in text  # a large prod scale-down needs one
         await pilot.press("ctrl+s")

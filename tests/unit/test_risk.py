@@ -372,3 +372,31 @@ def test_no_policy_file_is_an_error_not_a_silent_default(seed_fleet: Fleet, inve
     (inventory_copy / "policy.yml").unlink()
     with pytest.raises(InventoryError, match="the file to exist"):
         load_policy(inventory_copy, seed_fleet)
+
+
+def test_a_region_wide_scale_names_every_cluster_it_changes(
+    seed_fleet: Fleet, policy: RiskPolicy, healthy: Snapshot
+) -> None:
+    # Issue 16, defect 4: "scale checkout in eu-west-1 to 12" sets every prod cluster of the region; the
+    # risk line named only the cluster cut most.
+    snap = checkout_at(healthy, 40, cpu=0.3)  # eks-euw1-prod cut by 70 %: the large scale-down rule
+    plan = plan_scale(seed_fleet, snap, service="checkout", region="eu-west-1", replicas=12)
+    clusters = sorted({t.split("/")[1] for t in plan.targets if t.startswith("workload/")})
+    assert len(clusters) > 1
+    verdict = assess(policy, plan, seed_fleet, snap, DEFAULT_NOW)
+    assert verdict.rule == "prod-scale-down-large"
+    first = verdict.reasons[0]
+    assert f"the plan changes {len(clusters)} clusters" in first
+    for name in clusters:
+        assert name in first
+    assert "eks-euw1-prod (40 → 12)" in first
+    # A region-wide scale-up names them all too (it used to say "in <one> and 2 more").
+    up = assess(policy, plan_scale(seed_fleet, healthy, service="checkout", region="eu-west-1",
+                                   replicas=50), seed_fleet, healthy, DEFAULT_NOW)
+    assert up.rule == "scale-up"
+    assert "more" not in up.reasons[0]
+    for name in clusters:
+        assert f"{name} (" in up.reasons[0]
+    # One cluster: no list.
+    one = assess(policy, scale(seed_fleet, snap, replicas=12), seed_fleet, snap, DEFAULT_NOW)
+    assert "the plan changes" not in one.reasons[0]

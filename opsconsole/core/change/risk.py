@@ -314,7 +314,21 @@ class _ScaleFacts:
             return ""
         if c.needed is not None:
             text += f", its current load needs {c.needed}"
-        return text + (f", in {c.cluster}" if self.where else "")
+        return text + (f", in {c.cluster}; {self.across()}" if self.where else "")
+
+    def across(self) -> str:
+        """Every cluster the plan changes, with its change: "the plan changes 3 clusters: eks-euw1-prod
+        (14 → 12), gke-euw1-prod (3 → 12), aks-euw1-prod (3 → 12)" (a region-wide scale sets each)."""
+        parts = []
+        for c in self.changes:
+            if self.hpa and c.hpa_before and c.hpa_after:
+                change = f"HPA {c.hpa_before[0]}–{c.hpa_before[1]} → {c.hpa_after[0]}–{c.hpa_after[1]}"
+            else:
+                before = "?" if c.before is None else str(c.before)
+                after = "?" if c.after is None else str(c.after)
+                change = f"{before} → {after}"
+            parts.append(f"{c.cluster} ({change})")
+        return f"the plan changes {len(self.changes)} clusters: {', '.join(parts)}"
 
     def scale_up(self) -> bool | None:
         if any(c.lowers is None for c in self.changes):
@@ -443,8 +457,9 @@ class _Judge:
         if pct <= threshold:
             return False, ""
         where = f" in {c.cluster}" if f.where else ""
+        every = f"; {f.across()}" if f.where else ""
         return True, (f"{f.environment} scale-down of {f.service} in {f.region} by {pct:.0f} % "
-                      f"({c.before} → {c.after} replicas{where}) is over {threshold:g} %")
+                      f"({c.before} → {c.after} replicas{where}) is over {threshold:g} %{every}")
 
     def below_load(self) -> tuple[bool | None, str]:
         f = self.facts
@@ -459,8 +474,9 @@ class _Judge:
             return False, ""
         where = f" in {c.cluster}" if f.where else ""
         what = f"an HPA max of {c.ceiling}" if f.hpa else f"{c.ceiling} replicas"
+        every = f"; {f.across()}" if f.where else ""
         return True, (f"{f.environment} scale of {f.service} in {f.region} to {what}{where} is below the "
-                      f"{c.needed} replicas its current load needs ({c.load})")
+                      f"{c.needed} replicas its current load needs ({c.load}){every}")
 
     def scale_up(self) -> tuple[bool | None, str]:
         f = self.facts
@@ -474,8 +490,10 @@ class _Judge:
             change = f"HPA {c.hpa_before[0]}–{c.hpa_before[1]} → {c.hpa_after[0]}–{c.hpa_after[1]}"
         else:
             change = f"{c.before} → {c.after} replicas"
-        where = f" in {c.cluster} and {len(f.changes) - 1} more" if f.where else ""
-        return True, (f"{f.environment} scale-up of {f.service} in {f.region} ({change}{where}) "
+        if f.where:
+            return True, (f"{f.environment} scale-up of {f.service} in {f.region} within its bounds, "
+                          f"lowering nothing; {f.across()}")
+        return True, (f"{f.environment} scale-up of {f.service} in {f.region} ({change}) "
                       f"within its bounds, lowering nothing")
 
     def match(self, rule: RiskRule) -> tuple[bool, list[str]]:

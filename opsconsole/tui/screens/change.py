@@ -345,7 +345,7 @@ class ActionScreen(ConsoleScreen):
         lines = [Text.assemble(("Risk ", "bold"), (risk.level.value.upper(), style), f": {needs}")]
         lines += [Text(f"  · {reason}") for reason in risk.reasons]
         covered = self.clusters_covered(*asked)
-        if len(covered) > 1:  # the risk names one cluster; the request changes every one of these
+        if len(covered) > 1:  # what the request changes, and how to narrow it to one cluster
             lines.append(
                 Text(
                     f"  · applies to {len(covered)} clusters: {', '.join(covered)} "

@@ -87,9 +87,13 @@ def pod_row(p: PodInfo) -> Row:
     )
 
 
-def open_pods(app: App[Any], cluster: str, workload: str | None = None, region: str | None = None) -> None:
-    """Open the pods of ``workload`` in ``cluster`` (all of the cluster's when ``None``)."""
-    app.push_screen(PodsScreen(cluster, workload, region))
+def open_pods(
+    app: App[Any], cluster: str, workload: str | None = None, region: str | None = None, *,
+    node: str | None = None, node_group: str | None = None,
+) -> None:
+    """Open the pods of ``workload`` in ``cluster`` (all of the cluster's when ``None``); ``node`` /
+    ``node_group``: only those running on that node / in that node group (the node → pods direction)."""
+    app.push_screen(PodsScreen(cluster, workload, region, node=node, node_group=node_group))
 
 
 def _failed_text(error: BaseException) -> str:
@@ -109,22 +113,39 @@ class PodsScreen(ConsoleScreen):
         Binding("r", "reload", "Reload"),
     ]
 
-    def __init__(self, cluster: str, workload: str | None = None, region: str | None = None) -> None:
+    def __init__(
+        self, cluster: str, workload: str | None = None, region: str | None = None, *,
+        node: str | None = None, node_group: str | None = None,
+    ) -> None:
         super().__init__()
         self.cluster = cluster
         self.workload = workload
         self.region_id = region
-        self.crumb = f"{cluster} › {workload or 'all'} › pods"
+        #: Only the pods on this node / in this node group (filtered here: the server lists a cluster's
+        #: or a workload's pods, each with its node and node group).
+        self.node = node
+        self.node_group = node_group
+        where = f"node {node}" if node else f"node group {node_group}" if node_group else (workload or "all")
+        self.crumb = f"{cluster} › {where} › pods"
         self.pods: dict[str, PodInfo] = {}
         self.loads = 0
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
-        what = self.workload or "every workload"
-        yield Static(f"Pods of {what} in {self.cluster}: loading…", id="pods-title")
+        yield Static(f"Pods of {self.what} in {self.cluster}: loading…", id="pods-title")
         yield FleetTable(POD_COLUMNS, id="pods")
         yield Static("", id="pod-path")
         yield from self.compose_footer()
+
+    @property
+    def what(self) -> str:
+        """Whose pods these are, for the title: "checkout", "every workload on node ip-10-0-1-7"."""
+        text = self.workload or "every workload"
+        if self.node:
+            text += f" on node {self.node}"
+        if self.node_group:
+            text += f" in node group {self.node_group}"
+        return text
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -141,6 +162,10 @@ class PodsScreen(ConsoleScreen):
 
     def _show(self, pods: list[PodInfo]) -> None:
         self.loads += 1
+        if self.node:
+            pods = [p for p in pods if p.node == self.node]
+        if self.node_group:
+            pods = [p for p in pods if p.node_group == self.node_group]
         self.pods = {p.name: p for p in pods}
         if self.region_id is None and pods:
             self.region_id = pods[0].region
@@ -149,7 +174,7 @@ class PodsScreen(ConsoleScreen):
         bad = sum(1 for p in pods if p.unhealthy)
         restarts = sum(p.restarts for p in pods)
         self.query_one("#pods-title", Static).update(
-            f"Pods of {self.workload or 'every workload'} in {self.cluster}: {len(pods)} "
+            f"Pods of {self.what} in {self.cluster}: {len(pods)} "
             f"({bad} not ready, {restarts} restarts)   "
             "[dim]enter logs · e events · d describe · n node[/dim]"
         )

@@ -13,7 +13,7 @@ from opsconsole.core.fleet.engine import SourceHealth
 from opsconsole.core.fleet.model import Health
 from opsconsole.core.fleet.report import RegionSummary, Totals
 from opsconsole.styles import SEVERITY_STYLE
-from opsconsole.tui.data import RegionHistory, badge, fmt, pct, spark_cells
+from opsconsole.tui.data import RegionHistory, badge, fmt, nodes_cell, pct, pods_cell, spark_cells
 
 
 def totals_text(t: Totals, worst: str | None) -> Text:
@@ -75,11 +75,8 @@ def card_text(s: RegionSummary, target_p95: float) -> Text:
                 (" lag ", "dim"),
                 (f"{fmt(s.replica_lag_s, '.1f')}s", "bold red" if lag_bad else ""),
             ),
-            Text.assemble(
-                ("pods ", "dim"),
-                (f"{s.pods_ready}/{s.pods_desired}", "" if s.pods_ready >= s.pods_desired else "bold yellow"),
-            ),
-            Text.assemble(("nodes ", "dim"), f"{s.nodes}/{s.nodes_max}"),
+            Text.assemble(("pods ", "dim"), pods_cell(s, short_style="bold yellow")),
+            Text.assemble(("nodes ", "dim"), nodes_cell(s)),
             findings,
         ]
     )
