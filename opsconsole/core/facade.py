@@ -108,6 +108,16 @@ class OpsCore:
         return self._fleet_service.snapshot
 
     @property
+    def fleet_sources(self) -> tuple[FleetSource, ...]:
+        """The fleet's sources (the server asks the one that can for pods, logs and events)."""
+        return self._fleet_service.sources
+
+    def on_fleet_change(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(source_name)`` when a source that can tell says its data changed (a watch
+        event); returns the unsubscribe function. The server's cache refreshes early on it."""
+        return self._fleet_service.on_change(callback)
+
+    @property
     def runner(self) -> Runner:
         if self._runner is None:
             raise ExecutionUnavailable("this console was started read-only: it cannot run playbooks")

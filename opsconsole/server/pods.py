@@ -63,11 +63,7 @@ def find_reader(core: Any) -> PodReader:
     wired = getattr(core, "pod_reader", None)
     if isinstance(wired, PodReader):
         return wired
-    service = getattr(core, "_fleet_service", None)
-    sources = getattr(service, "sources", None)
-    if sources is None:  # FleetService keeps its sources in its per-source states
-        sources = [getattr(state, "source", None) for state in getattr(service, "_states", ())]
-    for source in sources or ():
+    for source in getattr(core, "fleet_sources", ()):
         if isinstance(source, PodReader):
             return source
     raise PodsUnavailable(_NO_READER)

@@ -8,7 +8,14 @@ import threading
 import time
 from typing import Any
 
-from opsconsole.core.fleet.engine import ChangeSet, SourceHealth, SourceStatus
+from opsconsole.core.fleet.engine import (
+    ChangeSet,
+    FleetService,
+    SourceHealth,
+    SourceReading,
+    SourceStatus,
+    change_notifier,
+)
 from opsconsole.core.fleet.findings import evaluate, region_health
 from opsconsole.core.fleet.model import Fleet
 from opsconsole.core.fleet.view import FleetView
@@ -73,3 +80,142 @@ def test_without_a_whole_view_in_time_the_newest_one_is_used(seed_fleet: Fleet) 
     finally:
         core.go.set()
         cache.stop()
+
+
+# --------------------------------------------------------------------------------------------------
+# Early refreshes: a source that says its data changed wakes the cache (debounced, rate-limited)
+# --------------------------------------------------------------------------------------------------
+
+
+class _NotifyingCore:
+    """A core whose fleet service can tell of changes (``on_fleet_change``); counts its refreshes."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.view = _view(fleet, partial=False)
+        self.refreshes = 0
+        self.refreshed = threading.Condition()
+        self.listeners: list[Any] = []
+
+    def refresh(self) -> FleetView:
+        with self.refreshed:
+            self.refreshes += 1
+            self.refreshed.notify_all()
+        return self.view
+
+    def on_fleet_change(self, callback: Any) -> Any:
+        self.listeners.append(callback)
+        return lambda: self.listeners.remove(callback)
+
+    def change(self) -> None:
+        for callback in list(self.listeners):
+            callback("k8s")
+
+    def wait_refreshes(self, n: int, timeout: float = 10.0) -> bool:
+        with self.refreshed:
+            return self.refreshed.wait_for(lambda: self.refreshes >= n, timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(name)
+
+
+def test_a_change_refreshes_early_and_a_burst_makes_one_refresh(seed_fleet: Fleet) -> None:
+    core = _NotifyingCore(seed_fleet)
+    hub = Hub()
+    fleet_events: list[Any] = []
+    hub.listen(lambda e: fleet_events.append(e) if e.kind == "fleet" else None)
+    # The periodic refresh is 60 s away: only the notification can explain a second refresh.
+    cache = FleetCache(core, hub, refresh_s=60, debounce_s=0.2, min_interval_s=0.2)  # type: ignore[arg-type]
+    cache.start()
+    try:
+        assert core.wait_refreshes(1)
+        assert len(core.listeners) == 1  # the cache follows the core's changes
+        started = time.monotonic()
+        for _ in range(50):  # a world tick: many objects within milliseconds
+            core.change()
+        assert core.wait_refreshes(2), "no early refresh after a change"
+        took = time.monotonic() - started
+        assert took < 30  # far sooner than the 60-s floor (generous: a loaded machine)
+        # The burst was one refresh: no second one follows it.
+        assert not core.wait_refreshes(3, timeout=0.8), "a burst of changes made several refreshes"
+        assert cache.early_refreshes == 1 and cache.notifications == 50
+        assert len(fleet_events) == 2 and len(cache.notify_to_view_s) == 1
+        print(f"change -> refreshed view: {took * 1000:.0f} ms (debounce 200 ms)")
+    finally:
+        cache.stop()
+    assert core.listeners == []  # stop unsubscribes
+
+
+def test_changes_without_pause_are_rate_limited_and_the_periodic_floor_stays(seed_fleet: Fleet) -> None:
+    core = _NotifyingCore(seed_fleet)
+    cache = FleetCache(core, Hub(), refresh_s=60, debounce_s=0.05, min_interval_s=0.25)  # type: ignore[arg-type]
+    cache.start()
+    stop = threading.Event()
+
+    def storm() -> None:
+        while not stop.is_set():
+            core.change()
+            time.sleep(0.002)
+
+    try:
+        assert core.wait_refreshes(1)
+        thread = threading.Thread(target=storm, daemon=True)
+        started = time.monotonic()
+        thread.start()
+        assert core.wait_refreshes(4), "a storm of changes made no early refreshes"
+        time.sleep(1.0)
+        stop.set()
+        thread.join()
+        elapsed = time.monotonic() - started
+        # At most one refresh per min_interval_s (+1 for the one in flight), however many changes.
+        assert core.refreshes - 1 <= elapsed / 0.25 + 1, (core.refreshes, elapsed)
+        assert cache.notifications > core.refreshes * 5
+    finally:
+        stop.set()
+        cache.stop()
+    # Without changes, the periodic floor alone refreshes.
+    quiet = _NotifyingCore(seed_fleet)
+    periodic = FleetCache(quiet, Hub(), refresh_s=0.05, follow_changes=False)  # type: ignore[arg-type]
+    periodic.start()
+    try:
+        assert quiet.wait_refreshes(3)
+        assert quiet.listeners == [] and periodic.early_refreshes == 0
+    finally:
+        periodic.stop()
+
+
+class _Notifying:
+    """A fleet source that can tell when its data changed (``ChangeNotifying``)."""
+
+    name = "watching"
+
+    def __init__(self) -> None:
+        self.listeners: list[Any] = []
+
+    def read(self) -> SourceReading:
+        return SourceReading(records=())
+
+    def on_change(self, callback: Any) -> Any:
+        self.listeners.append(callback)
+        return lambda: self.listeners.remove(callback)
+
+
+class _Plain:
+    name = "polled"
+
+    def read(self) -> SourceReading:
+        return SourceReading(records=())
+
+
+def test_the_fleet_service_follows_only_the_sources_that_can_tell() -> None:
+    notifying, plain = _Notifying(), _Plain()
+    heard: list[str] = []
+    with FleetService([plain, notifying]) as service:
+        assert service.notifying_sources == ("watching",)
+        assert change_notifier(plain) is None
+        unsubscribe = service.on_change(heard.append)
+        assert len(notifying.listeners) == 1
+        for callback in notifying.listeners:
+            callback()
+        assert heard == ["watching"]
+        unsubscribe()
+        assert notifying.listeners == []

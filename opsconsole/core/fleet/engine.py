@@ -450,6 +450,11 @@ class FleetService:
         return unsubscribe
 
     @property
+    def sources(self) -> tuple[FleetSource, ...]:
+        """The sources this service reads, in order (a face may ask one for more, e.g. a pod's log)."""
+        return tuple(state.source for state in self._states)
+
+    @property
     def notifying_sources(self) -> tuple[str, ...]:
         """Names of the sources that can tell when their data changed."""
         return tuple(s.source.name for s in self._states if change_notifier(s.source) is not None)
