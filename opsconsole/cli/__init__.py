@@ -177,6 +177,9 @@ def _register() -> None:
     from opsconsole.cli.pods import register as register_pods  # noqa: PLC0415 — pods, logs, events, describe
 
     register_pods(app)
+    from opsconsole.cli.freeze import freeze_app  # noqa: PLC0415 — the emergency change freeze
+
+    app.add_typer(freeze_app, name="freeze")
 
 
 _register()

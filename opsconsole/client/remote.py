@@ -341,6 +341,14 @@ class RemoteClient:
             "environment": environment, "kind": kind, "until": until, "region": region, "reason": reason,
         })
 
+    def freeze_status(self) -> dict[str, Any]:
+        document: dict[str, Any] = self._call("GET", "/freeze")
+        return document
+
+    def freeze(self, on: bool, *, reason: str | None = None) -> dict[str, Any]:
+        document: dict[str, Any] = self._call("POST", "/freeze", body={"on": on, "reason": reason})
+        return document
+
     def stream(self) -> Iterator[StreamEvent]:
         """Server-sent events, decoded, until the caller stops iterating (the connection then closes)."""
         timeout = httpx.Timeout(self.timeout_s, read=None)

@@ -250,6 +250,15 @@ class OpsApi(Protocol):
         """Keep awake, skip tonight or force down until a time (:class:`Override`)."""
         ...
 
+    def freeze_status(self) -> dict[str, Any]:
+        """The emergency change freeze: ``{"on", "reason", "by", "since"}`` (anyone may read it)."""
+        ...
+
+    def freeze(self, on: bool, *, reason: str | None = None) -> dict[str, Any]:
+        """Turn the emergency change freeze on (``reason`` required) or off; admins only, audited.
+        Returns the document of :meth:`freeze_status` after the switch."""
+        ...
+
     def stream(self) -> Iterator[StreamEvent]:
         """Events as they happen, until the caller stops iterating."""
         ...

@@ -52,6 +52,7 @@ from opsconsole.core.fleet.engine import SourceStatus
 from opsconsole.core.store.db import StoreUnavailable
 from opsconsole.server.auth import Authenticator, AuthResult, Unauthenticated
 from opsconsole.server.cache import FleetCache, FleetUnavailable, Hub
+from opsconsole.server.problems import PROBLEM, problem
 from opsconsole.server.service import NotFound, OpsService, caller_for
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,6 @@ API = "/api/v1"
 DEFAULT_MAX_BODY = 1024 * 1024
 #: Paths under /api/v1 that need no credential.
 PUBLIC_API_PATHS = frozenset({f"{API}/openapi.json", f"{API}/docs", f"{API}/docs/oauth2-redirect"})
-PROBLEM = "application/problem+json"
 AUTH_SCOPE_KEY = "opsconsole.auth"
 #: The header a client names its face with (``cli``, ``tui``), for the audit; never an identity.
 FACE_HEADER = "x-opsconsole-face"
@@ -127,16 +127,6 @@ def status_for(exc: OpsError) -> int:
     if isinstance(exc, StoreUnavailable | FleetUnavailable | ExecutionUnavailable):
         return 503
     return 400 if exc.user_error else 500
-
-
-def problem(status: int, title: str, detail: str, *, user_error: bool,
-            headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
-            "user_error": user_error}
-    all_headers = dict(headers or {})
-    if status == 401:
-        all_headers.setdefault("WWW-Authenticate", 'Bearer realm="opsconsole"')
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=all_headers)
 
 
 def _problem_bytes(status: int, title: str, detail: str, *, user_error: bool) -> bytes:
@@ -603,5 +593,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     from opsconsole.server.pods import router as pods_router  # noqa: PLC0415  # pods, logs, events
 
     app.include_router(pods_router)
+    from opsconsole.server.freeze import install as install_freeze  # noqa: PLC0415  # emergency freeze
+    install_freeze(app, runtime)
     app.add_middleware(Guard, runtime=runtime, metrics=metrics)
     return app

@@ -33,6 +33,7 @@ from opsconsole.core import wire
 from opsconsole.core.errors import OpsError
 from opsconsole.core.fleet.pods import PodDescription, PodLog, PodNotFound, PodReader, PodsUnavailable
 from opsconsole.server.auth import AuthResult, Unauthenticated
+from opsconsole.server.problems import problem
 
 __all__ = ["MAX_TAIL", "find_reader", "router"]
 
@@ -70,8 +71,6 @@ def find_reader(core: Any) -> PodReader:
 
 
 def _problem(status: int, title: str, detail: str, *, user_error: bool) -> Response:
-    from opsconsole.server.app import problem  # noqa: PLC0415  # app includes this router
-
     return problem(status, title, detail, user_error=user_error)
 
 

@@ -296,3 +296,51 @@ def test_bad_prices_name_the_file(inventory_copy: Path) -> None:
     with pytest.raises(InventoryError) as caught:
         load_prices(inventory_copy)
     assert "prices.yml" in str(caught.value) and "usd must be a number >= 0" in str(caught.value)
+
+
+# -- the seed's bounds and the cross-file checks (issue 14) --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key_path", "expected"),
+    [
+        ("read_replicas: 3", "read_replicas: 20", "database.read_replicas", "from 1 to 10"),
+        ("nodes: 6", "nodes: 40", "cache.nodes", "from 3 to 10"),
+        ("storage_tb: 60", "storage_tb: 500", "database.storage_tb", "from 1 to 100"),
+    ],
+)
+def test_region_figures_outside_the_seed_bounds_are_refused(
+    inventory_copy: Path, old: str, new: str, key_path: str, expected: str
+) -> None:
+    region_file = inventory_copy / "group_vars" / "region_us_east_1.yml"
+    edit(region_file, old, new)
+    error = load_error(inventory_copy)
+    assert (error.file, error.key_path) == (str(region_file), key_path)
+    assert expected in error.expected
+    assert error.line is not None and f"{region_file}:{error.line}:" in str(error)
+    assert new.split(": ")[1] in str(error)
+
+
+def test_capacity_weight_off_the_provider_plan_is_refused(inventory_copy: Path) -> None:
+    hosts = inventory_copy / "hosts.yml"
+    edit(hosts, "capacity_weight: 140", "capacity_weight: 1400")  # eks-euw1-prod, x10
+    error = load_error(inventory_copy)
+    assert error.file == str(hosts)
+    assert error.key_path.endswith("eks-euw1-prod.capacity_weight"), error.key_path
+    assert "provider plan" in error.expected and "emea" in error.expected
+    assert "1400" in str(error) and error.line is not None
+
+
+def test_eu_failover_partner_outside_the_eu_is_refused(inventory_copy: Path) -> None:
+    region_file = inventory_copy / "group_vars" / "region_eu_west_1.yml"
+    edit(region_file, "failover_partner: eu-central-1", "failover_partner: us-east-1")
+    error = load_error(inventory_copy)
+    assert (error.file, error.key_path) == (str(region_file), "failover_partner")
+    assert "eu residency zone" in error.expected
+    assert error.found == "us-east-1 in zone us"
+
+
+def test_us_failover_partner_in_another_zone_is_allowed(inventory_copy: Path) -> None:
+    region_file = inventory_copy / "group_vars" / "region_sa_east_1.yml"
+    edit(region_file, "failover_partner: us-east-1", "failover_partner: eu-west-1")
+    assert load_inventory(inventory_copy).regions["sa-east-1"].failover_partner == "eu-west-1"

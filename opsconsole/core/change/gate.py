@@ -28,6 +28,7 @@ cancel_job      an operator in the job's scope, or the job's requester
 break_glass     admin in scope
 override        operator in scope (a schedule override of an environment / region)
 manage_tokens   admin in scope (pass :func:`fleet_scope`: every environment and region)
+freeze          admin in scope (the emergency change freeze; pass :func:`fleet_scope`)
 =============== ===================================================================================
 
 Pure: no I/O, no clock. Auditing a refusal is the caller's business (the pipeline records it).
@@ -55,6 +56,7 @@ class Act(StrEnum):
     BREAK_GLASS = "break_glass"
     OVERRIDE = "override"
     MANAGE_TOKENS = "manage_tokens"
+    FREEZE = "freeze"
 
 
 class Forbidden(RequestRefused):
@@ -77,6 +79,7 @@ _DOING = {
     Act.BREAK_GLASS: "breaking glass",
     Act.OVERRIDE: "a schedule override",
     Act.MANAGE_TOKENS: "managing API tokens",
+    Act.FREEZE: "switching the emergency change freeze",
 }
 
 #: The permission each act needs (on top of the requester rules below).
@@ -89,6 +92,7 @@ _NEEDS = {
     Act.BREAK_GLASS: Permission.BREAK_GLASS,
     Act.OVERRIDE: Permission.REQUEST,
     Act.MANAGE_TOKENS: Permission.BREAK_GLASS,
+    Act.FREEZE: Permission.BREAK_GLASS,
 }
 
 

@@ -40,14 +40,15 @@ Pure: no I/O beyond :func:`load_policy`, no clock (``now`` is given), no face.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from opsconsole.core.change.actions import ActionName, ActionPlan
 from opsconsole.core.change.rbac import Scope, _only_keys, _read_environments, _read_regions
@@ -60,6 +61,7 @@ __all__ = [
     "HPA_TARGET_UTILISATION",
     "ApproverScope",
     "ChangeFreeze",
+    "EmergencySwitch",
     "Escalation",
     "Risk",
     "RiskAssessment",
@@ -68,6 +70,7 @@ __all__ = [
     "assess",
     "load_policy",
     "plan_scope",
+    "with_emergency",
 ]
 
 POLICY_FILE = "policy.yml"
@@ -215,6 +218,23 @@ class RiskPolicy:
     approvals: Mapping[Risk, int]
     freezes: tuple[ChangeFreeze, ...]
     default_ttl_s: float = DEFAULT_TTL_S
+    #: The emergency freeze switch (:mod:`opsconsole.core.change.freeze`), asked on every assessment:
+    #: returns the freeze while it is on (anything with ``describe()``), else ``None``. ``None`` here: no
+    #: switch wired (a policy read from the file alone). See :func:`with_emergency`.
+    emergency: Callable[[], EmergencySwitch | None] | None = field(default=None, compare=False)
+
+
+class EmergencySwitch(Protocol):
+    """What :attr:`RiskPolicy.emergency` returns while an emergency freeze is on."""
+
+    def describe(self) -> str: ...
+
+
+def with_emergency(policy: RiskPolicy, provider: Callable[[], EmergencySwitch | None]) -> RiskPolicy:
+    """``policy`` with the emergency freeze switch wired: while ``provider()`` returns a freeze, every
+    medium and high risk request is refused unless glass is broken, over the whole fleet, on top of the
+    windows of policy.yml."""
+    return dataclasses.replace(policy, emergency=provider)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -621,17 +641,7 @@ def assess(
     if blind is not None:
         reasons.append(blind)
 
-    freeze: str | None = None
-    for window in policy.freezes:
-        if window.in_force(now) and window.applies_to(scope):
-            if level is Risk.LOW:
-                reasons.append(f"change freeze {window.describe()} is in force; a low-risk request may "
-                               f"still run")
-            else:
-                freeze = window.describe()
-                reasons.append(f"change freeze {freeze} refuses {level.value}-risk requests unless glass "
-                               f"is broken")
-            break
+    freeze = _freeze_verdict(policy, scope, level, now, reasons)
 
     approver_scope = (scope if rule.approvers is ApproverScope.REGIONS_INVOLVED
                       else Scope(scope.environments, frozenset()))
@@ -644,6 +654,32 @@ def assess(
         freeze=freeze,
         ttl_s=rule.ttl_s if rule.ttl_s is not None else policy.default_ttl_s,
     )
+
+
+def _freeze_verdict(
+    policy: RiskPolicy, scope: Scope, level: Risk, now: datetime, reasons: list[str]
+) -> str | None:
+    """The freeze refusing a ``level`` request over ``scope`` now (the emergency switch first, then the
+    windows of policy.yml), or ``None``; what was judged is appended to ``reasons``."""
+    freeze: str | None = None
+    emergency = policy.emergency() if policy.emergency is not None else None
+    if emergency is not None:
+        if level is Risk.LOW:
+            reasons.append(f"{emergency.describe()} is on; a low-risk request may still run")
+        else:
+            freeze = emergency.describe()
+            reasons.append(f"{freeze} refuses {level.value}-risk requests unless glass is broken")
+    for window in policy.freezes if freeze is None else ():
+        if window.in_force(now) and window.applies_to(scope):
+            if level is Risk.LOW:
+                reasons.append(f"change freeze {window.describe()} is in force; a low-risk request may "
+                               f"still run")
+            else:
+                freeze = window.describe()
+                reasons.append(f"change freeze {freeze} refuses {level.value}-risk requests unless glass "
+                               f"is broken")
+            break
+    return freeze
 
 
 # --------------------------------------------------------------------------------------------------

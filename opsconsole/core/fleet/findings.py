@@ -85,6 +85,13 @@ HPA_RAISE_FACTOR = 1.5
 NODES_RAISE_FACTOR = 1.25
 #: Tolerance for float comparisons of shares (0.7 + 0.2 + 0.1 is not exactly 1.0).
 _EPS = 1e-9
+#: The seed (docs/fleet.md, "Bounds") gives "1-50 nodes" among the per-region bounds: the nodes of a
+#: region's prod clusters (the platform the seed's targets size; staging and dev are not part of it) are
+#: summed and judged against ``Bounds.cluster_nodes.max``. The sandbox's steady state sits at 18-47 per
+#: region and the inventory lets eu-west-1 reach 140, so the bound bites on growth, not at rest. (The
+#: per-cluster reading still caps the raises the findings suggest: actions validate node groups per
+#: cluster.)
+NODE_BOUND_PER_REGION = True
 
 
 class FindingKind(StrEnum):
@@ -119,6 +126,22 @@ class FindingKind(StrEnum):
     REGION_DOWN = "region_down"
     #: A source is stale or failed: some of what the console shows is old or missing (medium).
     STALE_DATA = "stale_data"
+    #: Fleet-wide API rps, DB tps or concurrent users over the seed's throughput targets (high): the fleet
+    #: serves more than it was sized for.
+    CAPACITY = "capacity"
+    #: A serving region's front-door average latency over Targets.regional_avg_latency_ms (medium).
+    REGIONAL_AVG_LATENCY = "regional_avg_latency"
+    #: The request-weighted average latency of the fleet over Targets.global_avg_latency_ms (medium).
+    GLOBAL_AVG_LATENCY = "global_avg_latency"
+    #: A region's database reports itself unavailable: Targets.availability_db cannot hold (critical).
+    DB_UNAVAILABLE = "db_unavailable"
+    #: A database's storage outside Bounds.storage_tb (high over the max, low under the min).
+    STORAGE_BOUNDS = "storage_bounds"
+    #: A region's prod nodes (all its prod clusters) over Bounds.cluster_nodes.max, per region (medium).
+    REGION_NODES_BOUND = "region_nodes_bound"
+    #: More available write primaries in a residency zone than the inventory plans (split brain after a
+    #: failback), critical; a database whose role differs from the inventory otherwise, medium.
+    WRITE_PRIMARIES = "write_primaries"
 
 
 @dataclass(frozen=True)
@@ -216,6 +239,12 @@ class _Pass:
     clusters_at_max: set[str] = field(default_factory=set)
     pending: list[WorkloadState] = field(default_factory=list)
     cost: dict[str, int] = field(default_factory=lambda: {"reserved": 0, "spot": 0, "on_demand": 0})
+    #: Regions that serve nobody on purpose (see :func:`_drained_regions`): no load findings there.
+    drained: frozenset[str] = frozenset()
+    #: Region -> its clusters, and the sum of their nodes, for the per-region node bound.
+    region_nodes: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    region_node_count: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    databases: list[DatabaseState] = field(default_factory=list)
 
 
 def evaluate(fleet: Fleet, snapshot: Snapshot) -> list[Finding]:
@@ -233,25 +262,31 @@ def evaluate(fleet: Fleet, snapshot: Snapshot) -> list[Finding]:
     """
     findings: list[Finding] = []
     acc = _Pass()
+    acc.drained = _drained_regions(fleet, snapshot)
     for record in snapshot.records.values():
         if isinstance(record, WorkloadState):
             _check_workload(fleet, record, acc, findings)
         elif isinstance(record, ClusterState):
             _check_cluster(fleet, record, acc, findings)
         elif isinstance(record, DatabaseState):
+            acc.databases.append(record)
             _check_database(fleet, record, findings)
         elif isinstance(record, CacheState):
             _check_cache(fleet, record, findings)
         elif isinstance(record, RegionTraffic):
             acc.traffic[record.region] = record
-            _check_traffic(fleet, record, findings)
+            _check_traffic(fleet, record, findings, drained=record.region in acc.drained)
         elif isinstance(record, DnsRecordSet):
             _check_dns(fleet, record, findings)
 
     down = {region for region, t in acc.traffic.items() if _is_down(t)}
     for region in sorted(down):
-        findings.append(_region_down(fleet, acc.traffic[region], down))
+        findings.append(_region_down(fleet, acc.traffic[region], down, drained=region in acc.drained))
     _latency_actions(fleet, acc, findings)
+    _check_capacity(fleet, acc, findings)
+    _check_global_latency(fleet, acc, findings)
+    _check_region_nodes(fleet, acc, findings)
+    _check_write_primaries(fleet, acc, findings)
     _check_pending(fleet, acc, findings)
     _check_provider_mix(fleet, acc, findings)
     _check_cost_mix(fleet, acc, findings)
@@ -302,9 +337,43 @@ def _is_down(t: RegionTraffic) -> bool:
     return not t.health_check_ok or t.error_rate > REGION_DOWN_ERROR_RATE
 
 
-def _check_traffic(fleet: Fleet, t: RegionTraffic, out: list[Finding]) -> None:
+def _drained_regions(fleet: Fleet, snapshot: Snapshot) -> frozenset[str]:
+    """Regions drained on purpose: their DNS record set gives them no weight (users sent elsewhere), or
+    their front door serves 0 rps. Their latency figures describe no user, so they get no load findings
+    and no scale suggestions (scaling a workload at 0 rps fixes nothing)."""
+    drained: set[str] = set()
+    for region in fleet.regions:
+        dns = snapshot.get(f"dns/{region}")
+        traffic = snapshot.get(f"traffic/{region}")
+        if (isinstance(dns, DnsRecordSet) and dns.total > 0 and dns.weights.get(region, 0) == 0) or (
+            isinstance(traffic, RegionTraffic) and traffic.rps <= 0
+        ):
+            drained.add(region)
+    return frozenset(drained)
+
+
+def _check_traffic(fleet: Fleet, t: RegionTraffic, out: list[Finding], *, drained: bool = False) -> None:
     targets = fleet.targets
-    if t.p95_ms > targets.api_p95_ms:
+    if not drained and t.avg_latency_ms > targets.regional_avg_latency_ms:
+        out.append(
+            _finding(
+                FindingKind.REGIONAL_AVG_LATENCY,
+                Severity.MEDIUM,
+                t.region,
+                f"avg-latency/{t.region}",
+                title=f"{t.region} average latency {t.avg_latency_ms:.0f} ms over the "
+                f"{targets.regional_avg_latency_ms:.0f} ms regional target",
+                measured=t.avg_latency_ms,
+                target=targets.regional_avg_latency_ms,
+                evidence={
+                    "avg_latency_ms": t.avg_latency_ms,
+                    "p95_ms": t.p95_ms,
+                    "rps": t.rps,
+                    "target_ms": targets.regional_avg_latency_ms,
+                },
+            )
+        )
+    if not drained and t.p95_ms > targets.api_p95_ms:
         critical = t.p95_ms > targets.api_p95_ms * LATENCY_CRITICAL_FACTOR
         out.append(
             _finding(
@@ -360,11 +429,12 @@ def _check_traffic(fleet: Fleet, t: RegionTraffic, out: list[Finding]) -> None:
             )
 
 
-def _region_down(fleet: Fleet, t: RegionTraffic, down: set[str]) -> Finding:
+def _region_down(fleet: Fleet, t: RegionTraffic, down: set[str], *, drained: bool = False) -> Finding:
     spec = fleet.regions.get(t.region)
     partner = spec.failover_partner if spec is not None else None
     action = None
-    if partner is not None and partner not in down:
+    # A drained region's users are already elsewhere: suggesting the failover again would do nothing.
+    if partner is not None and partner not in down and not drained:
         action = SuggestedAction(
             "failover",
             {"region": t.region, "to": partner},
@@ -386,6 +456,7 @@ def _region_down(fleet: Fleet, t: RegionTraffic, down: set[str]) -> Finding:
             "rps": t.rps,
             "failover_partner": partner,
             "partner_down": partner in down if partner is not None else None,
+            "drained": drained,
         },
         action=action,
     )
@@ -454,6 +525,9 @@ def _check_cluster(fleet: Fleet, c: ClusterState, acc: _Pass, out: list[Finding]
     acc.cost["reserved"] += c.reserved_nodes
     acc.cost["spot"] += c.spot_nodes
     acc.cost["on_demand"] += c.on_demand_nodes
+    if c.environment is Environment.PROD:
+        acc.region_node_count[c.region] += c.nodes
+        acc.region_nodes[c.region].append(c.cluster)
     region = fleet.regions.get(c.region)
     spec = fleet.clusters.get(c.cluster)
     if c.environment is Environment.PROD and region is not None:
@@ -554,7 +628,59 @@ def _check_database(fleet: Fleet, db: DatabaseState, out: list[Finding]) -> None
                 action=action,
             )
         )
+    _check_db_availability(fleet, db, out)
+    _check_storage(fleet, db, out)
     _check_db_residency(fleet, db, out)
+
+
+def _check_db_availability(fleet: Fleet, db: DatabaseState, out: list[Finding]) -> None:
+    """The sources report whether a database answers now, not its availability ratio over a period: an
+    unavailable database is judged against Targets.availability_db as "this breaks it"."""
+    if db.available:
+        return
+    spec = fleet.regions.get(db.region)
+    out.append(
+        _finding(
+            FindingKind.DB_UNAVAILABLE,
+            Severity.CRITICAL,
+            db.region,
+            db.key,
+            title=f"{db.region} database ({db.role.value}) is unavailable: the "
+            f"{_pct(fleet.targets.availability_db)} database availability target is being spent",
+            measured="unavailable",
+            target=fleet.targets.availability_db,
+            evidence={
+                "available": False,
+                "role": db.role.value,
+                "availability_target": fleet.targets.availability_db,
+                "failover_partner": spec.failover_partner if spec is not None else None,
+            },
+        )
+    )
+
+
+def _check_storage(fleet: Fleet, db: DatabaseState, out: list[Finding]) -> None:
+    bounds = fleet.bounds.storage_tb
+    if bounds.min <= db.storage_tb <= bounds.max:
+        return
+    over = db.storage_tb > bounds.max
+    out.append(
+        _finding(
+            FindingKind.STORAGE_BOUNDS,
+            Severity.HIGH if over else Severity.LOW,
+            db.region,
+            f"storage/{db.region}",
+            title=f"{db.region} database storage {db.storage_tb:g} TB "
+            + (
+                f"over the {bounds.max} TB bound: archive or move data out of the region"
+                if over
+                else f"under the {bounds.min} TB minimum"
+            ),
+            measured=db.storage_tb,
+            target=f"{bounds.min}-{bounds.max} TB",
+            evidence={"storage_tb": db.storage_tb, "min_tb": bounds.min, "max_tb": bounds.max},
+        )
+    )
 
 
 def _zone(fleet: Fleet, region: str | None) -> str | None:
@@ -698,7 +824,7 @@ def _latency_actions(fleet: Fleet, acc: _Pass, out: list[Finding]) -> None:
     """Attach a scale suggestion to each latency finding: the region's most saturated prod workload."""
     bound = fleet.bounds.hpa_pods.max
     for i, f in enumerate(out):
-        if f.kind is not FindingKind.LATENCY_P95 or f.region is None:
+        if f.kind is not FindingKind.LATENCY_P95 or f.region is None or f.region in acc.drained:
             continue
         w = acc.hottest.get(f.region)
         if w is None:
@@ -725,6 +851,241 @@ def _latency_actions(fleet: Fleet, acc: _Pass, out: list[Finding]) -> None:
             target=f.target,
             evidence=evidence,
             action=action,
+        )
+
+
+def _hottest_scale(fleet: Fleet, acc: _Pass, region: str, why: str) -> SuggestedAction | None:
+    """Scale the region's most saturated prod workload to 1.5x its replicas (within the HPA bound)."""
+    w = acc.hottest.get(region)
+    if w is None or region in acc.drained:
+        return None
+    bound = fleet.bounds.hpa_pods.max
+    hpa_min = min(bound, max(w.hpa_min, math.ceil(w.desired * HPA_RAISE_FACTOR)))
+    if hpa_min <= w.desired:
+        return None
+    return _scale_action(
+        w,
+        hpa_min=hpa_min,
+        hpa_max=max(w.hpa_max, hpa_min),
+        why=f"{why}: scale {w.service} in {w.cluster} (CPU {_pct(w.cpu_utilisation)}) from {w.desired} "
+        f"to at least {hpa_min} replicas",
+    )
+
+
+def _check_capacity(fleet: Fleet, acc: _Pass, out: list[Finding]) -> None:
+    """Fleet-wide throughput against the seed's sizing targets (api rps, db tps, concurrent users).
+
+    The targets are what the fleet is sized for; crossing one means the fleet serves more than planned,
+    so every region is closer to its limits than its findings alone say. The suggestion goes to the
+    region with the largest excess over its planned share (``demand_share`` x target).
+    """
+    targets = fleet.targets
+    traffic = [t for t in acc.traffic.values() if t.region not in acc.drained or t.rps > 0]
+    figures: list[tuple[str, float, float, dict[str, float]]] = [
+        ("api_rps", sum(t.rps for t in traffic), targets.api_rps, {t.region: t.rps for t in traffic}),
+        (
+            "concurrent_users",
+            float(sum(t.concurrent_users for t in traffic)),
+            float(targets.concurrent_users),
+            {t.region: float(t.concurrent_users) for t in traffic},
+        ),
+        (
+            "db_tps",
+            sum(db.tps for db in acc.databases),
+            targets.db_tps,
+            {db.region: db.tps for db in acc.databases},
+        ),
+    ]
+    for name, measured, target, by_region in figures:
+        if target <= 0 or measured <= target:
+            continue
+
+        def excess(region: str, by_region: dict[str, float] = by_region, target: float = target) -> float:
+            spec = fleet.regions.get(region)
+            share = spec.traffic.demand_share if spec is not None else 0.0
+            return by_region[region] - share * target
+
+        worst = max(sorted(by_region), key=excess)
+        action: SuggestedAction | None
+        if name == "db_tps":
+            db = next(d for d in acc.databases if d.region == worst)
+            bounds = fleet.bounds.read_replicas
+            action = None
+            if db.read_replicas < bounds.max:
+                wanted = bounds.clamp(db.read_replicas + 1)
+                action = SuggestedAction(
+                    "scale_read_replicas",
+                    {"region": worst, "read_replicas": wanted},
+                    f"fleet at {measured:,.0f} tps over the {target:,.0f} tps target: add a read replica in "
+                    f"{worst} ({db.read_replicas} -> {wanted}), the region furthest over its share",
+                )
+        else:
+            action = _hottest_scale(
+                fleet, acc, worst, f"fleet {name} over target, {worst} furthest over its share"
+            )
+        unit = {"api_rps": "rps", "db_tps": "tps", "concurrent_users": "users"}[name]
+        out.append(
+            _finding(
+                FindingKind.CAPACITY,
+                Severity.HIGH,
+                None,
+                f"capacity/{name}",
+                title=f"fleet at {measured:,.0f} {unit}, over the {target:,.0f} {unit} it is sized for "
+                f"({measured / target:.1f}x); most over its share: {worst}",
+                measured=measured,
+                target=target,
+                evidence={
+                    "figure": name,
+                    "by_region": dict(sorted(by_region.items())),
+                    "ratio": measured / target,
+                    "region_most_over_share": worst,
+                    "what_to_do": f"add capacity where the excess is ({worst}) and raise the fleet's "
+                    f"sizing (HPA and node bounds) before the next peak",
+                },
+                action=action,
+            )
+        )
+
+
+def _check_global_latency(fleet: Fleet, acc: _Pass, out: list[Finding]) -> None:
+    """The fleet's average latency, weighted by each serving region's requests."""
+    serving = [t for t in acc.traffic.values() if t.region not in acc.drained and t.rps > 0]
+    total = sum(t.rps for t in serving)
+    if total <= 0:
+        return
+    avg = sum(t.avg_latency_ms * t.rps for t in serving) / total
+    target = fleet.targets.global_avg_latency_ms
+    if avg <= target:
+        return
+    worst = max(serving, key=lambda t: (t.avg_latency_ms * t.rps, t.region))
+    out.append(
+        _finding(
+            FindingKind.GLOBAL_AVG_LATENCY,
+            Severity.MEDIUM,
+            None,
+            "avg-latency/global",
+            title=f"fleet average latency {avg:.0f} ms over the {target:.0f} ms global target "
+            f"(largest contribution: {worst.region})",
+            measured=avg,
+            target=target,
+            evidence={
+                "avg_latency_ms": avg,
+                "by_region": {t.region: t.avg_latency_ms for t in sorted(serving, key=lambda t: t.region)},
+                "weights_rps": {t.region: t.rps for t in sorted(serving, key=lambda t: t.region)},
+                "largest_contribution": worst.region,
+            },
+            action=_hottest_scale(fleet, acc, worst.region, f"{worst.region} weighs most on the average"),
+        )
+    )
+
+
+def _check_region_nodes(fleet: Fleet, acc: _Pass, out: list[Finding]) -> None:
+    """The seed's node bound, per region (see :data:`NODE_BOUND_PER_REGION`)."""
+    if not NODE_BOUND_PER_REGION:
+        return
+    bound = fleet.bounds.cluster_nodes.max
+    for region in sorted(acc.region_node_count):
+        nodes = acc.region_node_count[region]
+        if nodes <= bound:
+            continue
+        spec = fleet.regions.get(region)
+        action = None
+        if spec is not None and spec.failover_partner not in acc.drained:
+            partner_nodes = acc.region_node_count.get(spec.failover_partner, 0)
+            if partner_nodes < bound:
+                action = SuggestedAction(
+                    "failover",
+                    {"region": region, "to": spec.failover_partner},
+                    f"{region} runs {nodes} nodes, over the seed's {bound} per region; move its users to "
+                    f"{spec.failover_partner} ({partner_nodes} nodes) while the region is resized",
+                )
+        out.append(
+            _finding(
+                FindingKind.REGION_NODES_BOUND,
+                Severity.MEDIUM,
+                region,
+                f"region-nodes/{region}",
+                title=f"{region} runs {nodes} prod nodes in {len(acc.region_nodes[region])} clusters, "
+                f"over the seed's bound of {bound} nodes per region",
+                measured=nodes,
+                target=bound,
+                evidence={
+                    "nodes": nodes,
+                    "clusters": sorted(acc.region_nodes[region]),
+                    "bound_nodes_per_region": bound,
+                },
+                action=action,
+            )
+        )
+
+
+def _check_write_primaries(fleet: Fleet, acc: _Pass, out: list[Finding]) -> None:
+    """One write primary per write region: more available primaries in a residency zone than the
+    inventory plans is a split brain (two databases taking writes for the same users), critical, repaired
+    by failing back to the planned primary (the promoted replica is demoted). A database whose role
+    differs from the inventory without a split is the normal state during a failover: medium."""
+    planned: dict[str, list[str]] = defaultdict(list)
+    for region_spec in fleet.regions.values():
+        if region_spec.database.role is DbRole.WRITE_PRIMARY:
+            planned[region_spec.residency_zone].append(region_spec.id)
+    observed: dict[str, list[DatabaseState]] = defaultdict(list)
+    for db in acc.databases:
+        zone = _zone(fleet, db.region)
+        if zone is not None and db.role is DbRole.WRITE_PRIMARY and db.available:
+            observed[zone].append(db)
+    split: set[str] = set()
+    for zone in sorted(observed):
+        primaries = sorted(db.region for db in observed[zone])
+        if len(primaries) <= max(1, len(planned.get(zone, []))):
+            continue
+        extra = [r for r in primaries if r not in planned.get(zone, [])]
+        split.update(primaries)
+        home = planned[zone][0] if planned.get(zone) else primaries[0]
+        action = SuggestedAction(
+            "failback",
+            {"region": home},
+            f"fail {home} back: demote {', '.join(extra) or 'the promoted database'} to a replica of {home}",
+        )
+        out.append(
+            _finding(
+                FindingKind.WRITE_PRIMARIES,
+                Severity.CRITICAL,
+                home,
+                f"write-primaries/{zone}",
+                title=f"{len(primaries)} write primaries in the {zone} zone ({', '.join(primaries)}); "
+                f"the inventory plans {', '.join(planned.get(zone, [])) or 'none'}",
+                measured=len(primaries),
+                target=max(1, len(planned.get(zone, []))),
+                evidence={
+                    "zone": zone,
+                    "primaries": primaries,
+                    "planned": sorted(planned.get(zone, [])),
+                    "unplanned": extra,
+                },
+                action=action,
+            )
+        )
+    for db in sorted(acc.databases, key=lambda d: d.region):
+        spec = fleet.regions.get(db.region)
+        if spec is None or db.region in split or db.role is spec.database.role:
+            continue
+        out.append(
+            _finding(
+                FindingKind.WRITE_PRIMARIES,
+                Severity.MEDIUM,
+                db.region,
+                f"db-role/{db.region}",
+                title=f"{db.region} database is a {db.role.value}, the inventory says "
+                f"{spec.database.role.value} (fail back once the original primary is healthy)",
+                measured=db.role.value,
+                target=spec.database.role.value,
+                evidence={
+                    "role": db.role.value,
+                    "planned_role": spec.database.role.value,
+                    "replicates_from": db.replicates_from,
+                    "planned_replicates_from": spec.database.replicates_from,
+                },
+            )
         )
 
 

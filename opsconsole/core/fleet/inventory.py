@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from opsconsole.core.errors import InventoryError
+from opsconsole.core.fleet.findings import RESTRICTED_RESIDENCY_ZONES
 from opsconsole.core.fleet.metering import Price, parse_prices
 from opsconsole.core.fleet.model import (
     KIND_OF_CLOUD,
@@ -298,6 +299,8 @@ def load_inventory(path: Path | str | None = None) -> Fleet:
     shared = _read_all_vars(_load(group_vars_dir / "all.yml"))
     layout = _read_hosts(_load(hosts_file), group_vars_dir, shared.bounds)
     _check_regions(layout, group_vars_dir)
+    _check_residency_partners(layout)
+    _check_capacity_plan(shared, layout)
     _check_accounts(shared, layout)
     for side_file in SIDE_FILES:
         side = root / side_file
@@ -415,7 +418,7 @@ def _read_geography(layout: _Layout, group: str, group_node: _Node, group_vars_d
         if not region_group.startswith(REGION_GROUP_PREFIX):
             raise region_group_node.fail(f"a region group named {REGION_GROUP_PREFIX}<id>", region_group)
         region_vars = _load(group_vars_dir / f"{region_group}.yml")
-        region = _region(region_vars, geography)
+        region = _region(region_vars, geography, bounds)
         expected_group = REGION_GROUP_PREFIX + region.id.replace("-", "_")
         if expected_group != region_group:
             raise region_vars.get("region").fail(f"the id matching group {region_group}", region.id)
@@ -453,6 +456,47 @@ def _check_regions(layout: _Layout, group_vars_dir: Path) -> None:
     if abs(demand - 1.0) > 1e-6:
         raise InventoryError(str(group_vars_dir / "region_*.yml"), "traffic.demand_share",
                              "shares over all regions summing to 1", found=f"{demand:g}")
+
+
+def _check_residency_partners(layout: _Layout) -> None:
+    """A region of a restricted residency zone (EU data stays in the EU) fails over inside its zone."""
+    for region in layout.regions.values():
+        partner = layout.regions[region.failover_partner]
+        zone = region.residency_zone
+        if zone in RESTRICTED_RESIDENCY_ZONES and partner.residency_zone != zone:
+            raise layout.partner_nodes[region.id].fail(
+                f"a region of the {region.residency_zone} residency zone (its data must stay there)",
+                f"{partner.id} in zone {partner.residency_zone}",
+            )
+
+
+def _check_capacity_plan(shared: _AllVars, layout: _Layout) -> None:
+    """The prod clusters' capacity weights reproduce opsconsole_provider_plan per geography, within
+    opsconsole_targets.provider_mix_tolerance: a weight off the plan (a typo x10) is refused here rather
+    than found later as a permanent provider-mix finding. The error points at the heaviest prod cluster
+    of the cloud furthest off its plan."""
+    tolerance = shared.targets.provider_mix_tolerance
+    for geography, plan in shared.provider_plan.items():
+        prod = [
+            c for c in layout.clusters.values()
+            if c.environment is Environment.PROD and layout.regions[c.region].geography is geography
+        ]
+        total = sum(c.capacity_weight for c in prod)
+        if total <= 0:
+            continue
+        share = {cloud: sum(c.capacity_weight for c in prod if c.cloud is cloud) / total for cloud in Cloud}
+        worst = max(Cloud, key=lambda cloud: (abs(share[cloud] - plan.get(cloud, 0.0)), cloud.value))
+        if abs(share[worst] - plan.get(worst, 0.0)) <= tolerance + 1e-9:
+            continue
+        over = max(Cloud, key=lambda cloud: share[cloud] - plan.get(cloud, 0.0))
+        culprit = max((c for c in prod if c.cloud is over), key=lambda c: (c.capacity_weight, c.name))
+        planned = ", ".join(f"{cloud.value} {plan.get(cloud, 0.0):.0%}" for cloud in Cloud)
+        observed = ", ".join(f"{cloud.value} {share[cloud]:.0%}" for cloud in Cloud)
+        raise layout.cluster_nodes[culprit.name].get("capacity_weight").fail(
+            f"prod capacity weights of {geography.value} on the provider plan ({planned}, "
+            f"± {tolerance:.0%})",
+            f"{culprit.capacity_weight:g}, which makes {observed}",
+        )
 
 
 def _check_accounts(shared: _AllVars, layout: _Layout) -> None:
@@ -554,7 +598,7 @@ def _services(node: _Node, bounds: Bounds) -> dict[str, ServiceSpec]:
     return services
 
 
-def _region(node: _Node, geography: Geography) -> RegionSpec:
+def _region(node: _Node, geography: Geography, bounds: Bounds) -> RegionSpec:
     region_id = node.get("region").as_str()
     timezone_node = node.get("region_timezone")
     timezone = timezone_node.as_str()
@@ -583,10 +627,13 @@ def _region(node: _Node, geography: Geography) -> RegionSpec:
             cloud=db.get("cloud").as_enum(Cloud),
             role=db.get("role").as_enum(DbRole),
             replicates_from=None if replicates.value is None else replicates.as_str(),
-            read_replicas=db.get("read_replicas").as_int(0, 100),
-            storage_tb=db.get("storage_tb").as_int(1, 100_000),
+            # The seed's per-region bounds (opsconsole_bounds): 1-10 read replicas, 1-100 TB.
+            read_replicas=db.get("read_replicas").as_int(bounds.read_replicas.min, bounds.read_replicas.max),
+            storage_tb=db.get("storage_tb").as_int(bounds.storage_tb.min, bounds.storage_tb.max),
         ),
-        cache=CacheSpec(nodes=node.get("cache").get("nodes").as_int(0, 1000)),
+        cache=CacheSpec(
+            nodes=node.get("cache").get("nodes").as_int(bounds.redis_nodes.min, bounds.redis_nodes.max)
+        ),
         traffic=TrafficSpec(
             routing=traffic.get("routing").as_enum(RoutingPolicy),
             demand_share=traffic.get("demand_share").as_float(0.0, 1.0),
