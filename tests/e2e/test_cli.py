@@ -144,11 +144,14 @@ def test_a_corrupt_world_is_reported_not_discarded(_isolated_home: Path) -> None
     world_file = _isolated_home / "sandbox" / "world.json"
     assert world_file.exists()
     world_file.write_text("{ not json")
-    # The fleet engine keeps going and marks the source failed, saying how to recover.
-    doc = status(_isolated_home)
+    # The fleet engine keeps going and marks the source failed, saying how to recover; with no region
+    # reporting, the command prints what it has and exits 1 (a fleet nobody can read is not a quiet one).
+    unreadable = run("fleet", "status", "--json", home=_isolated_home, ok=False)
+    assert unreadable.returncode == 1 and "fleet unreadable: 0 of 10 regions reporting" in unreadable.stderr
+    doc = json.loads(unreadable.stdout)
     assert doc["sources"][0]["status"] == "error" and "sandbox reset" in doc["sources"][0]["error"]
     assert doc["partial"] is True and doc["regions"][0]["health"] == "unknown"
-    assert "sandbox reset" in run("fleet", "status", home=_isolated_home).stdout
+    assert "sandbox reset" in run("fleet", "status", home=_isolated_home, ok=False).stdout
     assert world_file.read_text() == "{ not json"
     run("sandbox", "reset", home=_isolated_home)
     assert status(_isolated_home)["sources"][0]["status"] == "ok"
@@ -185,7 +188,8 @@ def test_live_without_credentials_names_each_identity(_isolated_home: Path, tmp_
         "IDENTITY_HEADER": "x",
         "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing-adc.json"),
     }
-    result = run("--live", "fleet", "status", "--json", home=_isolated_home, env=no_cloud)
+    result = run("--live", "fleet", "status", "--json", home=_isolated_home, env=no_cloud, ok=False)
+    assert result.returncode == 1, result.stderr
     doc = json.loads(result.stdout)
     errors = {s["name"]: s["error"] for s in doc["sources"]}
     assert [s["status"] for s in doc["sources"]] == ["error"] * 4
@@ -194,7 +198,8 @@ def test_live_without_credentials_names_each_identity(_isolated_home: Path, tmp_
     assert "voltage-platform-prod" in errors["gcp"]
     assert "6f1f3c52-4a8e-4c1e-9d7a-0b7c2f9e5a11" in errors["azure"]
     assert doc["partial"] is True and {r["health"] for r in doc["regions"]} == {"unknown"}
-    assert result.stderr == ""
+    # One line on stderr says why (0 regions reporting), naming each source's error.
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: fleet unreadable: 0 of 10")
     # Without a team server, --live reads and changes nothing: the embedded server refuses, saying why.
     refused = run("--live", "schedule", "override", "staging", "keep-awake", home=_isolated_home, ok=False,
                   env=no_cloud)

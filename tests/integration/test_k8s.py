@@ -93,12 +93,8 @@ def _service_of(world: World, cluster: str = CLUSTER) -> tuple[str, int, int, in
 # --------------------------------------------------------------------------------------------------
 
 
-def test_start_is_fast_and_writes_a_kubeconfig_per_cluster(
-    seed_fleet: Fleet, emulator: KubeApiEmulator
-) -> None:
-    t0 = time.perf_counter()
+def test_start_writes_a_kubeconfig_per_cluster(seed_fleet: Fleet, emulator: KubeApiEmulator) -> None:
     ep = emulator.start()
-    assert time.perf_counter() - t0 < 1.0
     contexts, _ = config.list_kube_config_contexts(ep.settings["kubeconfig"])
     assert {c["name"] for c in contexts} == set(seed_fleet.clusters)
     assert ep.urls[f"k8s/{CLUSTER}"] == ep.urls["k8s"] + f"/clusters/{CLUSTER}"
@@ -136,21 +132,15 @@ def test_discovery_serves_kinds_verbs_and_subresources(endpoints: Endpoints) -> 
     assert client.AppsV1Api(api).read_namespaced_deployment_scale(name, NAMESPACE).spec.replicas == 5
 
 
-def test_read_matches_the_world_and_is_fast(seed_fleet: Fleet, endpoints: Endpoints, world: World) -> None:
+def test_read_matches_the_world(seed_fleet: Fleet, endpoints: Endpoints, world: World) -> None:
+    # How long a read takes is measured by bench/ (bench_sources.py, bench_watch.py), not here.
     source = KubernetesSource.from_endpoints(seed_fleet, endpoints, timeout_s=10)
-    t0 = time.perf_counter()
     reading = source.read()
-    cold = time.perf_counter() - t0
     assert reading.complete, reading.problems
     assert _compare(reading.records, world) == []
     assert all(r.source == "k8s" for r in reading.records)
-    # Measured on a 2-core machine: ~0.5 s for the first read in a process (the client builds its
-    # pydantic validators), ~0.3-0.4 s after.
-    assert cold < 1.5, f"cold full read took {cold:.2f} s"
-    t0 = time.perf_counter()
     again = KubernetesSource.from_endpoints(seed_fleet, endpoints, timeout_s=10).read()
-    warm = time.perf_counter() - t0
-    assert again.complete and warm < 1.5, f"full read took {warm:.2f} s"
+    assert again.complete and _compare(again.records, world) == []
     wl = next(r for r in reading.records if isinstance(r, WorkloadState))
     assert wl.p95_ms is None and wl.error_rate is None and wl.rps is None
 

@@ -62,7 +62,7 @@ def emulator(cloud: LocalCloud, name: str) -> Emulator:
 
 def read_adapters(fleet: Fleet, cloud: LocalCloud) -> dict[str, FleetRecord]:
     records: dict[str, FleetRecord] = {}
-    for source in adapter_sources(fleet, cloud.endpoints, timeout_s=5.0):
+    for source in adapter_sources(fleet, cloud.endpoints, timeout_s=20.0):  # generous: a loaded machine
         reading = source.read()
         assert reading.problems == (), (source.name, reading.problems)
         for record in reading.records:

@@ -50,8 +50,9 @@ START = datetime(2025, 1, 15, 18, tzinfo=UTC)
 ADAPTERS = ["aws", "gcp", "azure", "k8s"]
 #: A stalled answer outlasts every bound below; clearing the fault releases it at once.
 STALL_S = 60.0
-#: Slack for a loaded 2-core machine on top of a bound the adapter promises.
-SLACK_S = 0.6
+#: Slack for a loaded 2-core machine on top of a bound the adapter promises (a stalled call lasts
+#: STALL_S, so any time well under it still proves the bound cut it).
+SLACK_S = 2.0
 #: How close a cloud's workload figures must be to the world's (the loosest monitoring back end, Cloud
 #: Monitoring's distributions, sets it): rps relative / absolute, p95 relative, error rate absolute.
 WORKLOAD_TOLERANCE = {"rps_rel": 0.02, "rps_abs": 0.05, "p95_rel": 0.03, "error_abs": 2e-3}
