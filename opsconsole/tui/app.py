@@ -552,11 +552,12 @@ class OpsConsoleApp(App[None]):
             return
         self.push_screen(ActionScreen(action, params))
 
-    def open_pods(self, cluster: str, workload: str | None = None, region: str | None = None) -> None:
-        """The pods screen of ``workload`` in ``cluster`` (``:pods CLUSTER [WORKLOAD]``)."""
+    def open_pods(self, cluster: str, workload: str | None = None, region: str | None = None, *,
+                  node_group: str | None = None) -> None:
+        """The pods screen of ``workload`` in ``cluster`` (``:pods CLUSTER [WORKLOAD]``, ``p``)."""
         from opsconsole.tui.screens.pods import open_pods  # noqa: PLC0415 - loaded when first used
 
-        open_pods(self, cluster, workload, region)
+        open_pods(self, cluster, workload, region, node_group=node_group)
 
     def open_region(self, region: str, tab: str | None = None) -> None:
         if self.view is not None and region not in self.view.fleet.regions:

@@ -113,8 +113,10 @@ class ConsoleHost(Protocol):
     def open_region(self, region: str, tab: str | None = None) -> None:
         """Open the drill-down of ``region`` (on ``tab``: workloads, nodes, databases …)."""
 
-    def open_pods(self, cluster: str, workload: str | None = None, region: str | None = None) -> None:
-        """Open the pods of ``workload`` in ``cluster`` (every workload's when ``None``)."""
+    def open_pods(self, cluster: str, workload: str | None = None, region: str | None = None, *,
+                  node_group: str | None = None) -> None:
+        """Open the pods of ``workload`` in ``cluster`` (every workload's when ``None``; only those on
+        ``node_group``'s nodes when given)."""
 
     def exit(self, result: Any = None, return_code: int = 0, message: Any = None) -> None:
         """Quit the console (Textual's :meth:`~textual.app.App.exit`)."""

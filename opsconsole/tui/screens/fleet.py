@@ -343,8 +343,6 @@ class RegionScreen(ConsoleScreen):
     def action_pods(self) -> None:
         """The pods of what is selected (opsconsole.tui.screens.pods): on the Workloads tab the workload's
         in its cluster; on the Nodes tab the pods of the cluster or node group (node → pods)."""
-        from opsconsole.tui.screens.pods import open_pods  # noqa: PLC0415
-
         if self.query_one("#tabs", TabbedContent).active == "tab-nodes":
             self.pods_of_node_row(self.query_one("#nodes", FleetTable).selected_key)
             return
@@ -352,19 +350,17 @@ class RegionScreen(ConsoleScreen):
         if w is None:
             self.notify("select a workload first (Workloads tab)", severity="warning")
             return
-        open_pods(self.app, w.cluster, w.service, w.region)
+        self.console.open_pods(w.cluster, w.service, w.region)
 
     def pods_of_node_row(self, key: str | None) -> None:
         """The pods on a row of the Nodes tab: a cluster's (``cluster/NAME``) or a node group's
         (``nodegroup/CLUSTER/NAME``)."""
-        from opsconsole.tui.screens.pods import open_pods  # noqa: PLC0415
-
         kind, _, rest = (key or "").partition("/")
         if kind == "cluster" and rest:
-            open_pods(self.app, rest, None, self.region_id)
+            self.console.open_pods(rest, None, self.region_id)
         elif kind == "nodegroup" and "/" in rest:
             cluster, group = rest.split("/", 1)
-            open_pods(self.app, cluster, None, self.region_id, node_group=group)
+            self.console.open_pods(cluster, None, self.region_id, node_group=group)
         else:
             self.notify("select a cluster or a node group first (Nodes tab)", severity="warning")
 

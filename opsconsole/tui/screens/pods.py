@@ -235,9 +235,7 @@ class PodsScreen(ConsoleScreen):
         p = self._need()
         if p is None:
             return
-        from opsconsole.tui.screens.fleet import RegionScreen  # noqa: PLC0415  # fleet imports this module
-
-        self.app.push_screen(RegionScreen(p.region, "nodes"))
+        self.console.open_region(p.region, "nodes")
         self.notify(
             f"{p.node or 'no node'} · node group {p.node_group or '—'} · cluster {p.cluster}",
             title="pod's node",
