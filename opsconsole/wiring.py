@@ -122,16 +122,7 @@ def adapter_sources(
     aws, gcp, azure = ((cadences or {}).get(c, every) for c in ("aws", "gcp", "azure"))
 
     def resolver(name: str) -> Callable[[], Endpoints] | None:
-        if resolve is None:
-            return None
-
-        def one() -> Endpoints:
-            found = resolve()
-            if found is None or name not in found:
-                return endpoints[name]
-            return found[name]
-
-        return one
+        return None if resolve is None else endpoint_resolver(name, endpoints[name], resolve)
 
     k8s_kwargs: dict[str, object] = {"timeout_s": timeout_s}
     if "resolve_endpoints" in inspect.signature(KubernetesSource.from_endpoints).parameters:
@@ -148,6 +139,22 @@ def adapter_sources(
                                    metrics_cadence_s=azure.metrics_s, clock=clock,
                                    resolve_endpoints=resolver("azure")),
     ]
+
+
+def endpoint_resolver(name: str, first: Endpoints, resolve: EndpointsResolver) -> Callable[[], Endpoints]:
+    """One emulator's endpoints, re-read through ``resolve``; while it knows none (``sandbox up`` is
+    stopped) the last ones found, not the first: a source that followed a restarted local cloud must not
+    be sent back to the ports of one that died two restarts ago."""
+    last = first
+
+    def one() -> Endpoints:
+        nonlocal last
+        found = resolve()
+        if found is not None and name in found:
+            last = found[name]
+        return last
+
+    return one
 
 
 def touch_sources(sources: Sequence[FleetSource]) -> None:

@@ -1211,7 +1211,11 @@ def _watch_thread(
     ref: weakref.ref[KubernetesSource], ctx: _Context, inf: _Informer, generation: int
 ) -> None:
     """A watch thread: steps until the source is closed, idle, or gone (holding it only weakly, so a
-    source dropped without :meth:`KubernetesSource.close` stops its watches once its streams end)."""
+    source dropped without :meth:`KubernetesSource.close` stops its watches once its streams end).
+
+    A back-off ends early when another thread rebuilt the cluster's client (``resolve_endpoints`` found
+    it on a new port): after a long outage the back-off is up to 15 s, and every watch of the cluster
+    would otherwise wait it out before finding the restarted server."""
     state = {"failures": 0, "api": ctx.api_generation}
     while True:
         source = ref()
@@ -1226,6 +1230,8 @@ def _watch_thread(
             if source is None or not source._running(ctx, generation):
                 return
             del source
+            if ctx.api_generation != state["api"]:
+                break  # the cluster's client was rebuilt (its server moved): try the new one now
 
 
 def _key_of(obj: Mapping[str, Any]) -> tuple[str, str]:
