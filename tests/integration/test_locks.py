@@ -293,10 +293,12 @@ def test_renew_after_release_raises_lease_lost(db: Database, clock: FakeClock) -
 
 
 def test_held_heartbeats_keep_a_lease_alive_past_its_ttl(db: Database) -> None:
-    leases = Leases(db, ttl_s=1.5)  # real time: the heartbeat renews every 0.5 s
-    other = Leases(db, ttl_s=1.5)
+    # Real time: the heartbeat renews every ttl/3 = 2 s, so three renewals have a chance before the lease
+    # would lapse (a loaded 2-core machine can hold a thread back for over a second).
+    leases = Leases(db, ttl_s=6.0)
+    other = Leases(db, ttl_s=6.0)
     with leases.held([REGION], holder="alice", purpose="failover") as lease:
-        time.sleep(2.6)
+        time.sleep(7.0)
         with pytest.raises(LeaseConflict):
             other.acquire([REGION], holder="bob", purpose="failover")
         (holder,) = other.holders([REGION])

@@ -32,7 +32,7 @@ def capture(session: str) -> str:
     ).stdout
 
 
-def wait_for(session: str, text: str, timeout: float = 30) -> str:
+def wait_for(session: str, text: str, timeout: float = 90) -> str:  # generous: a loaded machine
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         screen = capture(session)
