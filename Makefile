@@ -42,7 +42,7 @@ lint: install-test
 	$(BIN)/ruff check opsconsole bot tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider --no-header tests/unit/test_import_cycles.py tests/unit/test_layers.py
 	$(BIN)/mypy
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/ansible-lint --offline --profile production playbooks/
 
 ## make check: everything CI checks
