@@ -177,11 +177,9 @@ def test_environment_stop_start_and_cancel(home: Path) -> None:
         job_id = running[0]["id"] if running else None
         time.sleep(0.5)
     assert job_id is not None, "the stop never started"
-    time.sleep(2)
-    # Another process (another embedded server on the same store) cancels it: the requester may; a
-    # viewer may not.
-    refused = cli(home, "--as", "victor", "jobs", "cancel", job_id, "--yes", ok=False)
-    assert refused.returncode == 2 and "viewer" in refused.stderr
+    # Another process (another embedded server on the same store) cancels it at once, before the stop
+    # can finish. (That a viewer may not cancel is tests/server/test_api.py's: here a second command
+    # first would race the stop's end.)
     assert "cancelled" in cli(home, "--as", "alice", "jobs", "cancel", job_id, "--yes").stdout
     process.communicate(timeout=60)
     assert process.returncode == 1
