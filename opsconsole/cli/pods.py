@@ -29,12 +29,13 @@ from rich.table import Table
 
 from opsconsole.cli.context import cli_context, out
 from opsconsole.core.errors import UsageError
+from opsconsole.core.fleet.pods import kube_age
 
 if TYPE_CHECKING:
     from opsconsole.core.api import OpsApi
     from opsconsole.core.fleet.pods import EventInfo, PodInfo
 
-__all__ = ["age_text", "register"]
+__all__ = ["register"]
 
 Cluster = Annotated[str, typer.Argument(help="The cluster, e.g. eks-use1-prod.")]
 Pod = Annotated[str, typer.Argument(help="The pod's name (opsconsole pods CLUSTER lists them).")]
@@ -42,15 +43,6 @@ Namespace = Annotated[
     str | None, typer.Option("--namespace", "-n", help="The pod's namespace (default: where it is found).")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-def age_text(seconds: float) -> str:
-    """kubectl's AGE: ``45s``, ``12m``, ``3h``, ``5d``."""
-    s = int(max(0.0, seconds))
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
-        if s >= size:
-            return f"{s // size}{unit}"
-    return f"{s}s"
 
 
 def _plain(value: Any) -> Any:
@@ -82,7 +74,7 @@ def pods_table(pods: list[PodInfo]) -> Table:
     for p in pods:
         style = "red" if p.unhealthy else ""
         table.add_row(p.name, p.workload, p.ready_text, f"[{style}]{p.status}[/]" if style else p.status,
-                      str(p.restarts), age_text(p.age_s), p.node or "<none>", p.node_group or "", p.last_exit)
+                      str(p.restarts), kube_age(p.age_s), p.node or "<none>", p.node_group or "", p.last_exit)
     return table
 
 

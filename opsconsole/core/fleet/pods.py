@@ -26,7 +26,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from opsconsole.core.errors import OpsError, UsageError
 
-__all__ = ["EventInfo", "PodDescription", "PodInfo", "PodLog", "PodNotFound", "PodReader", "PodsUnavailable"]
+__all__ = [
+    "EventInfo", "PodDescription", "PodInfo", "PodLog", "PodNotFound", "PodReader", "PodsUnavailable",
+    "kube_age",
+]
 
 
 class PodsUnavailable(OpsError):
@@ -150,3 +153,12 @@ class PodReader(Protocol):
 
     def describe_pod(self, cluster: str, namespace: str, pod: str) -> dict[str, Any]:
         ...
+
+
+def kube_age(seconds: float) -> str:
+    """An age as kubectl's AGE column writes it: ``45s``, ``12m``, ``3h``, ``5d``."""
+    s = int(max(0.0, seconds))
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"

@@ -27,6 +27,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Input, RichLog, Static
 
+from opsconsole.core.fleet.pods import kube_age
 from opsconsole.tui.data import Column, Row
 from opsconsole.tui.screens.base import ConsoleScreen
 from opsconsole.tui.widgets.table import FleetTable
@@ -65,14 +66,6 @@ EVENT_COLUMNS = (
 )
 
 
-def age_text(seconds: float) -> str:
-    s = int(max(0.0, seconds))
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
-        if s >= size:
-            return f"{s // size}{unit}"
-    return f"{s}s"
-
-
 def pod_row(p: PodInfo) -> Row:
     bad = "bold red" if p.unhealthy else ""
     return (
@@ -80,7 +73,7 @@ def pod_row(p: PodInfo) -> Row:
         Text(p.ready_text, style=bad),
         Text(p.status, style=bad),
         Text(str(p.restarts), style="red" if p.restarts else ""),
-        age_text(p.age_s),
+        kube_age(p.age_s),
         p.node or "—",
         p.node_group or "—",
         p.last_exit or "",
@@ -247,7 +240,7 @@ def describe_text(d: PodDescription) -> str:
     p, info = d.pod, d.details
     lines = [
         f"{p.namespace}/{p.name}  {p.status}  ready {p.ready_text}  restarts {p.restarts}  "
-        f"age {age_text(p.age_s)}",
+        f"age {kube_age(p.age_s)}",
         f"path: region {p.region} → cluster {p.cluster} → node group {p.node_group or '—'} → "
         f"node {p.node or '—'}",
         f"controlled by {info.get('controlled_by', '')} · IP {info.get('ip', '')} · "
