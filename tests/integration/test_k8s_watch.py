@@ -287,8 +287,10 @@ def test_a_restart_on_a_new_port_is_followed_through_resolve_endpoints(
     source = _source(seed_fleet, endpoints, timeout_s=2, resolve_endpoints=lambda: current["endpoints"])
     second = KubeApiEmulator(seed_fleet)
     try:
-        wl = _scalable(source)
-        _eventually(lambda: _watching(source), "the watches")
+        # timeout_s=2 makes the moved cluster's outage a problem quickly; on a loaded machine the first
+        # list can take longer than that, so the first read is awaited rather than assumed.
+        wl = _eventually(lambda: _scalable(source), "a first complete read", 60)
+        _eventually(lambda: _watching(source), "the watches", 60)
         emulator.stop()
         moved = second.start()
         world.advance_by(30)

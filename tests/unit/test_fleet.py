@@ -330,3 +330,35 @@ def test_notes_of_a_complete_answer_keep_the_source_ok() -> None:
     assert health is not None and health.status is SourceStatus.OK
     assert health.notes == ("throttled (HTTP 429) 2 time(s), backed off 0.4 s",)
     assert not snapshot.partial
+
+
+def test_a_slow_neighbour_does_not_make_a_fresh_answer_stale(release: list[threading.Event]) -> None:
+    """Ages are taken when each source answered: the k8s informers answer at once, a cloud takes 10 s
+    of the same refresh; the informers' data is fresh, while data that was already old when it was
+    served is still stale."""
+    clock = ManualClock()
+    fast = ScriptedSource("fast", returns(cache("eu", "fast")))
+    fast.cadence_s = 2.0  # type: ignore[attr-defined]
+
+    def slow_answer() -> SourceReading:
+        fast.finished.wait(10)
+        clock.advance(10)
+        return SourceReading((traffic("eu", "slow"),))
+
+    slow = ScriptedSource("slow", slow_answer)
+    slow.cadence_s = 60.0  # type: ignore[attr-defined]
+
+    def old_answer() -> SourceReading:
+        return SourceReading((traffic("us", "old"),), as_of=clock.now() - timedelta(seconds=30))
+
+    old = ScriptedSource("old", old_answer)
+    old.cadence_s = 2.0  # type: ignore[attr-defined]
+    with FleetService([fast, slow, old], deadline_s=30.0, clock=clock) as service:
+        snapshot, _ = service.refresh()
+    assert clock.now() == T0 + timedelta(seconds=10)
+    fast_health = health(snapshot.sources, "fast")
+    assert fast_health.status is SourceStatus.OK, fast_health
+    assert fast_health.age_s is not None and fast_health.age_s < 4.0
+    assert health(snapshot.sources, "slow").status is SourceStatus.OK
+    old_health = health(snapshot.sources, "old")
+    assert old_health.status is SourceStatus.STALE and "s old" in (old_health.error or "")

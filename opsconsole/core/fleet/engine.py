@@ -26,7 +26,8 @@ error. :class:`FleetService` does exactly that:
   ``refresh_s``): a source may answer from what it holds between its polls, saying when that data was
   fetched (``SourceReading.as_of``); data younger than twice the cadence is ``OK``, older data is
   ``STALE`` ("data N s old, cadence C s") even when the source answered, so a source that quietly
-  serves old data (its far side gone) never shows green.
+  serves old data (its far side gone) never shows green. A source that answered in a refresh is aged
+  as of its answer, so a slow neighbour in the same refresh does not make it look stale.
 
 Records with the same key from different sources: the first source in ``sources`` order wins.
 
@@ -581,7 +582,9 @@ class FleetService:
         if outcome.reading is None:
             return self._degraded(state, outcome.error or "read failed", outcome.duration_s, now)
         self._store(state, outcome.reading, outcome.finished_at)
-        age = self._age(state, now)
+        # A source that answered in this refresh is judged by how old its data was when it answered,
+        # not by how long the slowest other source of the same refresh took.
+        age = self._age(state, min(now, outcome.finished_at))
         cadence = state.cadence_s
         if outcome.reading.complete:
             too_old = age is not None and age > STALE_FACTOR * cadence
