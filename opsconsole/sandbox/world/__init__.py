@@ -275,6 +275,21 @@ class World:
         """
         self._refresh_if(desired.promote_replica(self._s, region))
 
+    def demote_to_replica(self, region: str, source: str) -> None:
+        """Make ``region``'s database a read replica of ``source`` (a write primary) again: what a
+        failback does to the replica a failover promoted, so that one write primary per write region
+        remains. Regions that replicated from ``region`` follow ``source``.
+
+        Raises:
+            UsageError: unknown regions, ``source`` not a write primary, or the same region.
+        """
+        self._refresh_if(desired.demote_to_replica(self._s, region, source))
+
+    def set_cluster_nodes(self, cluster: str, nodes: int) -> None:
+        """Set a cluster's node count now, within its autoscaler bounds (the autoscaler decides again
+        on its next tick)."""
+        self._refresh_if(desired.set_cluster_nodes(self._s, cluster, nodes))
+
     def set_environment_stopped(self, environment: Environment | str, stopped: bool) -> None:
         """Stop (0 replicas, 0 nodes) or start (back to the remembered sizes) a non-prod environment:
         :meth:`set_cluster_stopped` on each of its clusters.

@@ -133,6 +133,45 @@ def promote_replica(s: SimState, region: str) -> bool:
     return True
 
 
+def demote_to_replica(s: SimState, region: str, source: str) -> bool:
+    """Make ``region``'s database a read replica of ``source``'s write primary again (a failback's
+    re-seed: the promoted replica goes back under its old primary); whether anything changed."""
+    rg = s.region(region)
+    src = s.region(source)
+    if source == region:
+        raise UsageError(f"the database in {region} cannot replicate from itself")
+    if src.db_role is not DbRole.WRITE_PRIMARY:
+        raise UsageError(
+            f"cannot demote {region} under {source}: the database in {source} is not a write primary"
+        )
+    if rg.db_role is DbRole.READ_REPLICA and rg.replicates_from == source:
+        return False
+    rg.db_role = DbRole.READ_REPLICA
+    rg.replicates_from = source
+    for other in s.regions.values():  # replicas that followed the demoted primary follow its new primary
+        if other.replicates_from == region:
+            other.replicates_from = source
+    return True
+
+
+def set_cluster_nodes(s: SimState, cluster: str, nodes: int) -> bool:
+    """Set a cluster's node count now (a node pool's "set size"), within its autoscaler min/max; the
+    autoscaler moves it again on its next decision, as it does on GKE, AKS and EKS."""
+    cl = s.cluster(cluster)
+    if not _is_int(nodes) or not cl.nodes_min <= nodes <= cl.nodes_max:
+        raise UsageError(
+            f"nodes for {cluster} must be an integer within its autoscaler bounds "
+            f"{cl.nodes_min}-{cl.nodes_max}, got {nodes!r}"
+        )
+    if cl.spec.name in s.stopped:
+        raise UsageError(f"{cluster} is stopped: start its environment first")
+    if cl.nodes == nodes:
+        return False
+    cl.nodes = nodes
+    cl.needs = [nodes] * len(cl.needs)
+    return True
+
+
 def set_environment_stopped(s: SimState, environment: Environment | str, stopped: bool) -> bool:
     """Stop or start every cluster of a non-prod environment (idempotent); whether anything changed."""
     try:
