@@ -68,20 +68,55 @@ def _local_schedules(state: CliContext) -> Schedules:
 
 @schedule_app.command("eval")
 def schedule_eval(
-    spec: Annotated[
-        str, typer.Argument(help='A kube-downscaler spec, e.g. "Mon-Fri 07:30-20:30 Europe/Berlin".')
-    ],
     at: Annotated[list[str], typer.Option("--at", help="An ISO-8601 instant (repeatable).")],
+    spec: Annotated[
+        str | None,
+        typer.Argument(help='A kube-downscaler spec, e.g. "Mon-Fri 07:30-20:30 Europe/Berlin".'),
+    ] = None,
+    period: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--period",
+            help='An Instance Scheduler period instead of a spec (repeatable: up if any runs), e.g. '
+                 '\'{begintime: "09:00", endtime: "17:00", weekdays: "mon-fri"}\'.',
+        ),
+    ] = None,
     tz: Annotated[
-        str | None, typer.Option("--tz", help="Zone for naive --at values and zone-less parts.")
+        str | None,
+        typer.Option("--tz", help="Zone for naive --at values and zone-less parts; the periods' zone "
+                                  "(default UTC, as Instance Scheduler's)."),
     ] = None,
 ) -> None:
-    """Print, per --at and in order, one line: up or down."""
-    from opsconsole.core.schedule.timespec import evaluate  # noqa: PLC0415
+    """Print, per --at and in order, one line: up or down (for a spec, or for --period)."""
+    from opsconsole.core.schedule.timespec import evaluate, evaluate_periods  # noqa: PLC0415
 
+    if spec is not None and period:
+        raise UsageError("give either a kube-downscaler SPEC or --period, not both")
+    if spec is None and not period:
+        raise UsageError('give a kube-downscaler SPEC (e.g. "Mon-Fri 07:30-20:30 Europe/Berlin") or --period')
+    periods = [_period(text, i + 1) for i, text in enumerate(period or [])]
     instants = [_instant(text, "--at") for text in at]
     for instant in instants:
-        out.print(UP if evaluate(spec, instant, tz=tz) else DOWN)
+        up = evaluate(spec, instant, tz=tz) if spec is not None else evaluate_periods(periods, instant, tz=tz)
+        out.print(UP if up else DOWN)
+
+
+def _period(text: str, number: int) -> dict[str, object]:
+    """One ``--period`` value: a YAML / JSON mapping as in an Instance Scheduler period."""
+    import yaml  # noqa: PLC0415
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at column {mark.column + 1}" if mark is not None else ""
+        raise UsageError(f"--period {number} {text!r}: not a YAML mapping{where}") from None
+    if not isinstance(data, dict):
+        raise UsageError(
+            f"--period {number} {text!r}: expected a mapping such as "
+            '{begintime: "09:00", endtime: "17:00", weekdays: "mon-fri"}'
+        )
+    return {str(k): v for k, v in data.items()}
 
 
 def _when(at: datetime | None, zone: str) -> str:

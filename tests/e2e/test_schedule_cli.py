@@ -39,6 +39,34 @@ def test_eval_of_an_invalid_spec_exits_2_with_a_clear_message(home: Path, spec: 
     assert result.stdout == ""
 
 
+def test_eval_of_instance_scheduler_periods_in_their_zone(home: Path) -> None:
+    """The other syntax schedules.yml reads: periods, up if any runs, in --tz (Berlin: UTC+1 in winter)."""
+    result = cli(home, "schedule", "eval", "--tz", "Europe/Berlin",
+                 "--period", '{begintime: "09:00", endtime: "17:00", weekdays: "mon-fri"}',
+                 "--period", "{begintime: 10:00, endtime: 12:00, weekdays: sat}",  # YAML's 10:00 = 600
+                 "--at", "2026-12-07T07:59:00Z",  # Monday 08:59 Berlin: down
+                 "--at", "2026-12-07T08:00:00Z",  # Monday 09:00 Berlin: up
+                 "--at", "2026-12-07T16:00:00Z",  # Monday 17:00 Berlin: the end is exclusive
+                 "--at", "2026-12-05T10:30:00Z")  # Saturday 11:30 Berlin: the second period
+    assert result.stdout.splitlines() == ["down", "up", "down", "up"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--period", "{begintime: 25:00}"], "from 00:00 to 23:59"),
+        (["--period", "{weekday: mon}"], "unknown period key"),
+        (["--period", "[mon]"], "expected a mapping"),
+        (["Mon-Fri 07:00-20:00 UTC", "--period", "{weekdays: mon}"], "not both"),
+        ([], "or --period"),
+    ],
+)
+def test_eval_of_bad_periods_exits_2_naming_the_period(home: Path, args: list[str], message: str) -> None:
+    result = cli(home, "schedule", "eval", *args, "--at", "2026-11-27T12:00:00+00:00", ok=False)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
 def test_show_lists_every_scheduled_environment_and_region(home: Path) -> None:
     result = cli(home, "schedule", "show", "--json")
     rows = json.loads(result.stdout)

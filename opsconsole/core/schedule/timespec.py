@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
@@ -564,3 +564,19 @@ def evaluate(spec: str, at: datetime, *, tz: str | None = None) -> bool:
         local_zone: tzinfo = _zone_for("--tz", tz, tz) if tz else ZoneInfo("UTC")
         at = at.replace(tzinfo=local_zone)
     return parse_spec(spec, tz=tz).matches(at)
+
+
+def evaluate_periods(periods: Sequence[Mapping[str, object]], at: datetime, *, tz: str | None = None) -> bool:
+    """Whether Instance Scheduler ``periods`` (``begintime``, ``endtime``, ``weekdays``, ``monthdays``,
+    ``months``) run at ``at``, in the zone ``tz`` (UTC when none, as Instance Scheduler's default).
+
+    A naive ``at`` is read in ``tz``.
+
+    Raises:
+        ScheduleSpecError: a period or the zone cannot be read.
+    """
+    zone_name = tz or "UTC"
+    if at.tzinfo is None or at.utcoffset() is None:
+        at = at.replace(tzinfo=_zone_for("--tz", zone_name, zone_name))
+    parsed = [parse_period(dict(p), schedule=f"--period {i + 1}") for i, p in enumerate(periods)]
+    return period_schedule(parsed, zone_name, schedule="--period").matches(at)
