@@ -26,6 +26,7 @@ USAGE: dict[str, str] = {
     "jobs": "/ops jobs",
     "job": "/ops job <id>",
     "audit": "/ops audit <request-id>",
+    "freeze": "/ops freeze on <reason> | off | status   (on / off: admins)",
 }
 
 
@@ -143,6 +144,15 @@ def parse(text: str) -> Command:
     if name == "failback":
         _arity(name, args, 1, 1)
         return Command(name, region=args[0])
+    if name == "freeze":
+        verb = args[0].lower() if args else "status"
+        if verb not in ("on", "off", "status"):
+            raise _fail(name, f"{args[0]!r}: expected on, off or status")
+        if verb == "on" and len(args) < 2:
+            raise _fail(name, "an emergency freeze needs a reason: /ops freeze on <reason>")
+        if verb != "on":
+            _arity(name, args, 0, 1)
+        return Command(name, verb=verb, until=" ".join(args[1:]) if verb == "on" else None)
     if name in ("job", "audit"):
         _arity(name, args, 1, 1)
         return Command(name, ident=args[0])

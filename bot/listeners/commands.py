@@ -29,6 +29,8 @@ from opsconsole.core.change.actions import (
     plan_scale,
 )
 from opsconsole.core.change.approvals import RequestStatus
+from opsconsole.core.change.freeze import read_freeze, set_freeze
+from opsconsole.core.change.gate import Act, Forbidden, authorize, fleet_scope
 from opsconsole.core.change.rbac import Identity, Permission, Role, Scope
 from opsconsole.core.change.requests import RequestRefused
 from opsconsole.core.errors import OpsError, UsageError
@@ -38,6 +40,9 @@ from opsconsole.core.runs.records import Job
 from opsconsole.core.schedule.engine import OverrideKind
 
 log = logging.getLogger(__name__)
+
+#: Audit kind of a refused switch (as the server's ``opsconsole.server.freeze.AUDIT_REFUSED``).
+FREEZE_REFUSED = "freeze_refused"
 
 
 def register(app: App, rt: BotRuntime) -> None:
@@ -238,6 +243,8 @@ def answer(rt: BotRuntime, command: Command, body: Mapping[str, Any]) -> dict[st
         env = str(command.environment)
         rows = schedule.status(rt.scheduler, env)
         return blocks.env_status_message([schedule.status_document(r) for r in rows], environment=env)
+    if name == "freeze":
+        return _freeze(rt, who, command)
     if name == "keep-awake":
         env = str(command.environment)
         until = parse_until(str(command.until), rt.core.clock.now())
@@ -249,6 +256,37 @@ def answer(rt: BotRuntime, command: Command, body: Mapping[str, Any]) -> dict[st
             f"(override {made.id[:8]}, by {who.person})."
         )
     return file_change(rt, who, command, body)
+
+
+def _freeze(rt: BotRuntime, who: Identity, command: Command) -> dict[str, Any]:
+    """``/ops freeze``: anyone reads it; an admin switches it (refusals audited, as on the server)."""
+    core = rt.core
+    pipeline = core.pipeline
+    if command.verb == "status":
+        frozen = read_freeze(core.database)
+        if frozen is None:
+            return blocks.notice_text("No emergency change freeze is on (policy.yml's windows still apply).")
+        return blocks.notice_text(f":snowflake: {frozen.describe()}")
+    on = command.verb == "on"
+    try:
+        authorize(Act.FREEZE, who, scope=fleet_scope(core.fleet))
+    except Forbidden as refused:
+        pipeline.audit.append(
+            FREEZE_REFUSED, actor=who.person, face="slack", data={"on": on, "reason": refused.message}
+        )
+        raise
+    frozen = set_freeze(
+        core.database, pipeline.audit, on=on, reason=command.until, who=who.person, face="slack",
+        now=pipeline.clock.now(),
+    )
+    if frozen is None:
+        text = f":sunny: Emergency change freeze lifted by {who.person}."
+    else:
+        text = (f":snowflake: {frozen.describe()} — medium and high risk changes are refused until "
+                "`/ops freeze off`.")
+    message = blocks.notice_text(text)  # escaped: the reason is the admin's own words
+    message["response_type"] = "in_channel"  # the whole channel learns that changes stop
+    return message
 
 
 def _job(rt: BotRuntime, ident: str) -> Job:

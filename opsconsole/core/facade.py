@@ -18,10 +18,11 @@ from types import TracebackType
 from typing import Any, Self
 
 from opsconsole.core.change.actions import ActionPlan
+from opsconsole.core.change.freeze import read_freeze
 from opsconsole.core.change.pipeline import Executor, Pipeline
 from opsconsole.core.change.preview import preview_document
 from opsconsole.core.change.rbac import Directory
-from opsconsole.core.change.risk import load_policy
+from opsconsole.core.change.risk import load_policy, with_emergency
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import ExecutionUnavailable, OpsError
 from opsconsole.core.fleet.engine import FleetService, FleetSource, Snapshot
@@ -166,7 +167,11 @@ class OpsCore:
                 )
             self._pipeline = Pipeline(
                 fleet=self.fleet, database=self.database, directory=self.directory,
-                policy=load_policy(self.fleet.source, self.fleet), snapshot=lambda: self.refresh().snapshot,
+                # The emergency freeze lives in the store: every core on it (the server's, the bot's, a
+                # CLI's on the sandbox) honours it, not only the server that switched it.
+                policy=with_emergency(load_policy(self.fleet.source, self.fleet),
+                                      lambda: read_freeze(self.database)),
+                snapshot=lambda: self.refresh().snapshot,
                 executor=executor, playbook_dir=self._playbook_dir or self._default_playbook_dir(),
                 clock=self.clock, bus=self._runner.bus if self._runner is not None else None,
                 audit_key=self.audit_key, audit_head_file=self.audit_head_file,
