@@ -34,6 +34,8 @@ RUN = "request_run"
 CANCEL = "job_cancel"
 KEEP_AWAKE = "shutdown_keep_awake"
 SKIP_TONIGHT = "shutdown_skip_tonight"
+#: A finding notice's button: file its suggested action through the approval pipeline.
+FILE_SUGGESTED = "finding_file_suggested"
 REJECT_MODAL = "request_reject_modal"
 REASON_BLOCK = "reason"
 REASON_INPUT = "reason_input"
@@ -692,7 +694,23 @@ def finding_notice(finding: Mapping[str, Any]) -> Message:
     ]
     if action.get("summary"):
         lines.append(f"Suggested: {_escape(str(action['summary']))}")
-    return {"text": f"{sev}: {finding.get('title')}", "blocks": [_md("\n".join(lines))]}
+    body: list[dict[str, Any]] = [_md("\n".join(lines))]
+    if action.get("action") and isinstance(action.get("params"), Mapping):
+        value = json.dumps({"action": action["action"], "params": dict(action["params"]),
+                            "finding": finding.get("id")}, sort_keys=True)
+        if len(value) <= 2000:  # Slack's limit on a button's value
+            body.append({
+                "type": "actions",
+                "block_id": f"finding:{finding.get('id')}"[:255],
+                "elements": [{
+                    "type": "button",
+                    "action_id": FILE_SUGGESTED,
+                    "value": value,
+                    "text": {"type": "plain_text", "text": f"Request: {action['action']}"[:75]},
+                    "style": "primary",
+                }],
+            })
+    return {"text": f"{sev}: {finding.get('title')}", "blocks": body}
 
 
 def resolved_notice(kind: str, data: Mapping[str, Any]) -> Message:

@@ -1,7 +1,8 @@
 """Modals for a change's parameters: pick instead of typing, and see the preview before filing.
 
 Why: ``/ops failover`` without its regions used to be a usage error. Now ``/ops scale``, ``/ops failover``,
-``/ops failback`` and ``/ops env`` with arguments missing, and the global shortcut *Request a change*,
+``/ops failback``, ``/ops env``, ``/ops nodes``, ``/ops replicas`` and ``/ops cache`` with arguments
+missing, and the global shortcut *Request a change*,
 open a form (:func:`form`) with selects filled from the inventory (regions grouped by geography, so that
 any fleet fits Slack's 100 options per group; workloads; environments). Its submission (*Preview*)
 answers at once with a "planning…" view (Slack waits 3 s for the ack), plans on a fresh fleet read,
@@ -25,7 +26,9 @@ FORM = "change_form"
 PREVIEW = "change_preview"
 SHORTCUT = "request_change"
 ACTION_SELECT = "change_action"
-ACTIONS = ("scale", "failover", "failback", "env")
+ACTIONS = ("scale", "failover", "failback", "env", "nodes", "replicas", "cache")
+#: The role changes of a region's database, as the replicas form offers them.
+DB_CHANGES = ("count", "promote", "demote")
 ENVIRONMENTS = ("staging", "dev")
 
 View = dict[str, Any]
@@ -77,6 +80,86 @@ def _static(action_id: str, values: Sequence[str], initial: str | None = None) -
     if initial in values:
         element["initial_option"] = _option(str(initial))
     return element
+
+
+def _number(action_id: str, initial: int | None, low: int, high: int) -> dict[str, Any]:
+    return {
+        "type": "number_input",
+        "action_id": action_id,
+        "is_decimal_allowed": False,
+        "min_value": str(low),
+        "max_value": str(high),
+        **({"initial_value": str(initial)} if initial is not None else {}),
+    }
+
+
+def cluster_select(fleet: Fleet, action_id: str, initial: str | None = None) -> dict[str, Any]:
+    """A select of every cluster, grouped by geography in groups of at most 100 (Slack's limit per
+    group), so that up to 10,000 clusters fit."""
+    by_geo: dict[str, list[dict[str, Any]]] = {}
+    for name in sorted(fleet.clusters, key=lambda n: (fleet.clusters[n].region, n)):
+        spec = fleet.clusters[name]
+        region = fleet.regions.get(spec.region)
+        geo = region.geography.value if region is not None else "other"
+        by_geo.setdefault(geo, []).append(_option(name, _cluster_label(fleet, name)))
+    groups: list[dict[str, Any]] = []
+    for geo, options in sorted(by_geo.items()):
+        title = geo.upper() if len(geo) <= 4 else geo.capitalize()
+        for k in range(0, len(options), 100):
+            label = title if k == 0 else f"{title} {k // 100 + 1}"
+            groups.append({"label": _text(label), "options": options[k:k + 100]})
+    element: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": action_id,
+        "placeholder": _text("Cluster"),
+        "option_groups": groups[:100],
+    }
+    if initial in fleet.clusters:
+        element["initial_option"] = _option(str(initial), _cluster_label(fleet, str(initial)))
+    return element
+
+
+def _cluster_label(fleet: Fleet, name: str) -> str:
+    spec = fleet.clusters[name]
+    return f"{name} ({spec.region}, {spec.kind.value}, {spec.environment.value})"
+
+
+def _capacity_fields(fleet: Fleet, action: str, g: Command) -> list[dict[str, Any]]:
+    """The fields of ``nodes``, ``replicas`` and ``cache`` (the arguments of ``opsconsole act``)."""
+    bounds = fleet.bounds
+    if action == "nodes":
+        top = bounds.cluster_nodes
+        return [
+            _input("cluster", "Cluster", cluster_select(fleet, "value", g.cluster)),
+            _input("nodes_min", "Node min (empty: keep)", _number("value", g.nodes_min, top.min, top.max),
+                   optional=True),
+            _input("nodes_max", "Node max (empty: keep)", _number("value", g.nodes_max, top.min, top.max),
+                   optional=True),
+            _input("nodes_desired", "Desired nodes (empty: the autoscaler's)",
+                   _number("value", g.nodes_desired, top.min, top.max), optional=True),
+        ]
+    if action == "replicas":
+        change = g.verb if g.verb in DB_CHANGES else "count"
+        labels = {"count": "Set the read replicas", "promote": "Promote to primary",
+                  "demote": "Demote to a replica"}
+        replicas = bounds.read_replicas
+        return [
+            _input("region", "Region (its database)", region_select(fleet, "value", g.region)),
+            _input("change", "Change", {
+                "type": "static_select", "action_id": "value",
+                "options": [_option(k, v) for k, v in labels.items()],
+                "initial_option": _option(change, labels[change]),
+            }),
+            _input("count", "Read replicas (for Set)",
+                   _number("value", g.count, replicas.min, replicas.max), optional=True),
+            _input("source", "Replicate from (for Demote; empty: the inventory's)",
+                   region_select(fleet, "value", g.source), optional=True),
+        ]
+    return [
+        _input("region", "Region", region_select(fleet, "value", g.region)),
+        _input("count", "Redis nodes",
+               _number("value", g.count, bounds.redis_nodes.min, bounds.redis_nodes.max)),
+    ]
 
 
 def chooser(*, private_metadata: str) -> View:
@@ -136,6 +219,8 @@ def form(fleet: Fleet, action: str, *, private_metadata: str, given: Command | N
                 _static("value", ["prod", "staging", "dev"], g.environment or "prod"),
             ),
         ]
+    elif action in ("nodes", "replicas", "cache"):
+        fields += _capacity_fields(fleet, action, g)
     else:
         fields += [
             _input("environment", "Environment", _static("value", list(ENVIRONMENTS), g.environment)),
@@ -178,6 +263,9 @@ def command_of(action: str, values: Mapping[str, str]) -> tuple[Command | None, 
         "failback": ("region",),
         "scale": ("workload", "replicas", "region"),
         "env": ("environment", "verb"),
+        "nodes": ("cluster",),
+        "replicas": ("region", "change"),
+        "cache": ("region", "count"),
     }.get(action, ())
     for name in required:
         if not values.get(name):
@@ -194,6 +282,8 @@ def command_of(action: str, values: Mapping[str, str]) -> tuple[Command | None, 
             replicas = int(values["replicas"])
         except ValueError:
             errors["replicas"] = "A whole number."
+    if action in ("nodes", "replicas", "cache"):
+        return _capacity_command(action, values, errors)
     if errors:
         return None, errors
     if action == "failover":
@@ -212,6 +302,37 @@ def command_of(action: str, values: Mapping[str, str]) -> tuple[Command | None, 
             {},
         )
     return Command("env", environment=values["environment"], verb=values["verb"]), {}
+
+
+def _capacity_command(
+    action: str, values: Mapping[str, str], errors: dict[str, str]
+) -> tuple[Command | None, dict[str, str]]:
+    """:func:`command_of` for ``nodes``, ``replicas`` and ``cache``."""
+    numbers: dict[str, int | None] = {}
+    for name in ("nodes_min", "nodes_max", "nodes_desired", "count"):
+        try:
+            numbers[name] = int(values[name]) if values.get(name) else None
+        except ValueError:
+            errors[name] = "A whole number."
+    if action == "nodes" and not errors and all(numbers[k] is None for k in ("nodes_min", "nodes_max",
+                                                                            "nodes_desired")):
+        errors["nodes_max"] = "Give a min, a max or a desired count."
+    if action == "replicas" and values.get("change") == "count" and numbers.get("count") is None:
+        errors.setdefault("count", "How many read replicas?")
+    if errors:
+        return None, errors
+    if action == "nodes":
+        return Command("nodes", cluster=values["cluster"], nodes_min=numbers["nodes_min"],
+                       nodes_max=numbers["nodes_max"], nodes_desired=numbers["nodes_desired"]), {}
+    if action == "replicas":
+        change = values["change"]
+        if change == "count":
+            return Command("replicas", region=values["region"], count=numbers["count"]), {}
+        return Command("replicas", region=values["region"], verb=change,
+                       source=values.get("source") if change == "demote" else None), {}
+    if action == "cache":
+        return Command("cache", region=values["region"], count=numbers["count"]), {}
+    return None, {"action": f"unknown action {action}"}
 
 
 def planning(*, private_metadata: str) -> View:

@@ -17,7 +17,11 @@ USAGE: dict[str, str] = {
     "help": "/ops help",
     "status": "/ops status [region]",
     "findings": "/ops findings [region]",
-    "scale": "/ops scale <workload> <replicas> [--region R] [--env prod|staging|dev]",
+    "scale": "/ops scale <workload> [<replicas>] [--hpa-min N] [--hpa-max N] --region R [--cluster C] "
+             "[--env prod|staging|dev]",
+    "nodes": "/ops nodes --cluster C [--min N] [--max N] [--desired N]",
+    "replicas": "/ops replicas --region R (--count N | --promote | --demote [--source R2])",
+    "cache": "/ops cache --region R --nodes N",
     "failover": "/ops failover <from-region> <to-region>",
     "failback": "/ops failback <region>",
     "env": "/ops env <name> stop|start|status",
@@ -54,19 +58,34 @@ class Command:
     verb: str | None = None
     until: str | None = None
     ident: str | None = None
+    cluster: str | None = None
+    hpa_min: int | None = None
+    hpa_max: int | None = None
+    nodes_min: int | None = None
+    nodes_max: int | None = None
+    nodes_desired: int | None = None
+    #: ``replicas --count`` (read replicas) and ``cache --nodes`` (Redis nodes).
+    count: int | None = None
+    #: ``replicas --demote --source``: the write primary to replicate from.
+    source: str | None = None
 
     @property
     def changes_fleet(self) -> bool:
-        return self.name in ("scale", "failover", "failback") or (
-            self.name == "env" and self.verb != "status"
-        )
+        return self.name in CHANGES or (self.name == "env" and self.verb != "status")
+
+
+#: The commands that change the fleet (``env`` too, but for ``env … status``).
+CHANGES = ("scale", "failover", "failback", "nodes", "replicas", "cache")
 
 
 def _fail(name: str, message: str) -> CommandError:
     return CommandError(message, USAGE[name])
 
 
-def _take_options(name: str, words: list[str], allowed: set[str]) -> tuple[list[str], dict[str, str]]:
+def _take_options(
+    name: str, words: list[str], allowed: set[str], flags: frozenset[str] = frozenset()
+) -> tuple[list[str], dict[str, str]]:
+    """Positional words and ``--key value`` / ``--key=value`` options; ``flags`` take no value."""
     positional: list[str] = []
     options: dict[str, str] = {}
     i = 0
@@ -74,6 +93,10 @@ def _take_options(name: str, words: list[str], allowed: set[str]) -> tuple[list[
         word = words[i]
         if word.startswith("--"):
             key, eq, value = word[2:].partition("=")
+            if key in flags and not eq:
+                options[key] = "yes"
+                i += 1
+                continue
             if key not in allowed:
                 raise _fail(name, f"unknown option --{key}")
             if not eq:
@@ -111,20 +134,9 @@ def parse(text: str) -> Command:
     if name not in USAGE:
         raise CommandError(f"unknown command {name!r}; try /ops help", "\n".join(USAGE.values()))
     if name == "scale":
-        args, options = _take_options(name, args, {"region", "env"})
-        _arity(name, args, 2, 2)
-        try:
-            replicas = int(args[1])
-        except ValueError:
-            raise _fail(name, f"replicas: expected a whole number, found {args[1]!r}") from None
-        if replicas < 0:
-            raise _fail(name, f"replicas: expected 0 or more, found {replicas}")
-        env = options.get("env", "prod")
-        if env not in ("prod", "staging", "dev"):
-            raise _fail(name, f"--env {env}: expected prod, staging or dev")
-        return Command(
-            name, workload=args[0], replicas=replicas, region=options.get("region"), environment=env
-        )
+        return _scale(name, args)
+    if name in ("nodes", "replicas", "cache"):
+        return _capacity(name, args)
     if name == "env":
         _arity(name, args, 2, 2)
         verb = args[1].lower()
@@ -158,6 +170,83 @@ def parse(text: str) -> Command:
         return Command(name, ident=args[0])
     _arity(name, args, 0, 0)
     return Command(name)
+
+
+def _scale(name: str, args: list[str]) -> Command:
+    """``/ops scale <workload> <replicas>`` or ``/ops scale <workload> --hpa-min N --hpa-max N``."""
+    args, options = _take_options(name, args, {"region", "env", "cluster", "hpa-min", "hpa-max"})
+    hpa_min, hpa_max = _number(name, options, "hpa-min"), _number(name, options, "hpa-max")
+    bounds = hpa_min is not None or hpa_max is not None
+    _arity(name, args, 1 if bounds else 2, 1 if bounds else 2)
+    replicas = None
+    if not bounds:
+        try:
+            replicas = int(args[1])
+        except ValueError:
+            raise _fail(name, f"replicas: expected a whole number, found {args[1]!r}") from None
+        if replicas < 0:
+            raise _fail(name, f"replicas: expected 0 or more, found {replicas}")
+    env = options.get("env", "prod")
+    if env not in ("prod", "staging", "dev"):
+        raise _fail(name, f"--env {env}: expected prod, staging or dev")
+    return Command(
+        name, workload=args[0], replicas=replicas, region=options.get("region"), environment=env,
+        cluster=options.get("cluster"), hpa_min=hpa_min, hpa_max=hpa_max,
+    )
+
+
+def _number(name: str, options: dict[str, str], key: str) -> int | None:
+    value = options.get(key)
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise _fail(name, f"--{key}: expected a whole number, found {value!r}")
+    return int(value)
+
+
+def missing(name: str, words: list[str]) -> bool:
+    """Whether ``/ops nodes|replicas|cache`` lacks what it needs (then a form opens) rather than having
+    something wrong (then the usage says what)."""
+    opts = {w[2:].partition("=")[0] for w in words if w.startswith("--")}
+    has_cluster = "cluster" in opts or any(not w.startswith("--") for w in words[:1])
+    if name == "nodes":
+        return not has_cluster or not opts & {"min", "max", "desired"}
+    if name == "replicas":
+        return "region" not in opts or not opts & {"count", "promote", "demote"}
+    return "region" not in opts or "nodes" not in opts
+
+
+def _capacity(name: str, args: list[str]) -> Command:
+    """``/ops nodes``, ``/ops replicas`` and ``/ops cache``: the arguments of ``opsconsole act``."""
+    if name == "nodes":
+        positional, options = _take_options(name, args, {"cluster", "min", "max", "desired"})
+        _arity(name, positional, 0, 1)
+        cluster = options.get("cluster") or (positional[0] if positional else None)
+        if not cluster:
+            raise _fail(name, "which cluster? add --cluster C")
+        numbers = {k: _number(name, options, k) for k in ("min", "max", "desired")}
+        if all(v is None for v in numbers.values()):
+            raise _fail(name, "nothing to change: give --min, --max or --desired")
+        return Command(name, cluster=cluster, nodes_min=numbers["min"], nodes_max=numbers["max"],
+                       nodes_desired=numbers["desired"])
+    if name == "replicas":
+        positional, options = _take_options(name, args, {"region", "count", "source"},
+                                            frozenset({"promote", "demote"}))
+        _arity(name, positional, 0, 0)
+        if not options.get("region"):
+            raise _fail(name, "which region? add --region R")
+        chosen = [k for k in ("count", "promote", "demote") if k in options]
+        if len(chosen) != 1:
+            raise _fail(name, "give exactly one of --count N, --promote or --demote")
+        if "source" in options and "demote" not in options:
+            raise _fail(name, "--source goes with --demote (the primary to replicate from)")
+        return Command(name, region=options["region"], count=_number(name, options, "count"),
+                       verb=None if chosen[0] == "count" else chosen[0], source=options.get("source"))
+    positional, options = _take_options(name, args, {"region", "nodes"})
+    _arity(name, positional, 0, 0)
+    if not options.get("region") or "nodes" not in options:
+        raise _fail(name, "give --region R and --nodes N")
+    return Command(name, region=options["region"], count=_number(name, options, "nodes"))
 
 
 _RELATIVE = re.compile(r"^\+?(\d+(?:\.\d+)?)\s*(h|m|min|hours?|minutes?)$")

@@ -46,6 +46,7 @@ from opsconsole.core.change.pipeline import RequestChanged
 from opsconsole.core.change.rbac import Identity, Permission
 from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.change.requests import RequestNotFound
+from opsconsole.core.change.rto import RtoVerdict, strictest_rto_s, verdict_of
 from opsconsole.core.errors import OpsError
 from opsconsole.core.facade import OpsCore
 from opsconsole.core.fleet.view import FleetView
@@ -104,8 +105,8 @@ class BotRuntime:
             self.render_request_subject, self.slack, self.outbox, interval_s=settings.update_interval_s
         )
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
-        rtos = [spec.criticality.rto_minutes * 60.0 for spec in core.fleet.services.values()]
-        self.notes = ThreadNotes(self, now=core.clock.now, rto_s=min(rtos) if rtos else None)
+        self.notes = ThreadNotes(self, now=core.clock.now, rto_s=strictest_rto_s(core.fleet),
+                                 fleet=core.fleet, verdict=self._rto_verdict)
         self.poster = RequestPoster(
             self.outbox,
             self.slack,
@@ -248,6 +249,15 @@ class BotRuntime:
         return self.channels.approvals.for_regions(self.core.fleet, regions_of(request))
 
     # -- request messages -----------------------------------------------------------------------------
+
+    def _rto_verdict(self, job_id: str) -> RtoVerdict | None:
+        """The RTO verdict the pipeline recorded on a failover's job (``None``: none, or unreadable)."""
+        try:
+            job = self.jobs.get(job_id)
+        except Exception:  # the job store is another database only in odd set-ups: say what we know
+            log.debug("job %s not readable", job_id, exc_info=True)
+            return None
+        return verdict_of(job) if job is not None else None
 
     def progress_of(self, request: ChangeRequest) -> RunProgress | None:
         if not request.job_id:

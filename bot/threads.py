@@ -31,6 +31,8 @@ from bot.progress import FACE
 from bot.slackcalls import SlackCalls
 from opsconsole.core.change.approvals import RequestStatus
 from opsconsole.core.change.records import ChangeRequest
+from opsconsole.core.change.rto import RTO_ACTIONS, RtoVerdict, rto_target
+from opsconsole.core.fleet.model import Fleet
 from opsconsole.core.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -89,11 +91,27 @@ def p95(durations: Sequence[float]) -> float | None:
 
 
 class ThreadNotes:
-    def __init__(self, host: NotesHost, *, now: Callable[[], datetime], rto_s: float | None = None) -> None:
+    def __init__(
+        self, host: NotesHost, *, now: Callable[[], datetime], rto_s: float | None = None,
+        fleet: Fleet | None = None, verdict: Callable[[str], RtoVerdict | None] | None = None,
+    ) -> None:
         self.host = host
         self.now = now
-        #: The strictest recovery time objective of the fleet's services (failovers are held to it).
+        #: The strictest recovery time objective of the fleet's services (what a move is held to when
+        #: the fleet cannot say better).
         self.rto_s = rto_s
+        #: With the fleet, a move is held to the RTO of the most critical tier it affects, and the
+        #: verdict the pipeline recorded on its job (``verdict(job_id)``) is what the thread says: the
+        #: same computation as the CLI and the console (opsconsole/core/change/rto.py).
+        self.fleet = fleet
+        self.verdict = verdict
+
+    def _rto_target_s(self, request: ChangeRequest) -> float | None:
+        if self.fleet is not None:
+            target = rto_target(self.fleet, request.action, request.params)
+            if target is not None:
+                return target.target_s
+        return self.rto_s
 
     def _cycle(self, request: ChangeRequest) -> str:
         return str((request.drift or {}).get("at") or "0")
@@ -142,14 +160,20 @@ class ThreadNotes:
 
     def _rto(self, request: ChangeRequest, progress: Any) -> str:
         """The RTO clock of a failover / failback: started, or how much of it the run took."""
-        if request.action not in ("failover", "failback") or not self.rto_s:
+        target_s = self._rto_target_s(request)
+        if request.action not in RTO_ACTIONS or not target_s:
             return ""
-        target = f"{self.rto_s / 60:.0f} min"
+        target = f"{target_s / 60:.0f} min"
         if request.status is RequestStatus.RUNNING:
             return f" :stopwatch: RTO clock started (target {target})."
+        if request.status not in (RequestStatus.SUCCEEDED, RequestStatus.FAILED):
+            return ""
+        recorded = self.verdict(request.job_id) if self.verdict is not None and request.job_id else None
+        if recorded is not None:
+            return f" :stopwatch: {recorded.sentence()}."
         took = getattr(progress, "duration_s", None) if progress is not None else None
-        if request.status in (RequestStatus.SUCCEEDED, RequestStatus.FAILED) and took is not None:
-            verdict = "within" if took <= self.rto_s else "*over*"
+        if took is not None:
+            verdict = "within" if took <= target_s else "*over*"
             return f" :stopwatch: {took:.0f} s of the {target} RTO: {verdict} it."
         return ""
 

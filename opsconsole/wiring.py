@@ -40,7 +40,8 @@ from opsconsole.core.runs.records import Job
 from opsconsole.core.runs.runner import Runner, cancel_runs_at_exit
 from opsconsole.providers.sim import SimSource
 from opsconsole.sandbox.emulator import Emulator, Endpoints
-from opsconsole.sandbox.localcloud import DEFAULT_SYNC_S, read_running, running_or_ephemeral
+from opsconsole.sandbox.localcloud import DEFAULT_SYNC_S, read_running, running_or_ephemeral, started_now
+from opsconsole.sandbox.starting import LazyMapping, StartingSource
 from opsconsole.sandbox.state import WorldStore
 
 
@@ -85,13 +86,38 @@ def world_store(
 def sandbox_emulators(fleet: Fleet) -> list[Emulator]:
     """The local cloud's API emulators, one per adapter (imported here: they pull in moto and grpc)."""
     from opsconsole.sandbox.aws import AwsCloud  # noqa: PLC0415
+    from opsconsole.sandbox.azure_admin import AzureAdminEmulator  # noqa: PLC0415
     from opsconsole.sandbox.azure_monitor import AzureMonitorEmulator  # noqa: PLC0415
+    from opsconsole.sandbox.gcp_admin import GcpAdminEmulator  # noqa: PLC0415
     from opsconsole.sandbox.gcp_monitoring import GcpMonitoringEmulator  # noqa: PLC0415
     from opsconsole.sandbox.kube import KubeApiEmulator  # noqa: PLC0415
 
+    # The four the adapters read, then the management APIs only the playbooks' GCP / Azure modules call.
     return [
-        KubeApiEmulator(fleet), AwsCloud(fleet), GcpMonitoringEmulator(fleet), AzureMonitorEmulator(fleet)
+        KubeApiEmulator(fleet), AwsCloud(fleet), GcpMonitoringEmulator(fleet), AzureMonitorEmulator(fleet),
+        GcpAdminEmulator(fleet), AzureAdminEmulator(fleet),
     ]
+
+
+def management_extravars(endpoints: Mapping[str, Endpoints]) -> dict[str, str]:
+    """Where the playbooks' GCP and Azure modules find the local cloud's management APIs (GKE node pools,
+    Cloud SQL, AKS agent pools, Azure PostgreSQL); empty when a local cloud from an older opsconsole runs
+    without them (the modules then say they found no credentials for the real clouds)."""
+    gcp = endpoints.get("gcp_admin")
+    azure = endpoints.get("azure_admin")
+    return {
+        "opsconsole_gcp_endpoint_url": gcp.urls.get("gcp_admin", "") if gcp else "",
+        "opsconsole_gcp_project": gcp.settings.get("project", "") if gcp else "",
+        "opsconsole_azure_endpoint_url": azure.urls.get("azure_admin", "") if azure else "",
+        "opsconsole_azure_subscription": azure.settings.get("subscription", "") if azure else "",
+    }
+
+
+def first_emulators(fleet: Fleet) -> list[Emulator]:
+    """What a progressive start serves first: the Kubernetes emulator (our own code, quick to start)."""
+    from opsconsole.sandbox.kube import KubeApiEmulator  # noqa: PLC0415
+
+    return [KubeApiEmulator(fleet)]
 
 
 #: Endpoints of the local cloud, re-read on demand (None: not known now).
@@ -112,10 +138,9 @@ def adapter_sources(
     ``cadences``: per cloud (``aws``, ``gcp``, ``azure``); absent: every refresh (no caching).
     ``resolve``: re-reads the local cloud's endpoints (a restarted one listens on new ports).
     ``clock``: wall seconds for the cadences (benchmarks pass a simulated one).
+    An emulator still starting (a progressive start) gets a
+    :class:`~opsconsole.sandbox.starting.StartingSource` that builds its adapter when it is up.
     """
-    from opsconsole.providers.aws import AwsSource  # noqa: PLC0415
-    from opsconsole.providers.azure import AzureSource  # noqa: PLC0415
-    from opsconsole.providers.gcp import GcpSource  # noqa: PLC0415
     from opsconsole.providers.k8s import KubernetesSource  # noqa: PLC0415
 
     every = SourceCadence(0.0, 0.0)
@@ -127,17 +152,38 @@ def adapter_sources(
     k8s_kwargs: dict[str, object] = {"timeout_s": timeout_s}
     if "resolve_endpoints" in inspect.signature(KubernetesSource.from_endpoints).parameters:
         k8s_kwargs["resolve_endpoints"] = resolver("k8s")
+
+    # Each cloud's SDK is imported when its adapter is built (after its emulator started, on a
+    # progressive start: boto3 and grpc are off the path to the first data).
+    def make_aws() -> FleetSource:
+        from opsconsole.providers.aws import AwsSource  # noqa: PLC0415
+
+        return AwsSource.from_endpoints(fleet, endpoints["aws"], timeout_s=timeout_s,
+                                        metrics_cadence_s=aws.metrics_s, describe_cadence_s=aws.describe_s,
+                                        clock=clock, resolve_endpoints=resolver("aws"))
+
+    def make_gcp() -> FleetSource:
+        from opsconsole.providers.gcp import GcpSource  # noqa: PLC0415
+
+        return GcpSource.from_endpoints(fleet, endpoints["gcp"], timeout_s=timeout_s,
+                                        metrics_cadence_s=gcp.metrics_s, clock=clock,
+                                        resolve_endpoints=resolver("gcp"))
+
+    def make_azure() -> FleetSource:
+        from opsconsole.providers.azure import AzureSource  # noqa: PLC0415
+
+        return AzureSource.from_endpoints(fleet, endpoints["azure"], timeout_s=timeout_s,
+                                          metrics_cadence_s=azure.metrics_s, clock=clock,
+                                          resolve_endpoints=resolver("azure"))
+
+    def when_up(name: str, cadence_s: float, make: Callable[[], FleetSource]) -> FleetSource:
+        return make() if started_now(endpoints, name) else StartingSource(name, make, cadence_s=cadence_s)
+
     return [
         KubernetesSource.from_endpoints(fleet, endpoints["k8s"], **k8s_kwargs),  # type: ignore[arg-type]
-        AwsSource.from_endpoints(fleet, endpoints["aws"], timeout_s=timeout_s,
-                                 metrics_cadence_s=aws.metrics_s, describe_cadence_s=aws.describe_s,
-                                 clock=clock, resolve_endpoints=resolver("aws")),
-        GcpSource.from_endpoints(fleet, endpoints["gcp"], timeout_s=timeout_s,
-                                 metrics_cadence_s=gcp.metrics_s, clock=clock,
-                                 resolve_endpoints=resolver("gcp")),
-        AzureSource.from_endpoints(fleet, endpoints["azure"], timeout_s=timeout_s,
-                                   metrics_cadence_s=azure.metrics_s, clock=clock,
-                                   resolve_endpoints=resolver("azure")),
+        when_up("aws", aws.metrics_s, make_aws),
+        when_up("gcp", gcp.metrics_s, make_gcp),
+        when_up("azure", azure.metrics_s, make_azure),
     ]
 
 
@@ -186,10 +232,14 @@ def sandbox_core(
     reader: str | None = None,
     audit_key: bytes | None = None,
     audit_head_file: Path | None = None,
+    progressive: bool = False,
 ) -> Iterator[OpsCore]:
     """An :class:`OpsCore` on the sandbox, for the length of the ``with`` block.
 
     ``audit_key`` / ``audit_head_file``: see :class:`OpsCore` (the ops server passes its own).
+    ``progressive``: an ephemeral local cloud starts its Kubernetes emulator first and the others while
+    the core already serves (their sources are "starting" until then; see
+    :mod:`opsconsole.sandbox.starting`): the console's first data comes seconds sooner.
 
     By default the fleet is read through the four real adapters from the local cloud: the one
     ``opsconsole sandbox up`` runs, or one started for this block. ``reader="sim"`` reads the world
@@ -206,7 +256,9 @@ def sandbox_core(
     # Each adapter's own time budget sits inside the engine's deadline, so a slow emulator is cut by
     # its adapter (and reported) before the engine abandons the read.
     timeout_s = deadline_s * 0.8
-    with running_or_ephemeral(home, store, lambda: sandbox_emulators(fleet)) as (endpoints, cloud):
+    first = (lambda: first_emulators(fleet)) if progressive else None
+    local_cloud = running_or_ephemeral(home, store, lambda: sandbox_emulators(fleet), first=first)
+    with local_cloud as (endpoints, cloud):
 
         def resolve() -> Mapping[str, Endpoints] | None:
             # The ephemeral cloud's own endpoints, or what the shared `sandbox up` wrote last.
@@ -214,20 +266,32 @@ def sandbox_core(
 
         sources = adapter_sources(fleet, endpoints, timeout_s=timeout_s,
                                   cadences=source_cadences(fleet.source), resolve=resolve)
-        aws = endpoints["aws"]
-        connection = Connection({
-            "opsconsole_sandbox": True,
-            "opsconsole_kubeconfig": endpoints["k8s"].settings["kubeconfig"],
-            "opsconsole_aws_endpoint_url": aws.urls["aws"],
-            "opsconsole_cloudwatch_endpoint_url": aws.urls.get("cloudwatch", ""),
-        })
-        env = {
-            "AWS_ACCESS_KEY_ID": aws.settings.get("aws_access_key_id", ""),
-            "AWS_SECRET_ACCESS_KEY": aws.settings.get("aws_secret_access_key", ""),
-            "AWS_SESSION_TOKEN": aws.settings.get("aws_session_token", ""),
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
+        def extravars() -> dict[str, object]:
+            aws = endpoints["aws"]  # a progressive start: waits for the AWS emulator
+            runner_env.update(aws_env())  # the runner's env, before the run that needed these starts
+            return {
+                "opsconsole_sandbox": True,
+                "opsconsole_kubeconfig": endpoints["k8s"].settings["kubeconfig"],
+                "opsconsole_aws_endpoint_url": aws.urls["aws"],
+                "opsconsole_cloudwatch_endpoint_url": aws.urls.get("cloudwatch", ""),
+                **management_extravars(endpoints),
+            }
+
+        def aws_env() -> dict[str, str]:
+            aws = endpoints["aws"]
+            return {
+                "AWS_ACCESS_KEY_ID": aws.settings.get("aws_access_key_id", ""),
+                "AWS_SECRET_ACCESS_KEY": aws.settings.get("aws_secret_access_key", ""),
+                "AWS_SESSION_TOKEN": aws.settings.get("aws_session_token", ""),
+                "AWS_REGION": "us-east-1",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+
+        aws_up = started_now(endpoints, "aws")
+        env = aws_env() if aws_up else {"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+        runner = make_runner(fleet, home, env)
+        runner_env = runner.env
+        connection = Connection(extravars() if aws_up else LazyMapping(extravars))
 
         def world_takes_it_in(_job: Job) -> None:
             if cloud is not None:
@@ -236,7 +300,7 @@ def sandbox_core(
                 time.sleep(DEFAULT_SYNC_S + 0.5)
             touch_sources(sources)  # what the run changed is read at the next refresh, not a cadence later
 
-        with OpsCore(fleet, sources, deadline_s=deadline_s, clock=clock, runner=make_runner(fleet, home, env),
+        with OpsCore(fleet, sources, deadline_s=deadline_s, clock=clock, runner=runner,
                      connection=connection, after_run=world_takes_it_in, sandbox=True,
                      audit_key=audit_key, audit_head_file=audit_head_file) as core:
             yield core

@@ -33,11 +33,12 @@ from bot import blocks, metrics, schedule
 from bot.identity import slack_ids
 from bot.runtime import BotRuntime, subject_of
 from opsconsole.core.audit.records import AuditKind
+from opsconsole.core.change.actions import ActionName, replan
 from opsconsole.core.change.approvals import RequestStatus
 from opsconsole.core.change.rbac import Identity, Permission
 from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.change.requests import RequestNotFound, RequestRefused
-from opsconsole.core.errors import OpsError
+from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.schedule.engine import DEFAULT_KEEP_AWAKE, OverrideKind
 
 log = logging.getLogger(__name__)
@@ -134,11 +135,64 @@ def register(app: App, rt: BotRuntime) -> None:
         metrics.PAYLOADS.labels("keep_awake").inc()
         rt.work(_told, rt, body, lambda: on_shutdown_button(rt, body, OverrideKind.KEEP_AWAKE), "Not set")
 
+    @app.action(blocks.FILE_SUGGESTED)
+    def file_suggested(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        metrics.PAYLOADS.labels("file_suggested").inc()
+        rt.work(_told, rt, body, lambda: on_file_suggested(rt, body), "Not filed")
+
     @app.action(blocks.SKIP_TONIGHT)
     def skip_tonight(ack: Ack, body: dict[str, Any]) -> None:
         ack()
         metrics.PAYLOADS.labels("skip_tonight").inc()
         rt.work(_told, rt, body, lambda: on_shutdown_button(rt, body, OverrideKind.SKIP_TONIGHT), "Not set")
+
+
+#: What a finding notice's button may file: the actions a finding suggests (never an environment stop).
+SUGGESTIBLE = frozenset(a.value for a in ActionName) - {ActionName.ENV_STOP.value, ActionName.ENV_START.value}
+
+
+def on_file_suggested(rt: BotRuntime, body: Mapping[str, Any]) -> None:
+    """[Request: …] on a finding notice: plan the suggested action on a fresh read, as the clicking
+    person, and file it through the approval pipeline exactly as ``/ops`` would (a low-risk one starts,
+    the others are posted for their approvers); the person is told where it waits, or why not."""
+    if not _first_click(rt, body):
+        return
+    channel, _ = _where(body)
+    user = str((body.get("user") or {}).get("id") or "")
+    try:
+        data = json.loads(str((body.get("actions") or [{}])[0].get("value") or "{}"))
+    except ValueError:
+        data = {}
+    action, params = str(data.get("action") or ""), data.get("params")
+    if action not in SUGGESTIBLE or not isinstance(params, Mapping):
+        rt.ephemeral(channel, user, blocks.refusal("Not filed: this button carries no action the bot knows"))
+        return
+    who = rt.identity(body)
+    fresh = rt.view(max_age_s=0.0)
+    try:
+        plan = replan(rt.core.fleet, fresh.snapshot, action, params)
+    except (KeyError, TypeError):
+        rt.ephemeral(channel, user, blocks.refusal(f"Not filed: the suggested {action} lacks a parameter"))
+        return
+    except UsageError as error:
+        rt.ephemeral(channel, user, blocks.refusal(f"Not filed: {error.message} (the fleet may have moved "
+                                                   "since the notice; `/ops findings` shows it now)"))
+        return
+    try:
+        submission = rt.core.pipeline.submit(plan, who, face="slack", snapshot=fresh.snapshot, wait=False)
+    except RequestRefused as error:
+        rt.ephemeral(channel, user, blocks.refusal(f"Not filed: {error.message}"))
+        return
+    request = submission.request
+    outcome = rt.post_request(request, requester=user or None)
+    rt.ephemeral(channel, user, blocks.filed_reply(
+        request,
+        channel=outcome.channel,
+        may_approve=rt.mentions(rt.may_approve(request)),
+        posted=outcome.posted,
+        problem=outcome.explanation,
+    ))
 
 
 def on_approve(rt: BotRuntime, body: Mapping[str, Any]) -> None:

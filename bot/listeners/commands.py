@@ -19,13 +19,17 @@ from slack_bolt import Ack, App, Respond
 
 from bot import blocks, metrics, modals, schedule
 from bot.identity import slack_ids
-from bot.parse import USAGE, Command, CommandError, parse, parse_until
+from bot.parse import CHANGES, USAGE, Command, CommandError, missing, parse, parse_until
 from bot.runtime import BotRuntime
 from opsconsole.core.change.actions import (
     ActionPlan,
+    plan_cache,
+    plan_database,
     plan_environment,
     plan_failback,
     plan_failover,
+    plan_nodes,
+    plan_replicas,
     plan_scale,
 )
 from opsconsole.core.change.approvals import RequestStatus
@@ -88,7 +92,33 @@ def _partial(words: list[str]) -> Command:
         return Command(name, workload=args[0] if args else None, replicas=replicas)
     if name == "env":
         return Command(name, environment=args[0] if args else None)
+    if name in ("nodes", "replicas", "cache"):
+        return _partial_options(name, words[1:])
     return Command(name, region=args[0] if args else None)
+
+
+def _partial_options(name: str, words: list[str]) -> Command:
+    """What ``/ops nodes|replicas|cache`` gave as ``--key value`` (to pre-fill its form)."""
+    given: dict[str, str] = {}
+    for i, word in enumerate(words):
+        if word.startswith("--"):
+            key, eq, value = word[2:].partition("=")
+            if not eq and i + 1 < len(words) and not words[i + 1].startswith("--"):
+                value = words[i + 1]
+            given[key] = value or "yes"
+
+    def number(key: str) -> int | None:
+        value = given.get(key, "")
+        return int(value) if value.isdigit() else None
+
+    if name == "nodes":
+        return Command(name, cluster=given.get("cluster"), nodes_min=number("min"), nodes_max=number("max"),
+                       nodes_desired=number("desired"))
+    if name == "replicas":
+        verb = "promote" if "promote" in given else "demote" if "demote" in given else None
+        return Command(name, region=given.get("region"), count=number("count"), verb=verb,
+                       source=given.get("source"))
+    return Command(name, region=given.get("region"), count=number("nodes"))
 
 
 #: Positional arguments each change command needs; fewer opens the form.
@@ -110,8 +140,11 @@ def open_form(rt: BotRuntime, body: Mapping[str, Any], text: str) -> bool:
     positional = [
         w for i, w in enumerate(words[1:]) if not w.startswith("--") and not _is_value(words, i + 1)
     ]
-    if len(positional) >= NEEDED[name]:
+    bounds = name == "scale" and any(w.split("=")[0] in ("--hpa-min", "--hpa-max") for w in words)
+    if name in NEEDED and len(positional) >= (1 if bounds else NEEDED[name]):
         return False  # present but wrong (a bad number, verb…): the usage says what is expected
+    if name not in NEEDED and not missing(name, words[1:]):
+        return False
     try:
         given = _partial(words)
     except (ValueError, IndexError):
@@ -142,7 +175,7 @@ def help_for(rt: BotRuntime, body: Mapping[str, Any], allowed: frozenset[str] | 
     for name, usage in USAGE.items():
         if allowed is not None and name not in allowed and name != "help":
             continue
-        changes = name in ("scale", "failover", "failback") or (name == "env")
+        changes = name in CHANGES or name == "env"
         (yours if may_change or not changes else others).append(usage)
     intro = f"You are *{who.person}* ({role}{'' if who.known else ', not in rbac.yml'})."
     if not may_change:
@@ -315,7 +348,27 @@ def _planner(command: Command) -> Callable[[Any, Any], ActionPlan]:
             service=str(command.workload),
             region=str(command.region),
             replicas=command.replicas,
+            hpa_min=command.hpa_min,
+            hpa_max=command.hpa_max,
             environment=env,
+            cluster=command.cluster,
+        )
+    if command.name == "nodes":
+        return lambda fleet, snap: plan_nodes(
+            fleet, snap, cluster=str(command.cluster), nodes_min=command.nodes_min,
+            nodes_max=command.nodes_max, nodes_desired=command.nodes_desired,
+        )
+    if command.name == "replicas" and command.verb in ("promote", "demote"):
+        return lambda fleet, snap: plan_database(
+            fleet, snap, region=str(command.region), change=str(command.verb), source_region=command.source
+        )
+    if command.name == "replicas":
+        return lambda fleet, snap: plan_replicas(
+            fleet, snap, region=str(command.region), read_replicas=int(command.count or 0)
+        )
+    if command.name == "cache":
+        return lambda fleet, snap: plan_cache(
+            fleet, snap, region=str(command.region), nodes=int(command.count or 0)
         )
     if command.name == "failover":
         return lambda fleet, snap: plan_failover(

@@ -180,6 +180,9 @@ def _register() -> None:
     from opsconsole.cli.freeze import freeze_app  # noqa: PLC0415 — the emergency change freeze
 
     app.add_typer(freeze_app, name="freeze")
+    from opsconsole.cli.drill import drill_app  # noqa: PLC0415 — DR drills
+
+    app.add_typer(drill_app, name="drill")
 
 
 _register()

@@ -128,6 +128,68 @@ def act_scale(
                dry_run, as_json, break_glass)
 
 
+@act_app.command("nodes")
+def act_nodes(
+    ctx: typer.Context,
+    cluster: Annotated[str, typer.Option("--cluster", "-c", help="The cluster, e.g. gke-usw2-prod.")],
+    nodes_min: Annotated[int | None, typer.Option("--min", help="New node minimum.")] = None,
+    nodes_max: Annotated[int | None, typer.Option("--max", help="New node maximum.")] = None,
+    nodes_desired: Annotated[int | None, typer.Option("--desired", help="Nodes to run now (within the "
+                                                      "range; the autoscaler may move it).")] = None,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+    break_glass: BreakGlass = None,
+) -> None:
+    """Set a cluster's node group / node pool bounds (EKS, GKE, AKS), or its desired nodes."""
+    if nodes_min is None and nodes_max is None and nodes_desired is None:
+        raise UsageError("act nodes: give --min, --max or --desired (e.g. --cluster gke-usw2-prod --max 50)")
+    run_action(ctx, "nodes", {"cluster": cluster, "nodes_min": nodes_min, "nodes_max": nodes_max,
+                              "nodes_desired": nodes_desired}, dry_run, as_json, break_glass)
+
+
+@act_app.command("replicas")
+def act_replicas(
+    ctx: typer.Context,
+    region: Annotated[str, typer.Option("--region", "-r", help="Region id: its database.")],
+    count: Annotated[int | None, typer.Option("--count", help="New number of read replicas.")] = None,
+    promote: Annotated[bool, typer.Option("--promote", help="Make the region's database a write "
+                                          "primary.")] = False,
+    demote: Annotated[bool, typer.Option("--demote", help="Make it a read replica again "
+                                         "(failback).")] = False,
+    source: Annotated[str | None, typer.Option("--source", help="With --demote: the write primary to "
+                                               "replicate from (default: the inventory's).")] = None,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+    break_glass: BreakGlass = None,
+) -> None:
+    """A region database's read replicas (--count N), or its role (--promote / --demote [--source R])."""
+    chosen = [flag for flag, on in (("--count", count is not None), ("--promote", promote),
+                                    ("--demote", demote)) if on]
+    if len(chosen) != 1:
+        said = f" (given: {', '.join(chosen)})" if chosen else ""
+        raise UsageError(f"act replicas: give exactly one of --count N, --promote or --demote{said}")
+    if source is not None and not demote:
+        raise UsageError("act replicas: --source goes with --demote (the primary to replicate from)")
+    if count is not None:
+        run_action(ctx, "replicas", {"region": region, "read_replicas": count}, dry_run, as_json, break_glass)
+    else:
+        run_action(ctx, "database", {"region": region, "change": "promote" if promote else "demote",
+                                     "source_region": source}, dry_run, as_json, break_glass)
+
+
+@act_app.command("cache")
+def act_cache(
+    ctx: typer.Context,
+    region: Annotated[str, typer.Option("--region", "-r", help="Region id: its Redis.")],
+    nodes: Annotated[int, typer.Option("--nodes", help="New number of Redis nodes.")],
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+    break_glass: BreakGlass = None,
+) -> None:
+    """Set the number of a region's Redis nodes."""
+    run_action(ctx, "cache", {"region": region, "nodes": nodes}, dry_run, as_json, break_glass)
+
+
 @act_app.command("failover")
 def act_failover(
     ctx: typer.Context,

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from opsconsole.cli import render
 from opsconsole.cli.context import Terminated, cli_context, err, out
+from opsconsole.cli.rtoclock import rto_clock
 from opsconsole.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -44,7 +46,8 @@ def follow_job(ops: OpsApi, job: Job, *, show: bool = True, show_skipped: bool =
     position = [after_seq]
     while True:
         try:
-            return _follow(ops, job, position, show=show, show_skipped=show_skipped)
+            with rto_clock(ops, job, show=show) as tick:  # a failover's RTO clock, live
+                return _follow(ops, job, position, show=show, show_skipped=show_skipped, tick=tick)
         except KeyboardInterrupt as interrupt:
             if not owned:
                 raise
@@ -60,7 +63,8 @@ def follow_job(ops: OpsApi, job: Job, *, show: bool = True, show_skipped: bool =
             raise typer.Exit(code) from None
 
 
-def _follow(ops: OpsApi, job: Job, position: list[int], *, show: bool, show_skipped: bool) -> Job:
+def _follow(ops: OpsApi, job: Job, position: list[int], *, show: bool, show_skipped: bool,
+            tick: Callable[[], None] | None = None) -> Job:
     while True:
         events = ops.job_events(job.id, after_seq=position[0], wait_s=POLL_WAIT_S)
         ended = False
@@ -70,6 +74,8 @@ def _follow(ops: OpsApi, job: Job, position: list[int], *, show: bool, show_skip
                 render.print_event(out, event, show_skipped=show_skipped)
             status = event.data.get("status") if event.kind.value == "job_status" else None
             ended = ended or status not in (None, "queued", "running")
+        if tick is not None and not ended:
+            tick()
         if events and not ended:
             continue
         job = ops.job(job.id)

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from opsconsole.core.change.rto import verdict_of
 from opsconsole.core.errors import OpsError
 
 if TYPE_CHECKING:
@@ -275,6 +276,8 @@ def job_document(job: Job) -> dict[str, Any]:
         "created_at": job.created_at.isoformat(), "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at), "rc": job.rc, "last_task": job.last_task,
         "stats": _plain(job.stats), "timings": [_plain(t) for t in job.timings], "error": job.error,
+        # a failover / failback's RTO verdict (also in stats.rto), null for any other run
+        "rto": _plain((job.stats or {}).get("rto")),
     }
 
 
@@ -312,6 +315,9 @@ def print_outcome(console: Console, errors: Console, job: Job) -> None:
         errors.print(f"  {job.error}")
     for step in job.timings:
         console.print(f"  step {step.get('step')}: {float(step.get('seconds', 0)):.1f} s")
+    verdict = verdict_of(job)
+    if verdict is not None:
+        console.print(f"  [{'green' if verdict.met else 'red'}]{verdict.sentence()}[/]")
 
 
 # -- audit ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ server in-process behind the same client, so every face has one code path.
 Nothing here says *who* is calling: the server knows it from the credential; a client never sends a
 name. Every record crosses the wire through :mod:`opsconsole.core.wire`.
 
-Actions are named as the CLI names them (``scale``, ``failover``, ``failback``, ``environment``) with
+Actions are named as the CLI names them (``scale``, ``failover``, ``failback``, ``environment``, ``nodes``,
+``replicas``, ``database``, ``cache``) with
 the keyword parameters of the core's planners (:mod:`opsconsole.core.change.actions`): for example
 ``("scale", {"service": "checkout", "region": "eu-west-1", "replicas": 12})``.
 """
@@ -36,6 +37,11 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "failover": frozenset({"from_region", "to_region"}),
     "failback": frozenset({"region"}),
     "environment": frozenset({"environment", "state", "region"}),
+    "nodes": frozenset({"cluster", "nodes_min", "nodes_max", "nodes_desired"}),
+    "replicas": frozenset({"region", "read_replicas"}),
+    #: ``change``: ``promote`` or ``demote``; ``source_region`` (demote only): the primary to follow.
+    "database": frozenset({"region", "change", "source_region"}),
+    "cache": frozenset({"region", "nodes"}),
 }
 
 

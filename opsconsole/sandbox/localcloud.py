@@ -12,6 +12,12 @@ Two ways to run it:
   and writes where it listens to ``$OPSCONSOLE_HOME/sandbox/endpoints.json``;
 * any other command that finds no running one starts one for its own lifetime
   (:func:`running_or_ephemeral`).
+
+**A progressive start** (``running_or_ephemeral(..., first=...)``): the emulators ``first()`` makes (the
+Kubernetes one: our own code, quick to import and start) start at once; the others (moto, grpc: seconds
+of CPU) start in a background thread on the first demand for one of their endpoints
+(:meth:`LocalCloud.endpoint`, or ``endpoints[name]`` of the :class:`PendingEndpoints` yielded), so the
+console can show the Kubernetes data while they start.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from pathlib import Path
@@ -43,6 +49,8 @@ ENDPOINTS_FORMAT = 1
 #: 1 s p95 in all. A sync costs ~45 ms of CPU on the seed fleet (measured: 2.6 % of one core at 2 s,
 #: 11 % at 0.5 s); the Kubernetes emulator emits watch events only for the objects that changed.
 DEFAULT_SYNC_S = 0.5
+#: How long a demand for the endpoints of an emulator started later waits for it.
+LATER_START_TIMEOUT_S = 120.0
 
 
 class LocalCloud:
@@ -52,13 +60,23 @@ class LocalCloud:
         store: the persistent world.
         emulators: the API emulators to serve.
         sync_s: how often :meth:`start_driver`'s thread syncs.
+        later: makes more emulators to start after :meth:`start`, in a background thread, on the first
+            :meth:`endpoint` asked of one of them or :meth:`start_later` (those of a name already started
+            are dropped). Building them is part of that start (it imports moto and grpc).
     """
 
-    def __init__(self, store: WorldStore, emulators: Sequence[Emulator], *, sync_s: float = DEFAULT_SYNC_S):
+    def __init__(self, store: WorldStore, emulators: Sequence[Emulator], *, sync_s: float = DEFAULT_SYNC_S,
+                 later: Callable[[], Sequence[Emulator]] | None = None):
         self.store = store
         self.emulators = list(emulators)
         self.sync_s = sync_s
         self.endpoints: dict[str, Endpoints] = {}
+        self._later = later
+        self._later_thread: threading.Thread | None = None
+        self._later_done = threading.Event()
+        self._later_error: str | None = None
+        if later is None:
+            self._later_done.set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._driver: threading.Thread | None = None
@@ -78,6 +96,67 @@ class LocalCloud:
             self.stop()
             raise
         return self.endpoints
+
+    def start_later(self) -> None:
+        """Start the ``later`` emulators in a background thread (once; a no-op without them)."""
+        with self._lock:
+            if self._later is None or self._later_thread is not None:
+                return
+            self._later_thread = threading.Thread(target=self._start_later, name="localcloud-later",
+                                                  daemon=True)
+            self._later_thread.start()
+
+    def _start_later(self) -> None:
+        started: list[Emulator] = []
+        pending: dict[str, Endpoints] = {}
+        try:
+            assert self._later is not None
+            for emulator in self._later():
+                if emulator.name in self.endpoints or emulator.name in pending or self._stop.is_set():
+                    continue
+                pending[emulator.name] = emulator.start()
+                started.append(emulator)
+            with self._lock:
+                if self._stop.is_set():
+                    raise SandboxError("the local cloud stopped while its emulators were starting")
+                with self.store.open() as world:
+                    for emulator in started:
+                        restore_client_objects(emulator, world)
+                self.emulators.extend(started)
+            self.sync()  # published before anyone learns where they listen
+            self.endpoints.update(pending)
+        except BaseException as exc:
+            self._later_error = str(exc) or type(exc).__name__
+            log.warning("starting the local cloud's other emulators failed: %s", self._later_error,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
+            for emulator in started:
+                if emulator not in self.emulators:
+                    with suppress(Exception):
+                        emulator.stop()
+        finally:
+            self._later_done.set()
+
+    def endpoint(self, name: str, *, timeout_s: float = LATER_START_TIMEOUT_S) -> Endpoints:
+        """Where emulator ``name`` listens; an emulator started later is started now and waited for.
+
+        Raises:
+            SandboxError: no such emulator, it failed to start, or not within ``timeout_s``.
+        """
+        found = self.endpoints.get(name)
+        if found is not None:
+            return found
+        self.start_later()
+        if not self._later_done.wait(timeout_s):
+            raise SandboxError(f"the local cloud's {name} emulator did not start within {timeout_s:.0f} s")
+        found = self.endpoints.get(name)
+        if found is None:
+            why = f": {self._later_error}" if self._later_error else ""
+            raise SandboxError(f"the local cloud has no {name} emulator{why}")
+        return found
+
+    def started(self, name: str) -> bool:
+        """Emulator ``name`` is up (its endpoints known)."""
+        return name in self.endpoints
 
     def sync(self) -> None:
         """One cycle: collect clients' changes into the world, advance it, publish it."""
@@ -225,18 +304,64 @@ def read_running(home: Path) -> dict[str, Endpoints] | None:
     return endpoints
 
 
+class PendingEndpoints(Mapping[str, Endpoints]):
+    """The endpoints of a progressively started :class:`LocalCloud`: ``[name]`` waits for an emulator
+    still starting (:meth:`LocalCloud.endpoint`); iterating gives those started so far."""
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud = cloud
+
+    def __getitem__(self, name: str) -> Endpoints:
+        try:
+            return self.cloud.endpoint(name)
+        except SandboxError as exc:
+            raise KeyError(name) from exc
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict(self.cloud.endpoints))
+
+    def __len__(self) -> int:
+        return len(self.cloud.endpoints)
+
+    def started(self, name: str) -> bool:
+        """Emulator ``name`` is up (``[name]`` answers at once)."""
+        return self.cloud.started(name)
+
+
+def started_now(endpoints: Mapping[str, Endpoints], name: str) -> bool:
+    """``endpoints[name]`` answers at once (always, except for an emulator of a progressive start that
+    is still starting)."""
+    if isinstance(endpoints, PendingEndpoints):
+        return endpoints.started(name)
+    return True
+
+
 @contextmanager
 def running_or_ephemeral(
-    home: Path, store: WorldStore, emulators: Callable[[], Sequence[Emulator]]
-) -> Iterator[tuple[dict[str, Endpoints], LocalCloud | None]]:
+    home: Path, store: WorldStore, emulators: Callable[[], Sequence[Emulator]],
+    *, first: Callable[[], Sequence[Emulator]] | None = None,
+) -> Iterator[tuple[Mapping[str, Endpoints], LocalCloud | None]]:
     """Endpoints of the shared local cloud if one runs, else of one started for this block.
 
     ``emulators`` is a factory, called only when no shared local cloud runs (building them imports
-    moto and grpc, which a command using a running local cloud does not need).
+    moto and grpc, which a command using a running local cloud does not need). ``first``: a progressive
+    start (see the module docstring): only ``first()``'s emulators start before this yields, the rest of
+    ``emulators()`` on the first demand for one of their endpoints; the endpoints yielded are then a
+    :class:`PendingEndpoints`.
     """
     shared = read_running(home)
     if shared is not None:
         yield shared, None
+        return
+    if first is not None:
+        cloud = LocalCloud(store, first(), later=emulators)
+        try:
+            cloud.start()
+            cloud.start_driver()
+            yield PendingEndpoints(cloud), cloud
+            cloud.sync()
+        finally:
+            cloud.stop()
         return
     cloud = LocalCloud(store, emulators())
     try:

@@ -281,7 +281,8 @@ class Guard:
 
 
 class PlanBody(BaseModel):
-    action: str = Field(description="scale, failover, failback or environment")
+    action: str = Field(description="scale, failover, failback, environment, nodes, replicas, database "
+                        "or cache")
     params: dict[str, Any] = Field(default_factory=dict, description="the planner's keyword parameters")
 
 

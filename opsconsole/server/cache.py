@@ -16,6 +16,13 @@ the previous refresh started (at most 5 refreshes a second however busy the clus
 refresh every ``refresh_s`` stays as the floor (the clouds' cadences, sources that cannot tell). A
 scaled deployment thus reaches every screen in a few hundred milliseconds, not a refresh interval later.
 
+**Sources still starting.** A source of a progressive start (``startup_s``, see
+:mod:`opsconsole.core.fleet.engine`) is ``starting`` until its first read ends, and the engine tells the
+cache when it does (an early refresh takes it in). A ``progressive`` cache serves the first views with
+such sources as they are (the console shows the Kubernetes data while the clouds start); otherwise
+:meth:`FleetCache.latest` waits for the first view in which no source is starting, so a one-shot command
+prints the whole fleet, as before.
+
 Use::
 
     hub = Hub()
@@ -44,6 +51,7 @@ from opsconsole.core.change.pipeline import RequestChanged
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import OpsError
 from opsconsole.core.facade import OpsCore
+from opsconsole.core.fleet.engine import SourceStatus
 from opsconsole.core.fleet.report import findings_document, status_document
 from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.events import EventKind, JobEvent
@@ -196,6 +204,7 @@ class FleetCache:
     per ``min_interval_s``; ``follow_changes=False``: periodic only).
 
     Every client reads :meth:`latest`; each refresh is published as a ``fleet`` :class:`StreamEvent`.
+    ``progressive``: :meth:`latest` serves views with sources still starting (else it waits past them).
     """
 
     def __init__(
@@ -208,8 +217,10 @@ class FleetCache:
         debounce_s: float = DEFAULT_DEBOUNCE_S,
         min_interval_s: float = DEFAULT_MIN_INTERVAL_S,
         follow_changes: bool = True,
+        progressive: bool = False,
     ) -> None:
         self.core = core
+        self.progressive = progressive
         self.hub = hub
         self.refresh_s = refresh_s
         self.debounce_s = max(0.0, debounce_s)
@@ -238,6 +249,12 @@ class FleetCache:
         self._documents: tuple[FleetView, dict[tuple[str, str | None], dict[str, Any]]] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Called once, with the first view published; set before :meth:`start`.
+        self.on_first_view: Callable[[FleetView], None] | None = None
+        #: Called once, from the caller's thread, when :meth:`latest` first hands a view out (the
+        #: embedded server starts the clouds' emulators then: the console has its first data).
+        self.on_first_served: Callable[[FleetView], None] | None = None
+        self._served = False
         #: Seconds the last refresh took, and the monotonic time it finished (for /metrics).
         self.last_duration_s: float | None = None
         self.last_finished: float | None = None
@@ -312,7 +329,13 @@ class FleetCache:
         finally:
             self.last_duration_s = time.monotonic() - started
             self.last_finished = time.monotonic()
+        first = self._view is None
         self._set(view, None)
+        if first and self.on_first_view is not None:
+            try:
+                self.on_first_view(view)
+            except Exception:
+                log.exception("on_first_view failed")
         if pending is not None:
             self.notify_to_view_s.append(time.monotonic() - pending)
         changes = view.changes
@@ -342,19 +365,35 @@ class FleetCache:
         """The latest view, without waiting."""
         return self._view
 
+    def _usable(self) -> bool:
+        """There is a view to serve: any view if progressive, else one with no source starting."""
+        view = self._view
+        if view is None:
+            return False
+        return self.progressive or not any(
+            s.status is SourceStatus.STARTING for s in view.snapshot.sources)
+
     def latest(self, *, wait_s: float = 30.0) -> FleetView:
-        """The newest view; waits up to ``wait_s`` for the first refresh.
+        """The newest view; waits up to ``wait_s`` for the first refresh (not ``progressive``: for the
+        first in which no source is starting; after ``wait_s``, the newest even so).
 
         Raises:
             FleetUnavailable: no view yet (the first refresh failed or is still running).
         """
         with self._have:
-            if self._view is None:
-                self._have.wait_for(lambda: self._view is not None or self._error is not None, wait_s)
+            if not self._usable():
+                self._have.wait_for(lambda: self._usable() or self._error is not None, wait_s)
             if self._view is None:
                 reason = self._error or f"no refresh finished within {wait_s:.0f} s"
                 raise FleetUnavailable(f"the fleet cannot be read yet: {reason}")
-            return self._view
+            view, first_served = self._view, not self._served
+            self._served = True
+        if first_served and self.on_first_served is not None:
+            try:
+                self.on_first_served(view)
+            except Exception:
+                log.exception("on_first_served failed")
+        return view
 
     def complete(self, *, wait_s: float = 15.0) -> FleetView:
         """The view to plan a change on: while the server is starting, the first one in which every

@@ -8,6 +8,11 @@ token for one person — the ``--as`` cast member, else the OS user as rbac.yml 
 user is a viewer). With ``live=True`` it reads the real fleet and refuses every change (a team server
 is the only authority for live changes).
 
+``progressive=True`` (the console): on the sandbox's own local cloud the Kubernetes emulator starts
+first and the cloud emulators once the first view is out, so the console shows data in about a second;
+the clouds' sources say "starting" meanwhile (see :mod:`opsconsole.sandbox.starting`). Without it (a
+one-shot command) every answer waits for the whole fleet, as before.
+
 Use::
 
     with EmbeddedServer.start(inventory=None, live=False, acting_as="alice", home=None) as server:
@@ -138,20 +143,23 @@ class EmbeddedServer:
         home: Path | None = None,
         *,
         refresh_s: float = 2.0,
+        progressive: bool = False,
     ) -> AbstractContextManager[EmbeddedServer]:
         """Build the core, serve the app on a private Unix socket, and mint the session token.
+
+        ``progressive``: see the module docstring.
 
         Raises:
             UsageError: ``acting_as`` on a live fleet or not in the sandbox cast; a bad inventory.
             OpsError: the server could not start.
         """
-        return _embedded(cls, inventory, live, acting_as, home, refresh_s)
+        return _embedded(cls, inventory, live, acting_as, home, refresh_s, progressive)
 
 
 @contextmanager
 def _embedded(
     cls: type[EmbeddedServer], inventory: Path | None, live: bool, acting_as: str | None,
-    home: Path | None, refresh_s: float,
+    home: Path | None, refresh_s: float, progressive: bool = False,
 ) -> Iterator[EmbeddedServer]:
     from opsconsole import wiring  # noqa: PLC0415 - the composition root imports the server's callers
 
@@ -160,7 +168,8 @@ def _embedded(
         core: OpsCore | None = None
         if store_problem is None:
             try:
-                core_cm = wiring.live_core(inventory) if live else wiring.sandbox_core(inventory, home=home)
+                core_cm = (wiring.live_core(inventory) if live
+                           else wiring.sandbox_core(inventory, home=home, progressive=progressive))
                 core = stack.enter_context(core_cm)
             except StoreUnavailable as exc:  # it went away between the probe and the runner's open
                 store_problem = exc
@@ -171,7 +180,15 @@ def _embedded(
         identity = directory.cast_member(acting_as) if acting_as else directory.os_user(os_account())
         hub = Hub()
         stack.callback(hub.close)
-        cache = FleetCache(core, hub, refresh_s=refresh_s, clock=core.clock)
+        cache = FleetCache(core, hub, refresh_s=refresh_s, clock=core.clock, progressive=progressive)
+        if progressive:
+            # The clouds' emulators of a progressive start begin once a client has the first view and a
+            # moment to draw it: their start (seconds of CPU) must not slow the first screen down.
+            sources = core.fleet_sources
+            cache.on_first_served = lambda _view: _release_later(sources)
+        # The first refresh (reading every source) runs while the app is built and uvicorn starts.
+        cache.start()
+        stack.callback(cache.stop)
         if store_problem is None:
             events = CoreEvents(core, hub, clock=core.clock)
             stack.callback(events.close)
@@ -187,8 +204,6 @@ def _embedded(
         stack.callback(shutil.rmtree, directory_path, True)
         os.chmod(directory_path, 0o700)
         socket_path = os.path.join(directory_path, "api.sock")
-        cache.start()
-        stack.callback(cache.stop)
         served = ServedApp(app, uds=socket_path)
         served.start()
         stack.callback(served.stop)
@@ -197,6 +212,18 @@ def _embedded(
         log.debug("embedded ops server on %s for %s", socket_path, identity.person)
         yield cls(core=core, runtime=runtime, socket_path=socket_path, token=token, identity=identity,
                   store_problem=store_problem)
+
+
+#: How long after the first view went to a client the clouds' emulators start (a progressive start).
+RELEASE_AFTER_S = 0.25
+
+
+def _release_later(sources: tuple[Any, ...]) -> None:
+    from opsconsole.sandbox.starting import release_starting  # noqa: PLC0415 - the sandbox, when used
+
+    timer = threading.Timer(RELEASE_AFTER_S, release_starting, args=(sources,))
+    timer.daemon = True
+    timer.start()
 
 
 class _StoreDown:

@@ -34,9 +34,13 @@ from opsconsole.core.api import (
 )
 from opsconsole.core.change.actions import (
     ActionPlan,
+    plan_cache,
+    plan_database,
     plan_environment,
     plan_failback,
     plan_failover,
+    plan_nodes,
+    plan_replicas,
     plan_scale,
 )
 from opsconsole.core.change.approvals import RequestStatus
@@ -67,6 +71,10 @@ REQUIRED: Mapping[str, frozenset[str]] = {
     "failover": frozenset({"from_region", "to_region"}),
     "failback": frozenset({"region"}),
     "environment": frozenset({"environment", "state"}),
+    "nodes": frozenset({"cluster"}),
+    "replicas": frozenset({"region", "read_replicas"}),
+    "database": frozenset({"region", "change"}),
+    "cache": frozenset({"region", "nodes"}),
 }
 
 #: What "open" means in a request listing.
@@ -170,10 +178,33 @@ def plan_action(
                              to_region=_str(action, "to_region", p["to_region"]))
     if action == "failback":
         return plan_failback(fleet, snapshot, region=_str(action, "region", p["region"]))
+    if action in ("nodes", "replicas", "database", "cache"):
+        return _plan_capacity(fleet, snapshot, action, p)
     state = _str(action, "state", p["state"])
     state = {"stop": "stopped", "start": "started"}.get(state, state)
     return plan_environment(fleet, snapshot, environment=_str(action, "environment", p["environment"]),
                             state=state, region=_str(action, "region", p.get("region"), optional=True))
+
+
+def _plan_capacity(fleet: Fleet, snapshot: Snapshot | None, action: str, p: Mapping[str, Any]) -> ActionPlan:
+    """The plans below the workloads: node groups, read replicas, a database's role, Redis nodes."""
+    if action == "nodes":
+        return plan_nodes(fleet, snapshot, cluster=_str(action, "cluster", p["cluster"]),
+                          nodes_min=_int(action, "nodes_min", p.get("nodes_min")),
+                          nodes_max=_int(action, "nodes_max", p.get("nodes_max")),
+                          nodes_desired=_int(action, "nodes_desired", p.get("nodes_desired")))
+    if action == "replicas":
+        count = _int(action, "read_replicas", p["read_replicas"])
+        assert count is not None  # required above
+        return plan_replicas(fleet, snapshot, region=_str(action, "region", p["region"]), read_replicas=count)
+    if action == "database":
+        return plan_database(fleet, snapshot, region=_str(action, "region", p["region"]),
+                             change=_str(action, "change", p["change"]),
+                             source_region=_str(action, "source_region", p.get("source_region"),
+                                                optional=True))
+    nodes = _int(action, "nodes", p["nodes"])
+    assert nodes is not None  # required above
+    return plan_cache(fleet, snapshot, region=_str(action, "region", p["region"]), nodes=nodes)
 
 
 class OpsService:

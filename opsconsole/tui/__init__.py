@@ -62,7 +62,9 @@ def open_api(
     def embedded() -> Iterator[OpsApi]:
         from opsconsole.server.embedded import EmbeddedServer  # noqa: PLC0415 - the server loads here only
 
-        with EmbeddedServer.start(inventory=inventory, live=live, acting_as=acting_as) as server:
+        # Progressive: the console shows the Kubernetes data while the clouds' emulators still start.
+        start = EmbeddedServer.start(inventory=inventory, live=live, acting_as=acting_as, progressive=True)
+        with start as server:
             servers.append(server)
             try:
                 with server.client(face="tui") as client:

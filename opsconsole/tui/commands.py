@@ -146,7 +146,7 @@ COLON_TABS = ("workloads", "nodes", "databases", "caches", "traffic", "chart")
 COLON_HELP = (
     ":fleet :findings :approvals :jobs :schedules :audit · :region ID · "
     ":workloads :nodes :databases :caches :traffic :chart (of the region in view) · "
-    ":pods [CLUSTER [WORKLOAD]] · :help · :q"
+    ":pods [CLUSTER [WORKLOAD]] · :marks · :mark a · :delmarks a · :help · :q"
 )
 
 
@@ -174,6 +174,8 @@ def run_colon(app: ConsoleHost, line: str, region: str | None = None) -> bool:
         app.open_region(where, tab=head)
     elif head in ("pods", "pod", "po"):
         return _colon_pods(app, rest, region)
+    elif head in ("marks", "bookmarks", "mark", "k", "delmarks", "delm"):
+        return _colon_marks(app, head, line.strip().split()[1:])
     elif head in ("help", "h", "?"):
         app.notify(COLON_HELP, title="command line", timeout=10)
     else:
@@ -213,6 +215,21 @@ def _colon_pods(app: ConsoleHost, rest: list[str], region: str | None) -> bool:
     return False
 
 
+def _colon_marks(app: ConsoleHost, head: str, rest: list[str]) -> bool:
+    """``:marks`` (the list; a letter jumps), ``:mark a`` / ``:k a`` (bookmark what is selected as a),
+    ``:delmarks a b`` (forget them): vim's words for :mod:`opsconsole.tui.bookmarks`."""
+    if head in ("marks", "bookmarks"):
+        app.marks.ask_jump()
+        return True
+    if head in ("mark", "k") and len(rest) == 1 and len(rest[0]) == 1:
+        return app.marks.mark(rest[0])
+    if head in ("delmarks", "delm") and rest:
+        return all([app.marks.delete(letter) for word in rest for letter in word])
+    app.notify(":marks lists the bookmarks; :mark a bookmarks what is selected; :delmarks a forgets one",
+               title="command line", severity="warning", timeout=8)
+    return False
+
+
 class FleetCommands(Provider):
     @property
     def console(self) -> ConsoleHost:
@@ -229,6 +246,8 @@ class FleetCommands(Provider):
                 items.append(
                     (f"Region {region.id} ({region.name})", partial(app.open_region, region.id), "drill down")
                 )
+        for letter, mark in sorted(app.marks.marks.items()):
+            items.append((f"Bookmark '{letter}: {mark.label}", partial(app.marks.jump, letter), "jump"))
         items.append(("Refresh now", app.action_refresh, "read every source"))
         if not app.writes_refused():
             items += [
@@ -251,6 +270,26 @@ class FleetCommands(Provider):
                     "Stop / start an environment…",
                     partial(app.open_action, "env", {"state": "stopped"}),
                     "or type: stop staging in eu-west-1",
+                ),
+                (
+                    "Change a cluster's nodes…",
+                    partial(app.open_action, "nodes", {}),
+                    "nodes: node group / node pool min, max, desired (opsconsole act nodes)",
+                ),
+                (
+                    "Change a database's read replicas…",
+                    partial(app.open_action, "replicas", {}),
+                    "replicas: read replicas of a region's database (opsconsole act replicas --count)",
+                ),
+                (
+                    "Promote / demote a database…",
+                    partial(app.open_action, "database", {"change": "demote"}),
+                    "database: promote or demote (opsconsole act replicas --promote / --demote)",
+                ),
+                (
+                    "Change a region's Redis nodes…",
+                    partial(app.open_action, "cache", {}),
+                    "cache: Redis nodes (opsconsole act cache)",
                 ),
             ]
         return items

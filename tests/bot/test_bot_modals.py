@@ -21,6 +21,7 @@ from slackmock import SlackMock
 
 from bot import modals
 from opsconsole.core.facade import OpsCore
+from opsconsole.core.fleet.model import IntRange
 
 
 @pytest.fixture
@@ -167,9 +168,19 @@ def test_the_form_of_a_120_region_fleet_fits() -> None:
     regions = {
         f"r-{i:03d}": SimpleNamespace(geography=SimpleNamespace(value=geographies[i % 3])) for i in range(120)
     }
-    fleet: Any = SimpleNamespace(regions=regions, services={f"svc-{i}": None for i in range(150)})
+    clusters = {
+        f"c-{i:03d}-{env}": SimpleNamespace(region=f"r-{i:03d}", kind=SimpleNamespace(value="eks"),
+                                            environment=SimpleNamespace(value=env))
+        for i in range(120) for env in ("prod", "staging", "dev")
+    }
+    bounds = SimpleNamespace(cluster_nodes=IntRange(1, 50), read_replicas=IntRange(1, 10),
+                             redis_nodes=IntRange(3, 10))
+    fleet: Any = SimpleNamespace(regions=regions, services={f"svc-{i}": None for i in range(150)},
+                                 clusters=clusters, bounds=bounds)
     for action in modals.ACTIONS:
         assert_within_limits(modals.form(fleet, action, private_metadata="{}"), "modal")
+    picker = modals.cluster_select(fleet, "value")
+    assert sum(len(g["options"]) for g in picker["option_groups"]) == 360  # every cluster is offered
     preview = modals.preview(
         summary=[f"replicas svc-{i} 3 → 4" for i in range(500)],
         risk="high",

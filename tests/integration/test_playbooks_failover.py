@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -168,7 +168,9 @@ def adapter_view(sb: Sandbox) -> dict[str, Any]:
 
 def test_playbooks_pass_ansible_lint_production(tmp_path: Path) -> None:
     # ansible-lint 26 reads `-p` as the deprecated alias of `--format=pep8`: the profile is `--profile`.
-    files = ["playbooks/failover.yml", "playbooks/failback.yml", "playbooks/tasks/failover_step.yml"]
+    files = ["playbooks/failover.yml", "playbooks/failback.yml", "playbooks/tasks/failover_step.yml",
+             "playbooks/database.yml", "playbooks/tasks/db_promote_aws.yml",
+             "playbooks/tasks/db_demote_aws.yml"]
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "NO_COLOR": "1"}
     proc = subprocess.run([str(BIN / "ansible-lint"), "--offline", "--profile", "production", *files],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=100, check=False)
@@ -209,6 +211,7 @@ def test_check_mode_previews_the_failover_and_changes_nothing(sandbox: Sandbox) 
 # -- failover, then failback ------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(360)  # two or three playbook runs on a loaded 2-core machine
 def test_failover_moves_the_weights_promotes_the_replica_and_records_timings(sandbox: Sandbox) -> None:
     before = sandbox.state()
     assert before["db"]["eu-central-1"] == (DbRole.READ_REPLICA, "eu-west-1")
@@ -246,22 +249,85 @@ def test_failover_moves_the_weights_promotes_the_replica_and_records_timings(san
     sys.stderr.write("failover timings: " + ", ".join(f"{t['step']}={t['seconds']}" for t in timings) + "\n")
 
 
-def test_failback_returns_the_users_and_leaves_the_promoted_replica(sandbox: Sandbox) -> None:
+def _write_primaries(sb: Sandbox, zone: str) -> list[str]:
+    """The available write primaries of a residency zone, as the world and the AWS adapter see them."""
+    sb.cloud.sync()
+    def primaries(records: Iterable[object]) -> list[str]:
+        return sorted(r.region for r in records if isinstance(r, DatabaseState)
+                      and r.role is DbRole.WRITE_PRIMARY
+                      and sb.fleet.regions[r.region].residency_zone == zone)
+
+    with sb.store.open() as world:
+        in_world = primaries(world.observe())
+    by_adapter = primaries(adapter_view(sb).values())
+    assert in_world == by_adapter, (in_world, by_adapter)
+    return in_world
+
+
+def test_failback_preview_shows_the_demotion_and_changes_nothing(sandbox: Sandbox) -> None:
+    before = sandbox.state()
+    assert _write_primaries(sandbox, "eu") == ["eu-central-1", "eu-west-1"]  # the failover's split
+    run = run_playbook(sandbox, "failback.yml", {"region": "eu-west-1"}, check=True)
+    assert run.rc == 0, run.failure() or run.stderr[-2000:]
+    shown = json.dumps([r.get("diff") for _, r in run.task_results() if r.get("diff")])
+    assert '"role": "read_replica"' in shown and ":db:pg-eu-west-1" in shown
+    assert sandbox.state() == before
+
+
+@pytest.mark.timeout(360)  # two or three playbook runs on a loaded 2-core machine
+def test_failback_returns_the_users_and_restores_one_write_primary(sandbox: Sandbox) -> None:
+    replicas = {r.region: r.read_replicas for r in adapter_view(sandbox).values()
+                if isinstance(r, DatabaseState)}
     run = run_playbook(sandbox, "failback.yml", {"region": "eu-west-1"})
     assert run.rc == 0, run.failure() or run.stderr[-2000:]
     assert run.stats["changed"] > 0
-    assert "does not demote" in run.messages() and "pg-eu-central-1" in run.messages()
+    verified = "verified: pg-eu-west-1 is a standalone write primary and pg-eu-central-1 replicate"
+    assert verified in run.messages()
     after = sandbox.state()
     assert after["dns"]["eu-west-1"] == {"eu-west-1": 100}
-    assert after["db"]["eu-central-1"] == (DbRole.WRITE_PRIMARY, None)  # not demoted
-    assert run.timings[-1]["step"] == "total"
-    dns = adapter_view(sandbox)["dns/eu-west-1"]
+    assert after["db"]["eu-central-1"] == (DbRole.READ_REPLICA, "eu-west-1")
+    assert after["db"]["eu-west-1"] == (DbRole.WRITE_PRIMARY, None)
+    assert _write_primaries(sandbox, "eu") == ["eu-west-1"]
+    assert [t["step"] for t in run.timings] == [
+        "health_check", "dns_weights", "restore_databases", "verify", "total"]
+    seen = adapter_view(sandbox)
+    dns = seen["dns/eu-west-1"]
     assert isinstance(dns, DnsRecordSet) and dns.weights == {"eu-west-1": 100}
+    db = seen["database/eu-central-1"]
+    assert isinstance(db, DatabaseState) and db.replicates_from == "eu-west-1"
+    assert db.read_replicas == replicas["eu-central-1"]  # its own read replicas came back under it
 
     again = run_playbook(sandbox, "failback.yml", {"region": "eu-west-1"})
     assert again.rc == 0, again.failure()
     assert again.stats["changed"] == 0
     assert sandbox.state() == after
+
+
+@pytest.mark.timeout(360)  # two or three playbook runs on a loaded 2-core machine
+def test_dr_failover_then_failback_promotes_the_old_primary_back(sandbox: Sandbox) -> None:
+    """A failover away from a region that is down: the world makes the old primary a replica of the
+    promoted one (DR); failback promotes it back first, then demotes the promoted replica."""
+    with sandbox.store.open() as world:
+        incident = world.trigger_incident("region_outage", "eu-west-1")
+    try:
+        sandbox.cloud.sync()
+        run = run_playbook(sandbox, "failover.yml", {
+            "from_region": "eu-west-1", "to_region": "eu-central-1", "weight_steps": [100], "step_wait_s": 0})
+        assert run.rc == 0, run.failure() or run.stderr[-2000:]
+        during = sandbox.state()
+        assert during["db"]["eu-central-1"] == (DbRole.WRITE_PRIMARY, None)
+        assert during["db"]["eu-west-1"] == (DbRole.READ_REPLICA, "eu-central-1")
+    finally:
+        with sandbox.store.open() as world:
+            world.clear_incident(incident.id)
+        sandbox.cloud.sync()
+    run = run_playbook(sandbox, "failback.yml", {"region": "eu-west-1"})
+    assert run.rc == 0, run.failure() or run.stderr[-2000:]
+    after = sandbox.state()
+    assert after["dns"]["eu-west-1"] == {"eu-west-1": 100}
+    assert after["db"]["eu-west-1"] == (DbRole.WRITE_PRIMARY, None)
+    assert after["db"]["eu-central-1"] == (DbRole.READ_REPLICA, "eu-west-1")
+    assert _write_primaries(sandbox, "eu") == ["eu-west-1"]
 
 
 # -- refusals under incidents --------------------------------------------------------------------------

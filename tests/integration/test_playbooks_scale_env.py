@@ -147,15 +147,38 @@ def test_hpa_bounds_across_a_region(sandbox: Sandbox) -> None:
         assert world.hpa_bounds("eks-euc1-prod", "search") != (5, 90)
 
 
-def test_eks_node_group_bounds_and_gke_refused(sandbox: Sandbox) -> None:
+def test_eks_node_group_bounds(sandbox: Sandbox) -> None:
     ask = {"scale_target": "nodes", "region": "eu-west-1", "cluster": "eks-euw1-prod",
            "nodes_min": 12, "nodes_max": 45}
     sandbox.ok("scale.yml", ask)
     with sandbox.cloud.store.open() as world:
         assert world.node_bounds("eks-euw1-prod") == (12, 45)
     assert sandbox.ok("scale.yml", ask).changed == 0
-    gke = sandbox.play("scale.yml", {**ask, "cluster": "gke-euw1-prod"})
-    assert gke.rc != 0 and "cannot run against the local cloud" in gke.out
+
+
+def test_eks_nodes_desired_preview_change_and_region_bound(sandbox: Sandbox) -> None:
+    # us-west-2's prod clusters run 24 nodes (eks-usw2-prod 10 of them): the seed's bound is 50 per region.
+    ask = {"scale_target": "nodes", "region": "us-west-2", "cluster": "eks-usw2-prod",
+           "nodes_min": 8, "nodes_max": 40, "nodes_desired": 15}
+    with sandbox.cloud.store.open() as world:
+        before = (world.node_bounds("eks-usw2-prod"), world.nodes("eks-usw2-prod"))
+    assert before == ((10, 50), 10)
+    preview = sandbox.ok("scale.yml", ask, "--check", "--diff")
+    assert "min/max/desired 10/50/10 -> 8/40/15 (check mode: not changed)" in preview.out, preview.out[-3000:]
+    with sandbox.cloud.store.open() as world:
+        assert (world.node_bounds("eks-usw2-prod"), world.nodes("eks-usw2-prod")) == before
+
+    run = sandbox.ok("scale.yml", ask)
+    assert run.changed == 1 and "min/max/desired 10/50/10 -> 8/40/15" in run.out, run.out[-3000:]
+    with sandbox.cloud.store.open() as world:
+        assert world.node_bounds("eks-usw2-prod") == (8, 40)
+
+    over = sandbox.play("scale.yml", {**ask, "nodes_desired": 40})
+    assert over.rc != 0 and "over the seed's bound of 50 nodes per region" in over.out, over.out[-3000:]
+    outside = sandbox.play("scale.yml", {**ask, "nodes_desired": 41})
+    assert outside.rc != 0 and "nodes_desired=41 must be an integer with nodes_min (8)" in outside.out
+    with sandbox.cloud.store.open() as world:
+        assert world.node_bounds("eks-usw2-prod") == (8, 40)
 
 
 def test_read_replicas_and_cache_nodes(sandbox: Sandbox) -> None:

@@ -101,7 +101,7 @@ def test_ten_times_traffic_in_a_region_raises_the_three_capacity_findings(
     tps = found["capacity/db_tps"]
     assert tps.measured == pytest.approx(14_200)
     assert tps.suggested_action is not None
-    assert tps.suggested_action.action == "scale_read_replicas"
+    assert tps.suggested_action.action == "replicas"
     assert tps.suggested_action.params["region"] == "ap-south-1"
     assert found["capacity/concurrent_users"].measured == pytest.approx(1_420_000)
 
@@ -238,8 +238,11 @@ def test_two_write_primaries_in_the_eu_after_failback_are_critical(fleet: Fleet,
     assert f.evidence["primaries"] == ["eu-central-1", "eu-west-1"]
     assert f.evidence["unplanned"] == ["eu-central-1"]
     assert f.suggested_action is not None
-    assert (f.suggested_action.action, f.suggested_action.params) == ("failback", {"region": "eu-west-1"})
+    assert (f.suggested_action.action, f.suggested_action.params) == (
+        "database", {"region": "eu-central-1", "change": "demote", "source_region": "eu-west-1"})
     assert "demote eu-central-1" in f.suggested_action.summary
+    assert f.suggested_action.summary.endswith(
+        "opsconsole act replicas --region eu-central-1 --demote --source eu-west-1")
 
 
 def test_promoted_replica_while_the_primary_is_down_is_only_a_role_drift(

@@ -264,7 +264,7 @@ def test_slow_queries_are_medium_and_suggest_a_read_replica(fleet: Fleet, health
     f = one(evaluate(fleet, snap), FindingKind.DB_QUERY_P95)
     assert (f.severity, f.region, f.object) == (Severity.MEDIUM, "ap-northeast-1", "database/ap-northeast-1")
     assert f.suggested_action is not None
-    assert f.suggested_action.action == "scale_read_replicas"
+    assert f.suggested_action.action == "replicas"
     assert f.suggested_action.params == {"region": "ap-northeast-1", "read_replicas": db.read_replicas + 1}
 
 
@@ -334,7 +334,7 @@ def test_prod_cluster_at_node_max_is_high_and_suggests_a_higher_max(fleet: Fleet
     f = one(evaluate(fleet, snap), FindingKind.NODES_AT_MAX)
     assert (f.severity, f.region, f.object) == (Severity.HIGH, "us-east-1", key)
     assert f.suggested_action is not None
-    assert f.suggested_action.action == "scale_nodes"
+    assert f.suggested_action.action == "nodes"
     params = f.suggested_action.params
     assert params["cluster"] == "aks-use1-prod"
     assert c.nodes_max < params["nodes_max"] <= fleet.bounds.cluster_nodes.max
@@ -349,8 +349,8 @@ def test_cluster_at_the_fleet_node_bound_suggests_failover_to_partner(
     assert f.suggested_action is not None
     assert f.suggested_action.action == "failover"
     assert f.suggested_action.params == {
-        "region": "us-east-1",
-        "to": fleet.regions["us-east-1"].failover_partner,
+        "from_region": "us-east-1",
+        "to_region": fleet.regions["us-east-1"].failover_partner,
     }
 
 
@@ -390,7 +390,7 @@ def test_redis_below_minimum_is_high_and_suggests_more_nodes(fleet: Fleet, healt
     assert (f.severity, f.region, f.object) == (Severity.HIGH, "ap-south-1", "cache/ap-south-1")
     assert (f.measured, f.target) == (minimum - 1, minimum)
     assert f.suggested_action is not None
-    assert f.suggested_action.action == "scale_cache"
+    assert f.suggested_action.action == "cache"
     assert f.suggested_action.params["region"] == "ap-south-1"
     assert cache.nodes < f.suggested_action.params["nodes"] <= fleet.bounds.redis_nodes.max
 
@@ -418,7 +418,7 @@ def test_provider_mix_drift_in_a_geography_is_medium_and_suggests_growing_the_sh
     assert f.evidence["basis"].startswith("ready_nodes x pods_per_node")
     action = f.suggested_action
     assert action is not None
-    assert action.action == "scale_nodes"
+    assert action.action == "nodes"
     grown = fleet.clusters[action.params["cluster"]]
     assert grown.cloud is Cloud.AWS
     assert fleet.regions[grown.region].geography is Geography.EMEA
@@ -466,7 +466,7 @@ def test_drained_eu_region_sent_outside_the_eu_should_go_to_its_eu_partner(
     f = one(evaluate(fleet, snap), FindingKind.DATA_RESIDENCY)
     assert f.suggested_action is not None
     assert f.suggested_action.action == "failover"
-    assert f.suggested_action.params == {"region": "eu-central-1", "to": "eu-west-1"}
+    assert f.suggested_action.params == {"from_region": "eu-central-1", "to_region": "eu-west-1"}
 
 
 def test_eu_failover_inside_the_eu_and_us_failover_to_europe_are_allowed(
@@ -523,7 +523,7 @@ def test_failing_health_check_is_region_down_with_failover_to_partner(
     assert (f.severity, f.region, f.object) == (Severity.CRITICAL, "us-west-2", "traffic/us-west-2")
     assert f.suggested_action is not None
     assert f.suggested_action.action == "failover"
-    assert f.suggested_action.params == {"region": "us-west-2", "to": "us-east-1"}
+    assert f.suggested_action.params == {"from_region": "us-west-2", "to_region": "us-east-1"}
 
 
 def test_availability_collapse_is_region_down(fleet: Fleet, healthy: Snapshot) -> None:

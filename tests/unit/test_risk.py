@@ -297,7 +297,7 @@ def test_a_regional_freeze_only_refuses_requests_touching_its_regions(
 
 def test_the_seed_policy_does_not_freeze_the_sandbox(seed_fleet: Fleet, policy: RiskPolicy) -> None:
     assert policy.freezes == ()
-    assert [r.name for r in policy.rules][:2] == ["prod-failover", "prod-scale-down-large"]
+    assert [r.name for r in policy.rules][:3] == ["prod-failover", "prod-database-role", "prod-capacity"]
     assert dict(policy.approvals) == {Risk.LOW: 0, Risk.MEDIUM: 1, Risk.HIGH: 2}
 
 

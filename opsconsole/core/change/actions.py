@@ -23,11 +23,14 @@ from typing import Any
 from opsconsole.core.errors import UsageError
 from opsconsole.core.fleet.engine import Snapshot
 from opsconsole.core.fleet.model import (
+    CacheState,
+    ClusterSpec,
     ClusterState,
     DatabaseState,
     DbRole,
     Environment,
     Fleet,
+    IntRange,
     RegionTraffic,
     WorkloadState,
 )
@@ -39,6 +42,14 @@ class ActionName(StrEnum):
     FAILBACK = "failback"
     ENV_STOP = "env_stop"
     ENV_START = "env_start"
+    #: A node group's (EKS) / node pool's (GKE, AKS) bounds and desired count.
+    NODES = "nodes"
+    #: A region database's read replicas.
+    REPLICAS = "replicas"
+    #: A region database's role: promote a replica to write primary, or demote it back (failback).
+    DATABASE = "database"
+    #: A region's Redis nodes.
+    CACHE = "cache"
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,15 @@ CATALOGUE: dict[ActionName, ActionSpec] = {
                    "order, remembering its sizes", idle_timeout_s=300, job_timeout_s=1800),
         ActionSpec(ActionName.ENV_START, "env_schedule.yml", "start a stopped non-prod environment at "
                    "its old sizes", idle_timeout_s=300, job_timeout_s=1800),
+        ActionSpec(ActionName.NODES, "scale.yml", "change a cluster's node group / node pool bounds (min, "
+                   "max) or its desired nodes", idle_timeout_s=300, job_timeout_s=1200),
+        ActionSpec(ActionName.REPLICAS, "scale.yml", "change the number of a region database's read "
+                   "replicas", idle_timeout_s=600, job_timeout_s=3600),
+        ActionSpec(ActionName.DATABASE, "database.yml", "promote a region's database to write primary, or "
+                   "demote it back to a read replica of another region", idle_timeout_s=600,
+                   job_timeout_s=3600),
+        ActionSpec(ActionName.CACHE, "scale.yml", "change the number of a region's Redis nodes",
+                   idle_timeout_s=600, job_timeout_s=3600),
     )
 }
 
@@ -384,6 +404,305 @@ def plan_failback(fleet: Fleet, snapshot: Snapshot | None, *, region: str) -> Ac
     )
 
 
+# -- capacity below the workloads: nodes, read replicas, database role, Redis ------------------------------
+
+
+def _cluster(fleet: Fleet, cluster: str) -> ClusterSpec:
+    if cluster not in fleet.clusters:
+        known = sorted(fleet.clusters)
+        raise UsageError(f"--cluster {cluster}: unknown cluster{_closest(cluster, known)}; "
+                         f"expected a cluster of the inventory (opsconsole fleet status lists them)")
+    return fleet.clusters[cluster]
+
+
+def _count(flag: str, value: object) -> int:
+    """A whole number given for ``flag`` (a face may send text; the planners take ints)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        raise UsageError(f"{flag} {value!r}: expected a whole number")
+    return value
+
+
+def _within(flag: str, value: int, bound: IntRange, what: str) -> None:
+    if value not in bound:
+        raise UsageError(f"{flag} {value}: outside the seed's bounds of {bound.min}–{bound.max} {what}")
+
+
+def _region_prod_nodes(fleet: Fleet, snapshot: Snapshot | None, region: str, *, skip: str) -> int | None:
+    """The nodes the region's other prod clusters run now (``None`` when one is not in the snapshot)."""
+    if snapshot is None:
+        return None
+    total = 0
+    for c in fleet.clusters_in(region, Environment.PROD):
+        if c.name == skip:
+            continue
+        state = snapshot.get(f"cluster/{c.name}")
+        if not isinstance(state, ClusterState):
+            return None
+        total += state.nodes
+    return total
+
+
+def plan_nodes(
+    fleet: Fleet,
+    snapshot: Snapshot | None,
+    *,
+    cluster: str,
+    nodes_min: int | None = None,
+    nodes_max: int | None = None,
+    nodes_desired: int | None = None,
+) -> ActionPlan:
+    """Set a cluster's node group (EKS) / node pool (GKE, AKS) bounds, and optionally its desired nodes.
+
+    The bound not given keeps its live value. Each bound is checked against the seed's node bounds
+    (``fleet.bounds.cluster_nodes``, per cluster, as the inventory validates ``nodes``); the seed states
+    its node bound per region (findings judge a region's prod nodes summed, see
+    ``opsconsole.core.fleet.findings.NODE_BOUND_PER_REGION``), so a change that would make a prod region
+    run more nodes than that bound (a desired count, or a min above the nodes now) is refused too. A
+    max raise adds no node by itself (the cluster autoscaler decides) and is allowed.
+
+    Raises:
+        UsageError: unknown cluster, a value outside the bounds, min over max, desired outside the new
+            range, nothing given or nothing changed.
+    """
+    spec = _cluster(fleet, cluster)
+    if nodes_min is None and nodes_max is None and nodes_desired is None:
+        raise UsageError("nothing to change: give --min, --max or --desired")
+    given = {flag: _count(flag, v) for flag, v in
+             (("--min", nodes_min), ("--max", nodes_max), ("--desired", nodes_desired)) if v is not None}
+    bound = fleet.bounds.cluster_nodes
+    for flag, value in given.items():
+        _within(flag, value, bound, "nodes per cluster")
+    state = snapshot.get(f"cluster/{cluster}") if snapshot is not None else None
+    now = state if isinstance(state, ClusterState) else None
+    lo = now.nodes_min if now else spec.nodes.min
+    hi = now.nodes_max if now else spec.nodes.max
+    nodes = now.nodes if now else None
+    new_min = given.get("--min", lo)
+    new_max = given.get("--max", hi)
+    desired = given.get("--desired")
+    if new_min > new_max:
+        which = "--min" if "--min" in given else "--max"
+        raise UsageError(f"{which}: node min {new_min} would be over max {new_max} in {cluster} "
+                         f"(now {lo}–{hi}); give both --min and --max")
+    if desired is not None and not new_min <= desired <= new_max:
+        raise UsageError(f"--desired {desired}: outside {cluster}'s node range {new_min}–{new_max}; "
+                         f"change --min / --max too")
+    if (new_min, new_max) == (lo, hi) and (desired is None or desired == nodes):
+        now_text = f"{lo}–{hi}" + (f", {nodes} nodes" if nodes is not None else "")
+        raise UsageError(f"no change: {cluster} is already there (nodes {now_text})")
+    after = desired if desired is not None else (max(new_min, min(new_max, nodes)) if nodes is not None
+                                                 else None)
+    summary = [f"{spec.region} {cluster} ({spec.kind.value} {spec.cloud_region}): nodes min–max "
+               f"{lo}–{hi} → {new_min}–{new_max}"
+               + (f", desired {_arrow(nodes, desired)}" if desired is not None else
+                  f" (now {nodes} nodes" + (f", clamped to {after})" if after != nodes else
+                                            "; the autoscaler decides within the range)")
+                  if nodes is not None else "")]
+    if spec.environment is Environment.PROD:
+        others = _region_prod_nodes(fleet, snapshot, spec.region, skip=cluster)
+        if others is not None and after is not None and nodes is not None:
+            total, before_total = others + after, others + nodes
+            if total > bound.max and total > before_total:
+                partner = fleet.regions[spec.region].failover_partner
+                raise UsageError(
+                    f"{spec.region} would run {total} prod nodes ({before_total} now), over the seed's bound "
+                    f"of {bound.max} nodes per region; move load to {partner} or lower another cluster of "
+                    f"the region first"
+                )
+            ceiling = others + new_max
+            moves = f"{before_total} → {total}" if total != before_total else f"{before_total} now"
+            summary.append(f"{spec.region} prod nodes {moves}, up to {ceiling} if {cluster} reaches its "
+                           f"new max (seed bound {bound.max} per region"
+                           + ("; the region's node finding fires past it)" if ceiling > bound.max else ")"))
+    extravars: dict[str, Any] = {"scale_target": "nodes", "region": spec.region, "cluster": cluster,
+                                 "nodes_min": new_min, "nodes_max": new_max}
+    if desired is not None:
+        extravars["nodes_desired"] = desired
+    params = {"cluster": cluster, "nodes_min": given.get("--min"), "nodes_max": given.get("--max"),
+              "nodes_desired": desired}
+    spec_ = _spec(ActionName.NODES)
+    return ActionPlan(
+        action=ActionName.NODES,
+        params={k: v for k, v in params.items() if v is not None},
+        playbook=spec_.playbook,
+        extravars=extravars,
+        targets=(f"region/{spec.region}", f"cluster/{cluster}"),
+        summary=tuple(summary),
+        idle_timeout_s=spec_.idle_timeout_s,
+        job_timeout_s=spec_.job_timeout_s,
+        production=spec.environment is Environment.PROD,
+        # ``desired`` (the node count) moves with the autoscaler: volatile, not pinned for an approval.
+        observed={f"cluster/{cluster}": {"min": lo, "max": hi, "desired": nodes} if now else None},
+    )
+
+
+def _database_now(fleet: Fleet, snapshot: Snapshot | None, region: str) -> tuple[DatabaseState | None, DbRole,
+                                                                                    str | None, int]:
+    """The region's database as observed (or as the inventory plans it): record, role, source, replicas."""
+    record = snapshot.get(f"database/{region}") if snapshot is not None else None
+    spec = fleet.regions[region].database
+    if isinstance(record, DatabaseState):
+        return record, record.role, record.replicates_from, record.read_replicas
+    return None, spec.role, spec.replicates_from, spec.read_replicas
+
+
+def plan_replicas(fleet: Fleet, snapshot: Snapshot | None, *, region: str, read_replicas: int) -> ActionPlan:
+    """Set the number of read replicas of a region's database (``pg-<region>-r1..n``).
+
+    Raises:
+        UsageError: unknown region, a count outside ``fleet.bounds.read_replicas``, no change.
+    """
+    _region(fleet, region, "--region")
+    count = _count("--count", read_replicas)
+    _within("--count", count, fleet.bounds.read_replicas, "read replicas per region")
+    record, role, _, before = _database_now(fleet, snapshot, region)
+    if before == count:
+        raise UsageError(f"no change: pg-{region} already has {count} read replicas")
+    cloud = fleet.regions[region].database.cloud.value
+    summary = (f"{region} database pg-{region} ({cloud}, {role.value}): read replicas {before} → {count}"
+               + ("" if record is not None else " (current count from the inventory: not in the snapshot)"),)
+    spec = _spec(ActionName.REPLICAS)
+    return ActionPlan(
+        action=ActionName.REPLICAS,
+        params={"region": region, "read_replicas": count},
+        playbook=spec.playbook,
+        extravars={"scale_target": "read_replicas", "region": region, "read_replicas": count},
+        targets=(f"region/{region}", f"database/{region}"),
+        summary=summary,
+        idle_timeout_s=spec.idle_timeout_s,
+        job_timeout_s=spec.job_timeout_s,
+        observed={f"database/{region}": {"read_replicas": before, "role": role.value}
+                  if record is not None else None},
+    )
+
+
+DB_CHANGES = ("promote", "demote")
+
+
+def plan_database(
+    fleet: Fleet, snapshot: Snapshot | None, *, region: str, change: str, source_region: str | None = None
+) -> ActionPlan:
+    """Promote a region's database to a standalone write primary, or demote it back to a read replica of
+    ``source_region`` (by default the primary the inventory plans for it): the failback of a database.
+
+    Raises:
+        UsageError: unknown region or change; promoting a primary or demoting a replica; a promotion
+            that would lose more than the RPO; a source that is not a write primary now, is the region
+            itself, or is outside an EU region's residency zone.
+    """
+    _region(fleet, region, "--region")
+    if change not in DB_CHANGES:
+        raise UsageError(f"database change {change!r}: expected --promote or --demote")
+    record, role, source_now, _ = _database_now(fleet, snapshot, region)
+    spec = fleet.regions[region]
+    name = f"pg-{region}"
+    targets = [f"region/{region}", f"database/{region}"]
+    observed: dict[str, Any] = {}
+    lag = record.replica_lag_s if record is not None else None
+    within_rpo = None if lag is None else lag <= fleet.targets.rpo_db_s
+    observed[f"database/{region}"] = {"role": role.value, "replicates_from": source_now,
+                                      "within_rpo": within_rpo} if record is not None else None
+    extravars: dict[str, Any] = {"db_change": change, "region": region}
+    if change == "promote":
+        if source_region is not None:
+            raise UsageError("--source: only with --demote (a promoted database replicates from nobody)")
+        if role is DbRole.WRITE_PRIMARY:
+            raise UsageError(f"no change: {name} is already a write primary")
+        if lag is not None and not within_rpo:
+            raise UsageError(f"--promote: {name} is {lag:.0f} s behind {source_now}, over the "
+                             f"{fleet.targets.rpo_db_s:.0f} s RPO; promoting it now would lose data")
+        summary = [f"{name} ({spec.database.cloud.value}): read replica of {source_now or '?'} → standalone "
+                   f"write primary" + (f" (replica lag {lag:.1f} s)" if lag is not None else "")]
+        if source_now in fleet.regions and _primary_now(fleet, snapshot, str(source_now)):
+            summary.append(f"pg-{source_now} stays a write primary: two primaries in the "
+                           f"{spec.residency_zone} zone until one is demoted (use a failover to move users)")
+        params: dict[str, Any] = {"region": region, "change": change}
+    else:
+        if role is DbRole.READ_REPLICA:
+            raise UsageError(f"no change: {name} is already a read replica (of {source_now or '?'})")
+        source = source_region or spec.database.replicates_from or _other_primary(fleet, snapshot, region)
+        if source is None:
+            raise UsageError(f"--source: {region} is a planned write primary; name the write primary "
+                             f"{name} should replicate from (--source REGION)")
+        _region(fleet, source, "--source")
+        if source == region:
+            raise UsageError(f"--source {source}: a database cannot replicate from itself")
+        zones = {spec.residency_zone, fleet.regions[source].residency_zone}
+        if "eu" in zones and len(zones) > 1:
+            raise UsageError(f"--source {source}: outside {region}'s residency zone "
+                             f"({spec.residency_zone}); EU-resident data must stay in the EU")
+        if not _primary_now(fleet, snapshot, source):
+            raise UsageError(f"--source {source}: pg-{source} is not an available write primary now; "
+                             f"demoting {name} would leave no primary to replicate from")
+        summary = [f"{name} ({spec.database.cloud.value}): write primary → read replica of pg-{source} "
+                   f"(re-seeded from it; writes made on {name} since its promotion are dropped)"]
+        extravars["source_region"] = source
+        targets.append(f"database/{source}")
+        params = {"region": region, "change": change, "source_region": source}
+    spec_ = _spec(ActionName.DATABASE)
+    return ActionPlan(
+        action=ActionName.DATABASE,
+        params=params,
+        playbook=spec_.playbook,
+        extravars=extravars,
+        targets=tuple(targets),
+        summary=tuple(summary),
+        idle_timeout_s=spec_.idle_timeout_s,
+        job_timeout_s=spec_.job_timeout_s,
+        observed=observed,
+    )
+
+
+def _primary_now(fleet: Fleet, snapshot: Snapshot | None, region: str) -> bool:
+    """Whether ``region``'s database is an available write primary (by the inventory without a snapshot)."""
+    record = snapshot.get(f"database/{region}") if snapshot is not None else None
+    if isinstance(record, DatabaseState):
+        return record.role is DbRole.WRITE_PRIMARY and record.available
+    return fleet.regions[region].database.role is DbRole.WRITE_PRIMARY
+
+
+def _other_primary(fleet: Fleet, snapshot: Snapshot | None, region: str) -> str | None:
+    """The planned write primary of ``region``'s residency zone other than itself, if one is up."""
+    zone = fleet.regions[region].residency_zone
+    for other in sorted(fleet.regions):
+        spec = fleet.regions[other]
+        if (other != region and spec.residency_zone == zone and spec.database.role is DbRole.WRITE_PRIMARY
+                and _primary_now(fleet, snapshot, other)):
+            return other
+    return None
+
+
+def plan_cache(fleet: Fleet, snapshot: Snapshot | None, *, region: str, nodes: int) -> ActionPlan:
+    """Set the number of nodes of a region's Redis (ElastiCache / Memorystore / Azure Cache).
+
+    Raises:
+        UsageError: unknown region, a count outside ``fleet.bounds.redis_nodes``, no change.
+    """
+    _region(fleet, region, "--region")
+    count = _count("--nodes", nodes)
+    _within("--nodes", count, fleet.bounds.redis_nodes, "Redis nodes per region")
+    record = snapshot.get(f"cache/{region}") if snapshot is not None else None
+    now = record if isinstance(record, CacheState) else None
+    before = now.nodes if now else fleet.regions[region].cache.nodes
+    if before == count:
+        raise UsageError(f"no change: redis-{region} already has {count} nodes")
+    health = f" ({now.healthy_nodes} healthy now)" if now else " (current count from the inventory)"
+    spec = _spec(ActionName.CACHE)
+    return ActionPlan(
+        action=ActionName.CACHE,
+        params={"region": region, "nodes": count},
+        playbook=spec.playbook,
+        extravars={"scale_target": "cache", "region": region, "cache_nodes": count},
+        targets=(f"region/{region}", f"cache/{region}"),
+        summary=(f"{region} Redis redis-{region}: nodes {before} → {count}{health}",),
+        idle_timeout_s=spec.idle_timeout_s,
+        job_timeout_s=spec.job_timeout_s,
+        observed={f"cache/{region}": {"nodes": before} if now else None},
+    )
+
+
 # -- re-planning ------------------------------------------------------------------------------------------
 
 #: Observed figures that move on their own (the HPA moves replicas every minute): kept in a plan for the
@@ -409,21 +728,37 @@ def replan(fleet: Fleet, snapshot: Snapshot | None, action: str, params: Mapping
         UsageError: the request no longer makes sense on this fleet (e.g. the target became unhealthy).
     """
     p = dict(params)
-    match ActionName(action):
+    try:
+        name = ActionName(action)
+    except ValueError:
+        raise UsageError(f"unknown action {action!r}; expected one of: "
+                         f"{', '.join(a.value for a in ActionName)}") from None
+    plan: ActionPlan
+    match name:
         case ActionName.SCALE:
-            return plan_scale(
+            plan = plan_scale(
                 fleet, snapshot, service=p["service"], region=p["region"], replicas=p.get("replicas"),
                 hpa_min=p.get("hpa_min"), hpa_max=p.get("hpa_max"),
                 environment=Environment(p.get("environment", "prod")), cluster=p.get("cluster"),
             )
         case ActionName.FAILOVER:
-            return plan_failover(fleet, snapshot, from_region=p["from_region"], to_region=p["to_region"])
+            plan = plan_failover(fleet, snapshot, from_region=p["from_region"], to_region=p["to_region"])
         case ActionName.FAILBACK:
-            return plan_failback(fleet, snapshot, region=p["region"])
+            plan = plan_failback(fleet, snapshot, region=p["region"])
         case ActionName.ENV_STOP | ActionName.ENV_START:
-            return plan_environment(fleet, snapshot, environment=p["environment"], state=p["state"],
+            plan = plan_environment(fleet, snapshot, environment=p["environment"], state=p["state"],
                                     region=p.get("region"))
-    raise UsageError(f"unknown action {action!r}")  # pragma: no cover - ActionName() raised already
+        case ActionName.NODES:
+            plan = plan_nodes(fleet, snapshot, cluster=p["cluster"], nodes_min=p.get("nodes_min"),
+                              nodes_max=p.get("nodes_max"), nodes_desired=p.get("nodes_desired"))
+        case ActionName.REPLICAS:
+            plan = plan_replicas(fleet, snapshot, region=p["region"], read_replicas=p["read_replicas"])
+        case ActionName.DATABASE:
+            plan = plan_database(fleet, snapshot, region=p["region"], change=p["change"],
+                                 source_region=p.get("source_region"))
+        case ActionName.CACHE:
+            plan = plan_cache(fleet, snapshot, region=p["region"], nodes=p["nodes"])
+    return plan
 
 
 # -- non-prod environments -----------------------------------------------------------------------------
@@ -479,9 +814,13 @@ __all__ = [
     "ActionPlan",
     "ActionSpec",
     "pinned_observations",
+    "plan_cache",
+    "plan_database",
     "plan_environment",
     "plan_failback",
     "plan_failover",
+    "plan_nodes",
+    "plan_replicas",
     "plan_scale",
     "replan",
 ]

@@ -242,9 +242,14 @@ def lease_modes(action: str, targets: Sequence[str]) -> dict[str, LeaseMode]:
     exclusive (no scale of a staging workload while staging is being stopped).
     """
     scale = action == ActionName.SCALE.value
+    # A capacity change (nodes, read replicas, Redis) shares its region like a scale: it holds what it
+    # changes (the cluster, the database, the cache) exclusive.
+    shares_region = action in {ActionName.SCALE.value, ActionName.NODES.value, ActionName.REPLICAS.value,
+                               ActionName.CACHE.value}
     modes: dict[str, LeaseMode] = {}
     for target in targets:
-        modes[target] = LeaseMode.SHARED if scale and target.startswith("region/") else LeaseMode.EXCLUSIVE
+        modes[target] = (LeaseMode.SHARED if shares_region and target.startswith("region/")
+                         else LeaseMode.EXCLUSIVE)
         if scale and target.startswith("workload/"):
             modes.setdefault(f"cluster/{target.split('/')[1]}", LeaseMode.SHARED)
     return modes

@@ -68,6 +68,7 @@ from opsconsole.core.change.rbac import Directory, Identity, Permission, Scope
 from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.change.requests import NewRequest, RequestRefused, RequestStore
 from opsconsole.core.change.risk import RiskAssessment, RiskPolicy, assess, plan_scope
+from opsconsole.core.change.rto import RtoVerdict, record_verdict
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import ExecutionUnavailable, OpsError, UsageError
 from opsconsole.core.fleet.engine import Snapshot
@@ -812,6 +813,8 @@ class Pipeline:
             finished = executor.wait(job.id)
         if executor.after_run is not None:
             executor.after_run(finished)
+        # A failover / failback is judged against its RTO: the verdict goes on the job and in the audit.
+        finished, rto = self._judge_rto(finished)
         outcome = JOB_OUTCOME.get(finished.status, Outcome.FAILED)
         totals = (finished.stats or {}).get("totals", {})
 
@@ -830,6 +833,7 @@ class Pipeline:
                     "changed": totals.get("changed"),
                     "failed": totals.get("failed"),
                     "error": finished.error,
+                    **({"rto": rto.document()} if rto is not None else {}),
                 },
             )
 
@@ -854,6 +858,16 @@ class Pipeline:
             if told:
                 log.warning("the store answers again: %s done", doing)
             return result
+
+    def _judge_rto(self, job: Job) -> tuple[Job, RtoVerdict | None]:
+        """A finished failover / failback judged against its RTO, the verdict recorded on the job (see
+        :mod:`opsconsole.core.change.rto`); a store that does not answer leaves the job unjudged rather
+        than the run's outcome unrecorded (one warning, no traceback)."""
+        try:
+            return record_verdict(self.database, self.fleet, job)
+        except (StoreUnavailable, SQLAlchemyError) as exc:
+            log.warning("could not record the RTO verdict of job %s: %s", job.id[:8], exc)
+            return job, None
 
     def reconcile(self, job_status: Callable[[str], JobStatus | None]) -> list[ChangeRequest]:
         """Requests left ``running`` by a console that died: mirror their jobs' outcome (nothing re-runs)."""

@@ -449,6 +449,12 @@ def _describe(plan: ActionPlan, scope: Scope, facts: _ScaleFacts | None = None) 
     if plan.action is ActionName.SCALE:
         text = f"{p.get('environment', 'prod')} scale of {p.get('service')} in {p.get('region')}"
         return text + (f" ({facts.summary()})" if facts is not None and facts.summary() else "")
+    if plan.action in (ActionName.NODES, ActionName.REPLICAS, ActionName.CACHE, ActionName.DATABASE):
+        env = "prod" if plan.production else "non-prod"
+        what = {ActionName.NODES: "node change", ActionName.REPLICAS: "read-replica change",
+                ActionName.CACHE: "Redis change", ActionName.DATABASE: f"database {p.get('change')}"}
+        text = f"{env} {what[plan.action]}"
+        return f"{text} ({plan.summary[0]})" if plan.summary else text
     return f"{plan.action.value} of {scope.describe()}"
 
 

@@ -29,6 +29,14 @@ error. :class:`FleetService` does exactly that:
   serves old data (its far side gone) never shows green. A source that answered in a refresh is aged
   as of its answer, so a slow neighbour in the same refresh does not make it look stale.
 
+**Sources that take a while to start** (an emulator or a client still coming up) may say so with a
+``startup_s`` attribute (seconds, > 0). Until such a source has answered once — well or not — a refresh
+does not wait for it: it is ``STARTING`` (no data yet, and no failure either), the other sources' data
+is served at once, and when its first read ends the service tells its :meth:`FleetService.on_change`
+listeners (so the server's cache takes the answer in at once, not a refresh interval later). A first
+read still running after ``startup_s`` makes the source ``ERROR`` ("no answer within ..."), as any hung
+read does. Sources without ``startup_s`` are waited for as before.
+
 Records with the same key from different sources: the first source in ``sources`` order wins.
 
 **Sources that know when their data changed** (a Kubernetes watch event landed in the source's cache)
@@ -90,6 +98,8 @@ class SourceStatus(StrEnum):
     OK = "ok"
     STALE = "stale"
     ERROR = "error"
+    #: Not answered yet since it started (a source with ``startup_s``): no data, and no failure either.
+    STARTING = "starting"
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,8 @@ class FleetSource(Protocol):
             in ``source_deadlines``.
         cadence_s: (optional) how often the source asks its far side, in seconds; data older than
             twice this is stale. Absent or ``0``: the service's refresh interval.
+        startup_s: (optional) how long its first read may take (the source is still starting): until
+            it has answered once, refreshes do not wait for it and report it ``STARTING``.
 
     ``read`` is called from a worker thread, never concurrently with itself for the same source.
     """
@@ -347,6 +359,19 @@ class _SourceState:
     last_success: datetime | None = None
     inflight: Future[_Outcome] | None = None
     inflight_started: float = 0.0
+    #: ``startup_s`` of the source (0: it is waited for from its first read on).
+    startup_s: float = 0.0
+    #: A read of this source has ended (well or not): it is no longer starting.
+    answered: bool = False
+    #: Monotonic time its first read started (``None``: not yet).
+    first_started: float | None = None
+
+    def starting(self, now: float) -> bool:
+        """Still starting at monotonic ``now``: never answered, and its first read is younger than
+        ``startup_s``."""
+        if self.startup_s <= 0 or self.answered:
+            return False
+        return self.first_started is None or now - self.first_started < self.startup_s
 
 
 def cadence_of(source: object, refresh_s: float = DEFAULT_REFRESH_S) -> float:
@@ -355,6 +380,18 @@ def cadence_of(source: object, refresh_s: float = DEFAULT_REFRESH_S) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return max(float(value), refresh_s)
     return refresh_s
+
+
+def startup_of(source: object) -> float:
+    """A source's ``startup_s`` if it is a number > 0, else 0 (it is waited for from the start)."""
+    value = getattr(source, "startup_s", None)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return 0.0
+
+
+#: What a starting source's health says (constant: a changing text would be a change every refresh).
+STARTING_TEXT = "starting: its first read is under way"
 
 
 def _error_text(exc: BaseException) -> str:
@@ -406,8 +443,13 @@ class FleetService:
         self._clock: Clock = clock or SystemClock()
         self.refresh_s = refresh_s
         self._states = [
-            _SourceState(s, overrides.get(s.name, deadline_s), cadence_of(s, refresh_s)) for s in sources
+            _SourceState(s, overrides.get(s.name, deadline_s), cadence_of(s, refresh_s),
+                         startup_s=startup_of(s))
+            for s in sources
         ]
+        #: ``on_change`` listeners: told when a starting source's first read ends.
+        self._listeners: list[Callable[[str], None]] = []
+        self._listeners_lock = threading.Lock()
         self._pool = _DaemonPool(min(MAX_WORKERS, max(1, len(sources))), name="fleet-read")
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
@@ -424,8 +466,19 @@ class FleetService:
         changed; returns the function that unsubscribes from every one of them.
 
         Sources that cannot tell are simply not followed (their changes arrive with the next refresh).
+        The end of a starting source's first read (see ``startup_s``) is told too, from the reader
+        thread.
         """
         removers: list[Callable[[], None]] = []
+        with self._listeners_lock:
+            self._listeners.append(callback)
+
+        def stop_listening() -> None:
+            with self._listeners_lock:
+                if callback in self._listeners:
+                    self._listeners.remove(callback)
+
+        removers.append(stop_listening)
         for state in self._states:
             subscribe = change_notifier(state.source)
             if subscribe is None:
@@ -486,46 +539,21 @@ class FleetService:
             if self._closed:
                 raise RuntimeError("the fleet service is closed")
             start = monotonic()
-            # Which sources get a fresh read, and which are still busy with an abandoned one.
-            busy: dict[str, float] = {}
-            started: list[_SourceState] = []
-            for state in self._states:
-                previous = state.inflight
-                if previous is not None and not previous.done():
-                    busy[state.source.name] = start - state.inflight_started
-                    continue
-                if previous is not None:
-                    self._harvest_late(state, previous)
-                state.inflight = self._pool.submit(self._reader(state.source))
-                state.inflight_started = start
-                started.append(state)
+            busy, started = self._start_reads(start)
 
-            # Wait for each fresh read until its own deadline, earliest deadline first.
+            # Wait for each fresh read until its own deadline, earliest deadline first; a starting
+            # source is not waited for (its first answer is taken in by a later refresh).
             for state in sorted(started, key=lambda s: s.deadline_s):
+                if state.starting(start):
+                    continue
                 assert state.inflight is not None
                 remaining = start + state.deadline_s - monotonic()
                 if remaining > 0:
                     wait_futures([state.inflight], timeout=remaining)
 
             taken_at = self._clock.now()
-            healths: list[SourceHealth] = []
-            for state in self._states:
-                name = state.source.name
-                if name in busy:
-                    reason = f"previous read still running for {busy[name]:.1f} s"
-                    healths.append(self._degraded(state, reason, None, taken_at))
-                    continue
-                future = state.inflight
-                assert future is not None
-                if not future.done():
-                    if future.cancel():  # never started (pool saturated): forget it
-                        state.inflight = None
-                    reason = f"no answer within {state.deadline_s:.1f} s"
-                    healths.append(self._degraded(state, reason, None, taken_at))
-                    continue
-                state.inflight = None
-                outcome = self._outcome_of(future, taken_at)
-                healths.append(self._apply(state, outcome, taken_at))
+            now = monotonic()
+            healths = [self._health(state, busy, taken_at, now) for state in self._states]
 
             records, counts = self._merge()
             healths = [dataclasses.replace(h, records=counts.get(h.name, 0)) for h in healths]
@@ -533,6 +561,52 @@ class FleetService:
             changes = diff(self._snapshot, snapshot)
             self._snapshot = snapshot
             return snapshot, changes
+
+    def _start_reads(self, start: float) -> tuple[dict[str, float], list[_SourceState]]:
+        """Start a fresh read of every source not still busy with an abandoned one (whose finished
+        late results are harvested first). Returns the busy ones (name -> seconds running) and the
+        states whose read started now."""
+        busy: dict[str, float] = {}
+        started: list[_SourceState] = []
+        for state in self._states:
+            previous = state.inflight
+            if previous is not None and not previous.done():
+                busy[state.source.name] = start - state.inflight_started
+                continue
+            if previous is not None:
+                self._harvest_late(state, previous)
+            first = state.starting(start)
+            if first and state.first_started is None:
+                state.first_started = start
+            state.inflight = self._pool.submit(self._reader(state.source))
+            state.inflight_started = start
+            if first:  # its end is told once the result is in the future, not before
+                name = state.source.name
+                state.inflight.add_done_callback(lambda _f, name=name: self._tell(name))  # type: ignore[misc]
+            started.append(state)
+        return busy, started
+
+    def _health(
+        self, state: _SourceState, busy: Mapping[str, float], taken_at: datetime, now: float
+    ) -> SourceHealth:
+        """How one source fared in this refresh (its finished read's data is stored)."""
+        name = state.source.name
+        future = state.inflight
+        if state.starting(now) and future is not None and not future.done():
+            return self._starting(state)
+        if name in busy:
+            reason = f"previous read still running for {busy[name]:.1f} s"
+            return self._degraded(state, reason, None, taken_at)
+        assert future is not None
+        if not future.done():
+            if future.cancel():  # never started (pool saturated): forget it
+                state.inflight = None
+            reason = f"no answer within {state.deadline_s:.1f} s"
+            return self._degraded(state, reason, None, taken_at)
+        state.inflight = None
+        state.answered = True
+        outcome = self._outcome_of(future, taken_at)
+        return self._apply(state, outcome, taken_at)
 
     def _reader(self, source: FleetSource) -> Callable[[], _Outcome]:
         clock = self._clock
@@ -550,6 +624,29 @@ class FleetService:
 
         return read
 
+    def _tell(self, name: str) -> None:
+        """A starting source's first read ended (called in its worker thread): tell the listeners."""
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(name)
+            except Exception:  # a listener must never break the reader
+                log.exception("on_change listener failed for %s", name)
+
+    @staticmethod
+    def _starting(state: _SourceState) -> SourceHealth:
+        return SourceHealth(
+            name=state.source.name,
+            status=SourceStatus.STARTING,
+            age_s=None,
+            error=STARTING_TEXT,
+            last_success=None,
+            duration_s=None,
+            records=0,
+            cadence_s=state.cadence_s,
+        )
+
     @staticmethod
     def _outcome_of(future: Future[_Outcome], now: datetime) -> _Outcome:
         try:
@@ -562,6 +659,7 @@ class FleetService:
     def _harvest_late(self, state: _SourceState, future: Future[_Outcome]) -> None:
         """Adopt the data of an abandoned call that has finished since (see the module docstring)."""
         state.inflight = None
+        state.answered = True
         outcome = self._outcome_of(future, self._clock.now())
         if outcome.reading is not None:
             self._store(state, outcome.reading, outcome.finished_at)

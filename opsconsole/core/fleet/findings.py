@@ -148,13 +148,18 @@ class FindingKind(StrEnum):
 class SuggestedAction:
     """An action from the action catalogue, with its parameters filled in, ready to be requested.
 
-    Actions used here and their parameters:
+    ``action`` is the action's name as every face files it (:data:`opsconsole.core.api.ACTIONS`) and
+    ``params`` exactly the planner's parameters, so ``replan(fleet, snapshot, action, params)`` plans it
+    as shown; ``summary`` ends with the command line that runs it (:func:`command_line`). Actions used
+    here and their parameters:
 
-    * ``scale``: ``cluster``, ``service``, ``hpa_min``, ``hpa_max`` (the new HPA bounds);
-    * ``scale_nodes``: ``cluster``, ``nodes_min``, ``nodes_max`` (the new node-group bounds);
-    * ``scale_cache``: ``region``, ``nodes``;
-    * ``scale_read_replicas``: ``region``, ``read_replicas``;
-    * ``failover``: ``region``, ``to`` (send the region's users to ``to``);
+    * ``scale``: ``region``, ``cluster``, ``service``, ``hpa_min``, ``hpa_max`` (the new HPA bounds),
+      ``environment`` when not prod;
+    * ``nodes``: ``cluster``, ``nodes_max`` and / or ``nodes_min`` (the new node-group bounds);
+    * ``cache``: ``region``, ``nodes``;
+    * ``replicas``: ``region``, ``read_replicas``;
+    * ``database``: ``region``, ``change`` (``demote``), ``source_region`` (the primary to follow);
+    * ``failover``: ``from_region``, ``to_region`` (send ``from_region``'s users to ``to_region``);
     * ``failback``: ``region`` (send the region's users back to itself).
     """
 
@@ -180,6 +185,41 @@ class Finding:
     #: The numbers that led to the finding, by name.
     evidence: Mapping[str, Any] = field(hash=False)
     suggested_action: SuggestedAction | None
+
+
+#: How each action's parameters are written on the command line: (parameter, flag); a flag of ``""``
+#: is a positional argument, ``"--{}"`` the value itself as a flag (``--demote``).
+_FLAGS: dict[str, tuple[tuple[str, str], ...]] = {
+    "scale": (("service", ""), ("region", "--region"), ("cluster", "--cluster"), ("replicas", "--replicas"),
+              ("hpa_min", "--hpa-min"), ("hpa_max", "--hpa-max"), ("environment", "--env")),
+    "nodes": (("cluster", "--cluster"), ("nodes_min", "--min"), ("nodes_max", "--max"),
+              ("nodes_desired", "--desired")),
+    "replicas": (("region", "--region"), ("read_replicas", "--count")),
+    "database": (("region", "--region"), ("change", "--{}"), ("source_region", "--source")),
+    "cache": (("region", "--region"), ("nodes", "--nodes")),
+    "failover": (("from_region", "--from"), ("to_region", "--to")),
+    "failback": (("region", ""),),
+}
+
+
+def command_line(action: str, params: Mapping[str, Any]) -> str:
+    """The ``opsconsole act`` command that files ``action`` with ``params`` (what a finding suggests);
+    a ``database`` change is ``act replicas --promote / --demote``."""
+    words = ["opsconsole", "act", "replicas" if action == "database" else action]
+    for key, flag in _FLAGS.get(action, tuple((k, f"--{k}") for k in params)):
+        value = params.get(key)
+        if value is None or (key == "environment" and value == "prod"):
+            continue
+        if flag == "--{}":
+            words.append(f"--{value}")
+        else:
+            words += [flag, str(value)] if flag else [str(value)]
+    return " ".join(words)
+
+
+def _suggest(action: str, params: Mapping[str, Any], why: str) -> SuggestedAction:
+    """A suggestion whose summary says why and ends with the command that runs it."""
+    return SuggestedAction(action, dict(params), f"{why}: {command_line(action, params)}")
 
 
 def _finding(
@@ -435,9 +475,9 @@ def _region_down(fleet: Fleet, t: RegionTraffic, down: set[str], *, drained: boo
     action = None
     # A drained region's users are already elsewhere: suggesting the failover again would do nothing.
     if partner is not None and partner not in down and not drained:
-        action = SuggestedAction(
+        action = _suggest(
             "failover",
-            {"region": t.region, "to": partner},
+            {"from_region": t.region, "to_region": partner},
             f"fail {t.region} over to {partner}",
         )
     reason = "health check failing" if not t.health_check_ok else f"{_pct(t.error_rate)} of requests failing"
@@ -463,11 +503,11 @@ def _region_down(fleet: Fleet, t: RegionTraffic, down: set[str], *, drained: boo
 
 
 def _scale_action(w: WorkloadState, *, hpa_min: int, hpa_max: int, why: str) -> SuggestedAction:
-    return SuggestedAction(
-        "scale",
-        {"cluster": w.cluster, "service": w.service, "hpa_min": hpa_min, "hpa_max": hpa_max},
-        why,
-    )
+    params: dict[str, Any] = {"service": w.service, "region": w.region, "cluster": w.cluster,
+                              "hpa_min": hpa_min, "hpa_max": hpa_max}
+    if w.environment is not Environment.PROD:
+        params["environment"] = w.environment.value
+    return _suggest("scale", params, why)
 
 
 def _check_workload(fleet: Fleet, w: WorkloadState, acc: _Pass, out: list[Finding]) -> None:
@@ -541,15 +581,15 @@ def _check_cluster(fleet: Fleet, c: ClusterState, acc: _Pass, out: list[Finding]
     new_max = min(bound, max(c.nodes_max + 1, math.ceil(c.nodes_max * NODES_RAISE_FACTOR)))
     action: SuggestedAction | None = None
     if new_max > c.nodes_max:
-        action = SuggestedAction(
-            "scale_nodes",
-            {"cluster": c.cluster, "nodes_min": c.nodes_min, "nodes_max": new_max},
+        action = _suggest(
+            "nodes",
+            {"cluster": c.cluster, "nodes_max": new_max},
             f"raise {c.cluster} node max from {c.nodes_max} to {new_max}",
         )
     elif region is not None and c.environment is Environment.PROD:
-        action = SuggestedAction(
+        action = _suggest(
             "failover",
-            {"region": c.region, "to": region.failover_partner},
+            {"from_region": c.region, "to_region": region.failover_partner},
             f"{c.cluster} is at the fleet's node bound ({bound}); fail {c.region} over to "
             f"{region.failover_partner}",
         )
@@ -603,10 +643,10 @@ def _check_database(fleet: Fleet, db: DatabaseState, out: list[Finding]) -> None
         action = None
         if db.read_replicas < bounds.max:
             wanted = bounds.clamp(db.read_replicas + 1)
-            action = SuggestedAction(
-                "scale_read_replicas",
+            action = _suggest(
+                "replicas",
                 {"region": db.region, "read_replicas": wanted},
-                f"add a read replica in {db.region} ({db.read_replicas} -> {wanted})",
+                f"add a read replica in {db.region} ({db.read_replicas} → {wanted})",
             )
         out.append(
             _finding(
@@ -740,8 +780,8 @@ def _check_cache(fleet: Fleet, cache: CacheState, out: list[Finding]) -> None:
     wanted = bounds.clamp(max(cache.nodes, bounds.min) + (bounds.min - cache.healthy_nodes))
     action = None
     if wanted > cache.nodes:
-        action = SuggestedAction(
-            "scale_cache",
+        action = _suggest(
+            "cache",
             {"region": cache.region, "nodes": wanted},
             f"scale the {cache.region} Redis cluster from {cache.nodes} to {wanted} nodes",
         )
@@ -785,15 +825,14 @@ def _check_dns(fleet: Fleet, dns: DnsRecordSet, out: list[Finding]) -> None:
     # A region drained on purpose (no weight to itself) goes to its in-zone partner; one that still
     # serves but leaks users outside the zone is sent back to itself.
     if _zone(fleet, partner) == zone and dns.weights.get(dns.region, 0) == 0:
-        action = SuggestedAction(
+        action = _suggest(
             "failover",
-            {"region": dns.region, "to": partner},
+            {"from_region": dns.region, "to_region": partner},
             f"send {dns.region}'s users to {partner}, inside the {zone} zone",
         )
     else:
-        action = SuggestedAction(
-            "failback", {"region": dns.region}, f"send {dns.region}'s users back to {dns.region}"
-        )
+        action = _suggest("failback", {"region": dns.region},
+                          f"send {dns.region}'s users back to {dns.region}")
     out.append(
         _finding(
             FindingKind.DATA_RESIDENCY,
@@ -913,11 +952,11 @@ def _check_capacity(fleet: Fleet, acc: _Pass, out: list[Finding]) -> None:
             action = None
             if db.read_replicas < bounds.max:
                 wanted = bounds.clamp(db.read_replicas + 1)
-                action = SuggestedAction(
-                    "scale_read_replicas",
+                action = _suggest(
+                    "replicas",
                     {"region": worst, "read_replicas": wanted},
                     f"fleet at {measured:,.0f} tps over the {target:,.0f} tps target: add a read replica in "
-                    f"{worst} ({db.read_replicas} -> {wanted}), the region furthest over its share",
+                    f"{worst} ({db.read_replicas} → {wanted}), the region furthest over its share",
                 )
         else:
             action = _hottest_scale(
@@ -993,9 +1032,9 @@ def _check_region_nodes(fleet: Fleet, acc: _Pass, out: list[Finding]) -> None:
         if spec is not None and spec.failover_partner not in acc.drained:
             partner_nodes = acc.region_node_count.get(spec.failover_partner, 0)
             if partner_nodes < bound:
-                action = SuggestedAction(
+                action = _suggest(
                     "failover",
-                    {"region": region, "to": spec.failover_partner},
+                    {"from_region": region, "to_region": spec.failover_partner},
                     f"{region} runs {nodes} nodes, over the seed's {bound} per region; move its users to "
                     f"{spec.failover_partner} ({partner_nodes} nodes) while the region is resized",
                 )
@@ -1041,10 +1080,14 @@ def _check_write_primaries(fleet: Fleet, acc: _Pass, out: list[Finding]) -> None
         extra = [r for r in primaries if r not in planned.get(zone, [])]
         split.update(primaries)
         home = planned[zone][0] if planned.get(zone) else primaries[0]
-        action = SuggestedAction(
-            "failback",
-            {"region": home},
-            f"fail {home} back: demote {', '.join(extra) or 'the promoted database'} to a replica of {home}",
+        action = (
+            _suggest(
+                "database",
+                {"region": extra[0], "change": "demote", "source_region": home},
+                f"demote {extra[0]} to a read replica of {home} (one write primary per write region)",
+            )
+            if extra
+            else None
         )
         out.append(
             _finding(
@@ -1176,15 +1219,24 @@ def _mix_action(
     if missing <= 0 or not candidates:
         return None
     bound = fleet.bounds.cluster_nodes.max
-    best = max(candidates, key=lambda c: (bound - c.nodes, c.cluster))
+
+    def room(c: ClusterState) -> int:
+        """Nodes the cluster may still add: its own bound, and the seed's per-region bound."""
+        region_room = bound - acc.region_node_count.get(c.region, 0) if NODE_BOUND_PER_REGION else bound
+        return min(bound - c.nodes, region_room)
+
+    best = max(candidates, key=lambda c: (room(c), c.cluster))
     spec = fleet.clusters.get(best.cluster)
     pods_per_node = spec.pods_per_node if spec is not None else 1
-    wanted = min(bound, best.nodes + math.ceil(missing / pods_per_node))
+    wanted = best.nodes + min(room(best), math.ceil(missing / pods_per_node))
     if wanted <= best.nodes:
         return None
-    return SuggestedAction(
-        "scale_nodes",
-        {"cluster": best.cluster, "nodes_min": wanted, "nodes_max": max(best.nodes_max, wanted)},
+    params: dict[str, Any] = {"cluster": best.cluster, "nodes_min": wanted}
+    if wanted > best.nodes_max:
+        params["nodes_max"] = wanted
+    return _suggest(
+        "nodes",
+        params,
         f"grow {best.cluster} from {best.nodes} to {wanted} nodes to bring {cloud.value} back to "
         f"{_pct(plan_share)} of {geo.value}",
     )
@@ -1253,17 +1305,21 @@ def _check_sources(snapshot: Snapshot, out: list[Finding]) -> None:
     for s in snapshot.sources:
         if s.status is SourceStatus.OK:
             continue
-        if s.status is SourceStatus.STALE:
+        severity = Severity.MEDIUM
+        if s.status is SourceStatus.STARTING:  # not failed: its first answer is not in yet
+            title = f"source {s.name} is starting: its records are not in yet"
+            severity = Severity.LOW
+        elif s.status is SourceStatus.STALE:
             age = f"{s.age_s:.0f} s old" if s.age_s is not None else "of unknown age"
             title = f"source {s.name} is stale (data {age})"
         else:
             title = f"source {s.name} failed: its records are missing"
-        if s.error:
+        if s.error and s.status is not SourceStatus.STARTING:
             title += f": {s.error}"
         out.append(
             _finding(
                 FindingKind.STALE_DATA,
-                Severity.MEDIUM,
+                severity,
                 None,
                 f"source/{s.name}",
                 title=title,

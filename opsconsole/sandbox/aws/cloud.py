@@ -825,30 +825,62 @@ class AwsCloud:
             if group is None or published is None:
                 continue
             lo, hi = int(group.min_size), int(group.max_size)
-            if (lo, hi) == published[:2]:
+            desired = int(group.desired_capacity or 0)
+            if (lo, hi, desired) == tuple(published[:3]):
                 continue
-            world_lo, _ = world.node_bounds(c.name)
-            new_lo = world_lo if lo == published[0] else lo
-            self._apply(f"ASG {c.name}-ng bounds", partial(world.set_cluster_node_bounds, c.name, new_lo, hi))
+            if (lo, hi) != published[:2]:
+                world_lo, _ = world.node_bounds(c.name)
+                new_lo = world_lo if lo == published[0] else lo
+                self._apply(
+                    f"ASG {c.name}-ng bounds", partial(world.set_cluster_node_bounds, c.name, new_lo, hi)
+                )
+            if desired != published[2] and desired != world.nodes(c.name):
+                # A desired capacity set by a client (scale.yml's nodes_desired): the node count now,
+                # until the cluster autoscaler decides again.
+                self._apply(f"ASG {c.name}-ng desired", partial(world.set_cluster_nodes, c.name, desired))
             self._published.asg.pop(c.name, None)
 
     def _collect_databases(self, world: World) -> None:
+        """Apply clients' RDS changes: promotions first (a failback may promote its old primary back),
+        then re-seeded replicas (demotions to a source that is by then a write primary), then counts."""
+        demoted: list[tuple[str, str]] = []
         for rid in self._rds_regions:
-            cr = self._aws_regions[rid]
-            databases = self._backend("rds", cr).databases
-            db = databases.get(f"pg-{rid}")
-            if db is None:
-                continue
+            db = self._backend("rds", self._aws_regions[rid]).databases.get(f"pg-{rid}")
             role = self._published.db_role.get(rid)
-            if role is not None and role[0] is DbRole.READ_REPLICA and not db.is_replica:
+            if db is None or role is None:
+                continue
+            if role[0] is DbRole.READ_REPLICA and not db.is_replica:
                 # moto's promote only clears is_replica: finish it, then tell the world.
                 self._relink(rid, None)
                 self._apply(f"promote pg-{rid}", partial(world.promote_replica, rid))
                 self._published.db_role.pop(rid, None)
+            elif db.is_replica:
+                # RDS has no demotion: a client re-seeds (deletes pg-<rid>, creates it again with
+                # CreateDBInstanceReadReplica). A replica of another source than published is that.
+                source = self._source_region(getattr(db, "source_db_instance_identifier", None))
+                if source is not None and source != rid and (
+                        role[0] is DbRole.WRITE_PRIMARY or role[1] != source):
+                    demoted.append((rid, source))
+        for rid, source in demoted:
+            self._apply(f"demote pg-{rid} to a replica of pg-{source}",
+                        partial(world.demote_to_replica, rid, source))
+            self._published.db_role.pop(rid, None)
+        for rid in self._rds_regions:
+            if self._backend("rds", self._aws_regions[rid]).databases.get(f"pg-{rid}") is None:
+                continue
             count = self._replica_count(rid)
             if rid in self._published.replicas and count != self._published.replicas[rid]:
                 self._apply(f"read replicas of pg-{rid}", partial(world.set_read_replicas, rid, count))
                 self._published.replicas.pop(rid, None)
+
+    def _source_region(self, source_id: str | None) -> str | None:
+        """The region id of a replication source (``pg-<rid>``, by name or ARN); None if not the fleet's."""
+        if not source_id:
+            return None
+        match = re.match(r"^arn:aws:rds:[a-z0-9-]+:\d+:db:(.+)$", source_id)
+        name = match.group(1) if match else source_id
+        rid = name[3:] if name.startswith("pg-") else ""
+        return rid if rid in self._fleet.regions else None
 
     def _collect_caches(self, world: World) -> None:
         for rid, cr in self._aws_regions.items():

@@ -10,8 +10,8 @@ is the server's answer. Live logs follow the server's event stream and catch up 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -22,8 +22,9 @@ from textual.widgets import Button, Input, Label, RichLog, Static
 
 from opsconsole.core.api import Assessment, Decided, Filed, RequestDetail, StreamEvent
 from opsconsole.core.change.records import ChangeRequest
+from opsconsole.core.change.rto import RTO_ACTIONS, job_clock, rto_target
 from opsconsole.core.errors import UsageError
-from opsconsole.core.fleet.model import Environment
+from opsconsole.core.fleet.model import Environment, Fleet
 from opsconsole.core.runs.events import EventKind, JobEvent
 from opsconsole.core.runs.records import Job, JobStatus
 from opsconsole.styles import JOB_STATUS_STYLE, REQUEST_STATUS_STYLE, style
@@ -49,12 +50,29 @@ FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("state", "State (stopped / started)"),
         ("region", "Region (empty: all)"),
     ),
+    "nodes": (
+        ("cluster", "Cluster"),
+        ("nodes_min", "Node min (empty: keep)"),
+        ("nodes_max", "Node max (empty: keep)"),
+        ("nodes_desired", "Desired nodes (empty: the autoscaler's)"),
+    ),
+    "replicas": (("region", "Region"), ("read_replicas", "Read replicas")),
+    "database": (
+        ("region", "Region"),
+        ("change", "Change (promote / demote)"),
+        ("source_region", "Replicate from (demote; empty: the inventory's)"),
+    ),
+    "cache": (("region", "Region"), ("nodes", "Redis nodes")),
 }
 TITLES = {
     "scale": "Scale a workload",
     "failover": "Fail a region over",
     "failback": "Fail a region back",
     "env": "Stop / start a non-prod environment",
+    "nodes": "Change a cluster's nodes (node group / node pool)",
+    "replicas": "Change a database's read replicas",
+    "database": "Promote / demote a region's database",
+    "cache": "Change a region's Redis nodes",
 }
 
 
@@ -77,7 +95,22 @@ def event_line(event: JobEvent) -> Text | None:
 
 
 #: The form's names of the actions -> the server's (see ``ACTIONS`` in :mod:`opsconsole.core.api`).
-API_ACTION = {"scale": "scale", "failover": "failover", "failback": "failback", "env": "environment"}
+API_ACTION = {"scale": "scale", "failover": "failover", "failback": "failback", "env": "environment",
+              "nodes": "nodes", "replicas": "replicas", "database": "database", "cache": "cache"}
+#: The forms whose fields are named like the server's parameters.
+_SAME_NAMES = ("nodes", "replicas", "database", "cache")
+
+
+def form_of(action: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The form and its field values for a request as the server names it (a finding's suggested
+    action): the inverse of :func:`form_request`."""
+    p = {k: v for k, v in params.items() if v is not None}
+    if action == "failover":
+        return "failover", {"region": p.get("from_region", p.get("region")),
+                            "to": p.get("to_region", p.get("to"))}
+    if action == "environment":
+        return "env", p
+    return action, p
 
 
 def form_request(action: str, v: dict[str, str]) -> tuple[str, dict[str, Any]]:
@@ -112,19 +145,27 @@ def form_request(action: str, v: dict[str, str]) -> tuple[str, dict[str, Any]]:
         params = {"from_region": v["region"], "to_region": v["to"]}
     elif action == "failback":
         params = {"region": v["region"]}
+    elif action in _SAME_NAMES:
+        numbers = {"nodes_min", "nodes_max", "nodes_desired", "read_replicas", "nodes"}
+        params = {name: (number(name) if name in numbers else (v[name] or None))
+                  for name, _ in FIELDS[action]}
     else:
         state = {"stop": "stopped", "start": "started"}.get(v["state"], v["state"])
         params = {"environment": v["environment"], "state": state, "region": v["region"] or None}
     return API_ACTION[action], {k: value for k, value in params.items() if value is not None}
 
 
-def touches_production(action: str, params: dict[str, Any]) -> bool:
+def touches_production(action: str, params: dict[str, Any], fleet: Fleet | None = None) -> bool:
     """Whether the change touches production (the form turns red): failovers and failbacks always do,
-    a non-prod environment never, a scale when its environment is prod."""
+    a non-prod environment never, a scale when its environment is prod, a node change when its cluster
+    is a prod one (unknown: prod)."""
     if action == "environment":
         return False
     if action == "scale":
         return str(params.get("environment", "prod")) == "prod"
+    if action == "nodes" and fleet is not None:
+        cluster = fleet.clusters.get(str(params.get("cluster")))
+        return cluster is None or cluster.environment is Environment.PROD
     return True
 
 
@@ -327,7 +368,8 @@ class ActionScreen(ConsoleScreen):
         if not self._current(asked):
             return
         self.assessment = assessment
-        production = touches_production(*asked)
+        view = self.console.view
+        production = touches_production(*asked, view.fleet if view is not None else None)
         self.set_class(production, "-production")
         self.query_one("#production", Static).update(
             Text(" PRODUCTION CHANGE ", style="bold white on red")
@@ -662,6 +704,10 @@ JOB_COLUMNS = (
 )
 
 
+#: How often the jobs screen moves a running failover's RTO clock on.
+RTO_TICK_S = 1.0
+
+
 class JobsScreen(ConsoleScreen):
     """Running and past runs, and the live log of the selected one."""
 
@@ -686,11 +732,15 @@ class JobsScreen(ConsoleScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one("#jobs", FleetTable).focus()
+        self.set_interval(RTO_TICK_S, self._tick_rto)
 
     def show_data(self) -> None:
         rows = {}
+        now = datetime.now(UTC)
         for job in self.console.jobs:
             took = f"{job.duration_s:.0f}s" if job.duration_s is not None else ""
+            # a failover / failback: its RTO clock while it runs, then its verdict (core/change/rto.py)
+            took = self._rto_cell(job, now) or took
             rows[job.id] = (
                 job.id[:12],
                 Text(job.status.value, style=style(JOB_STATUS_STYLE, job.status)),
@@ -707,6 +757,18 @@ class JobsScreen(ConsoleScreen):
             table.move_cursor(row=table.get_row_index(self._select))
             self._select = None
         self._follow(table.selected_key)
+
+    def _rto_cell(self, job: Job, now: datetime) -> str | None:
+        if job.action not in RTO_ACTIONS or job.check_mode:
+            return None
+        view = self.console.view
+        target = rto_target(view.fleet, job.action, job.params) if view is not None else None
+        return job_clock(job, target.target_s if target is not None else None, now)
+
+    def _tick_rto(self) -> None:
+        """Every second while a failover / failback runs, its RTO clock moves on."""
+        if any(j.action in RTO_ACTIONS and not j.status.terminal for j in self.console.jobs):
+            self.show_data()
 
     def on_fleet_table_row_highlighted(self, _event: FleetTable.RowHighlighted) -> None:
         self._follow(self.query_one("#jobs", FleetTable).selected_key)

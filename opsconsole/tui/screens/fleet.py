@@ -16,6 +16,7 @@ from opsconsole.core.fleet.model import Environment, Health, WorkloadState
 from opsconsole.core.fleet.report import region_summaries, totals
 from opsconsole.tui import data
 from opsconsole.tui.screens.base import ConsoleScreen
+from opsconsole.tui.screens.change import FIELDS, form_of
 from opsconsole.tui.widgets.cards import RegionCard, sources_text, totals_text
 from opsconsole.tui.widgets.table import FleetTable
 
@@ -447,12 +448,9 @@ class FindingsScreen(ConsoleScreen):
             if cluster is not None:
                 params.setdefault("region", cluster.region)
                 params.setdefault("environment", cluster.environment.value)
-            self.console.open_action("scale", params)
-        elif action.action in ("failover", "failback"):
-            self.console.open_action(action.action, params)
-        else:
-            self.notify(
-                f"{action.summary} (run it with `opsconsole act {action.action.replace('_', ' ')}`)",
-                title="suggested action",
-                timeout=8,
-            )
+        # Every suggested action opens its form filled in, as the server names its parameters.
+        form, fields = form_of(action.action, params)
+        if form not in FIELDS:
+            self.notify(f"{action.summary}", title="suggested action", timeout=8)
+            return
+        self.console.open_action(form, fields)
