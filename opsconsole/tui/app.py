@@ -36,6 +36,7 @@ from opsconsole.core.errors import OpsError
 from opsconsole.core.fleet.engine import SourceStatus
 from opsconsole.core.fleet.view import FleetView
 from opsconsole.core.runs.records import Job
+from opsconsole.tui.bookmarks import ConsoleBookmarks
 from opsconsole.tui.commands import FleetCommands, run_colon
 from opsconsole.tui.data import RegionHistory, starting
 from opsconsole.tui.host import ConsoleHost
@@ -126,6 +127,8 @@ class OpsConsoleApp(App[None]):
         Binding("6", "go('audit')", "Audit", show=False),
         Binding("ctrl+r", "force_refresh", "Refresh now", show=False),
         Binding("colon", "command_line", "Command line"),
+        Binding("m", "mark", "Bookmark"),
+        Binding("apostrophe", "jump", "Bookmarks"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -169,6 +172,8 @@ class OpsConsoleApp(App[None]):
         self._interval_started = False
         self._source_status: dict[str, SourceStatus] = {}
         self._critical_seen: set[str] = set()
+        #: ``m`` + letter bookmarks the selected region / workload / cluster, ``'`` + letter jumps back.
+        self.marks = ConsoleBookmarks(self)
         if read_only:
             self.sub_title = "READ-ONLY"
 
@@ -176,6 +181,7 @@ class OpsConsoleApp(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(OverviewScreen())
+        self.marks.load()
         self._open_api()
 
     @work(thread=True, group="api", exit_on_error=False)
@@ -585,6 +591,14 @@ class OpsConsoleApp(App[None]):
                 run_colon(self, line, region)
 
         self.push_screen(CommandLine(), run)
+
+    def action_mark(self) -> None:
+        """``m`` then a letter: bookmark the selected region, workload or cluster."""
+        self.marks.ask_mark()
+
+    def action_jump(self) -> None:
+        """``'`` then a letter: jump to a bookmark (the list shows them)."""
+        self.marks.ask_jump()
 
     @property
     def can_act_as(self) -> bool:

@@ -30,6 +30,33 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+class Bookmark(Protocol):
+    @property
+    def label(self) -> str:
+        """What the bookmark names, in words."""
+
+
+class Bookmarks(Protocol):
+    """The console's bookmarks as the palette and the ``:`` command line use them (the app's are a
+    :class:`opsconsole.tui.bookmarks.ConsoleBookmarks`)."""
+
+    @property
+    def marks(self) -> Mapping[str, Bookmark]:
+        """Letter → bookmark."""
+
+    def ask_jump(self) -> None:
+        """The list of bookmarks; a letter jumps to one."""
+
+    def mark(self, letter: str) -> bool:
+        """Bookmark what is selected as ``letter``."""
+
+    def delete(self, letter: str) -> bool:
+        """Forget the bookmark ``letter``."""
+
+    def jump(self, letter: str) -> bool:
+        """Go to the bookmark ``letter``."""
+
+
 class ConsoleHost(Protocol):
     """The console app as its screens and its command palette see it."""
 
@@ -62,6 +89,10 @@ class ConsoleHost(Protocol):
     @property
     def history(self) -> RegionHistory:
         """An hour of p95 latency and request rate per region."""
+
+    @property
+    def marks(self) -> Bookmarks:
+        """The bookmarks (``m`` / ``'``, ``:marks``): :mod:`opsconsole.tui.bookmarks`."""
 
     # -- permissions -----------------------------------------------------------------------------------
 

@@ -89,6 +89,8 @@ class HelpScreen(ModalScreen[None]):
                 "  up down j k    move; pgup pgdn, g G first / last row; enter opens\n"
                 "  [  ]           previous / next tab of a region (or tab to the tabs, then left right)\n"
                 "  y              copy the selected id to the clipboard\n"
+                "  m a   ' a      bookmark the selected region, workload or cluster as a / jump to it\n"
+                "                 (' alone lists the bookmarks; :marks, :delmarks a)\n"
                 "  ctrl+r         refresh now (also while reconnecting)\n"
                 "  escape         back    1-6  fleet findings approvals jobs schedules audit    q  quit"
             )
