@@ -13,7 +13,7 @@ approval pipeline, exactly as ``opsconsole act failover`` / ``act failback`` wou
 3. **verify** — until the server's view shows ``dns/R = {R2: 100}`` and, where R wrote, R2's database a
    write primary (``VERIFY_DEADLINE_S``); the findings after the failover;
 4. **failback** — filed and approved the same way, followed, verified (``dns/R = {R: 100}``); the write
-   primaries left in the fleet are stated (a failback that does not demote R2 leaves two);
+   primaries left in the fleet are stated (failback.yml demotes R2 again; two in a zone is flagged);
 5. **report** — ``$OPSCONSOLE_HOME/drills/<UTC timestamp>-<R>-<R2>.md`` and ``.json``: each step's
    timing, the RTO (the failover job's verdict, recorded on the job and in the audit by the pipeline,
    see :mod:`opsconsole.core.change.rto`) and the RPO (R2's replica lag in the last view before the
