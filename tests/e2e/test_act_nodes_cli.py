@@ -69,3 +69,46 @@ def test_an_eks_node_max_raise_runs_through_the_cli(home: Path) -> None:
     # The same raise again changes nothing: refused before anything runs.
     again = cli(home, "--as", "alice", "act", "nodes", "--cluster", CLUSTER, "--max", str(new_max), ok=False)
     assert again.returncode == 2 and "no change" in again.stderr
+
+
+def cluster_max(home: Path, cluster: str) -> int:
+    """The cluster's node max as the Kubernetes adapter reads it (the autoscaler's status, published
+    from the world the GKE / AKS emulators changed)."""
+    script = (
+        "from opsconsole.wiring import sandbox_core\n"
+        "with sandbox_core() as core:\n"
+        f"    print(core.refresh().snapshot.get('cluster/{cluster}').nodes_max)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180,
+                         env=environment(home), check=True).stdout
+    return int(out.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(
+    ("cluster", "region"), [("gke-usw2-prod", "us-west-2"), ("aks-usw2-prod", "us-west-2")]
+)
+def test_a_gke_or_aks_node_pool_at_its_max_is_raised_from_the_finding(
+    home: Path, cluster: str, region: str
+) -> None:
+    """The issue's "done when": a node pool at its maximum in a GKE and in an AKS region, raised by running
+    the finding's suggested action as shown, through the playbooks' GCP / Azure modules and emulators."""
+    glass = ("--break-glass", "issue 14 e2e: pin the pool at its max")
+    cli(home, "--as", "erin", "act", "nodes", "--cluster", cluster, "--min", "2", "--max", "2", *glass,
+        timeout=400)
+    assert cluster_max(home, cluster) == 2
+
+    findings = json.loads(cli(home, "fleet", "findings", "--region", region, "--json").stdout)["findings"]
+    at_max = [f for f in findings if f["kind"] == "nodes_at_max" and cluster in f["object"]]
+    assert at_max, [f["id"] for f in findings]
+    action = at_max[0]["suggested_action"]
+    assert action["action"] == "nodes" and action["params"]["cluster"] == cluster, action
+    assert f"opsconsole act nodes --cluster {cluster}" in action["summary"], action["summary"]
+    new_max = int(action["params"]["nodes_max"])
+    assert new_max > 2
+
+    ran = json.loads(cli(home, "--as", "erin", "act", "nodes", "--cluster", cluster, "--max", str(new_max),
+                         "--json", *glass, timeout=400).stdout)
+    assert ran["status"] == "succeeded", ran
+    assert cluster_max(home, cluster) == new_max
