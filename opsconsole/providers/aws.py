@@ -16,7 +16,9 @@ reads them and returns domain records only (no boto3 object leaves the module):
 * :class:`~opsconsole.core.fleet.model.DatabaseState` for regions whose database is on AWS:
   RDS ``pg-<region>``
   (role and source from ``ReadReplicaSourceDBInstanceIdentifier``, local read replicas ``pg-<region>-rN``,
-  ``available`` = status ``available``, storage from AllocatedStorage GiB / 1024), ``AWS/RDS ReplicaLag``,
+  ``available`` = status ``available``, storage from AllocatedStorage GiB / 1024, ``extra
+  ["backup_retention_days"]`` from BackupRetentionPeriod: the days of point-in-time recovery its automated
+  backups keep, 0 = automated backups off; absent when RDS did not say), ``AWS/RDS ReplicaLag``,
   query p95 from the application's ``Voltage/Platform DbQueryLatency`` (ms, ``p95``; RDS has no query
   latency metric of its own) and ``Voltage/Platform DbTransactionsPerSecond``;
 * :class:`~opsconsole.core.fleet.model.CacheState` for every region: ElastiCache ``redis-<region>`` (member
@@ -170,6 +172,15 @@ def _service_of(resource: str, namespace: str, services: set[str]) -> str | None
     backend = rest.rsplit(":", 1)[0]
     found = [s for s in services if backend == s or backend.endswith(f"-{s}")]
     return max(found, key=len) if found else None
+
+
+def _backup_retention(instance: Mapping[str, Any]) -> dict[str, int]:
+    """``{"backup_retention_days": N}`` from a DescribeDBInstances entry's BackupRetentionPeriod (already
+    in the describe: no extra call), or nothing when RDS did not report it (not observed is not "met")."""
+    days = instance.get("BackupRetentionPeriod")
+    if isinstance(days, bool) or not isinstance(days, int):
+        return {}
+    return {"backup_retention_days": days}
 
 
 def _endpoint_urls(endpoints: Any) -> dict[str, str]:
@@ -830,7 +841,7 @@ class AwsSource:
             available=available,
             storage_tb=float(main.get("AllocatedStorage", 0)) / _GIB_PER_TB,
             extra={"status": main.get("DBInstanceStatus"), "engine": main.get("Engine"),
-                   "instance_class": main.get("DBInstanceClass")},
+                   "instance_class": main.get("DBInstanceClass"), **_backup_retention(main)},
         )]
 
     def _read_node_groups(self, rid: str, now: datetime) -> list[FleetRecord]:

@@ -344,3 +344,28 @@ def test_us_failover_partner_in_another_zone_is_allowed(inventory_copy: Path) ->
     region_file = inventory_copy / "group_vars" / "region_sa_east_1.yml"
     edit(region_file, "failover_partner: us-east-1", "failover_partner: eu-west-1")
     assert load_inventory(inventory_copy).regions["sa-east-1"].failover_partner == "eu-west-1"
+
+
+# -- backup posture (issue 14: daily / weekly backups, 30-day point-in-time recovery) ------------------
+
+
+def test_seed_backup_target_is_thirty_days_of_pitr(seed_fleet: Fleet) -> None:
+    assert seed_fleet.targets.backup_pitr_days == 30
+
+
+@pytest.mark.parametrize(("value", "found"), [("0", "0"), ("36", "36"), ("thirty", "'thirty'"),
+                                              ("7.5", "7.5")])
+def test_bad_backup_pitr_days_names_file_and_key(inventory_copy: Path, value: str, found: str) -> None:
+    all_yml = inventory_copy / "group_vars" / "all.yml"
+    edit(all_yml, "    pitr_days: 30\n", f"    pitr_days: {value}\n")
+    error = load_error(inventory_copy)
+    assert (error.file, error.key_path) == (str(all_yml), "opsconsole_targets.backup.pitr_days")
+    assert "from 1 to 35" in error.expected
+    assert found in str(error) and error.line is not None and f"{all_yml}:{error.line}:" in str(error)
+
+
+def test_missing_backup_target_names_the_key(inventory_copy: Path) -> None:
+    all_yml = inventory_copy / "group_vars" / "all.yml"
+    edit(all_yml, "  backup:\n    pitr_days: 30\n", "")
+    error = load_error(inventory_copy)
+    assert error.file == str(all_yml) and "backup" in error.key_path

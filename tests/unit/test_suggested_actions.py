@@ -145,6 +145,7 @@ NO_ACTION = {
     FindingKind.ERROR_BUDGET_BURN, FindingKind.REPLICA_LAG, FindingKind.PENDING_PODS,
     FindingKind.COST_MIX_OFF_TARGET, FindingKind.PARTNER_UNHEALTHY, FindingKind.STALE_DATA,
     FindingKind.REGIONAL_AVG_LATENCY, FindingKind.DB_UNAVAILABLE, FindingKind.STORAGE_BOUNDS,
+    FindingKind.BACKUP_RETENTION,
 }
 
 

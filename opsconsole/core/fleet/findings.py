@@ -142,6 +142,10 @@ class FindingKind(StrEnum):
     #: More available write primaries in a residency zone than the inventory plans (split brain after a
     #: failback), critical; a database whose role differs from the inventory otherwise, medium.
     WRITE_PRIMARIES = "write_primaries"
+    #: A database whose automated backups keep fewer days than Targets.backup_pitr_days (the seed's
+    #: 30-day point-in-time recovery), as its cloud reports the retention: high for a write primary,
+    #: medium for a replica. Judged only where the retention is observed (RDS today).
+    BACKUP_RETENTION = "backup_retention"
 
 
 @dataclass(frozen=True)
@@ -670,6 +674,7 @@ def _check_database(fleet: Fleet, db: DatabaseState, out: list[Finding]) -> None
         )
     _check_db_availability(fleet, db, out)
     _check_storage(fleet, db, out)
+    _check_backup_retention(fleet, db, out)
     _check_db_residency(fleet, db, out)
 
 
@@ -719,6 +724,44 @@ def _check_storage(fleet: Fleet, db: DatabaseState, out: list[Finding]) -> None:
             measured=db.storage_tb,
             target=f"{bounds.min}-{bounds.max} TB",
             evidence={"storage_tb": db.storage_tb, "min_tb": bounds.min, "max_tb": bounds.max},
+        )
+    )
+
+
+def _check_backup_retention(fleet: Fleet, db: DatabaseState, out: list[Finding]) -> None:
+    """The seed's point-in-time recovery window against the backup retention the cloud reports.
+
+    Only a source that reads the retention (``extra["backup_retention_days"]``: the aws source, from RDS
+    BackupRetentionPeriod) puts it there; where it is absent nothing is judged, and nothing says it is
+    met. No suggested action: raising a retention is a change in the cloud, not one of the playbooks.
+    """
+    days = db.extra.get("backup_retention_days")
+    if isinstance(days, bool) or not isinstance(days, int):
+        return
+    target = fleet.targets.backup_pitr_days
+    if days >= target:
+        return
+    primary = db.role is DbRole.WRITE_PRIMARY
+    state = "automated backups are off" if days <= 0 else f"backups kept {days} days"
+    out.append(
+        _finding(
+            FindingKind.BACKUP_RETENTION,
+            Severity.HIGH if primary else Severity.MEDIUM,
+            db.region,
+            f"backup/{db.region}",
+            title=f"{db.region} database ({db.role.value}): {state}, under the {target}-day "
+            "point-in-time recovery target",
+            measured=days,
+            target=target,
+            evidence={
+                "backup_retention_days": days,
+                "pitr_target_days": target,
+                "role": db.role.value,
+                "source": db.source,
+                "fix": f"raise the backup retention of the {db.region} database in its cloud to at least "
+                f"{target} days (RDS: modify-db-instance --backup-retention-period {target} "
+                "--apply-immediately)",
+            },
         )
     )
 

@@ -574,6 +574,8 @@ def _targets(node: _Node) -> Targets:
         cost_mix=cost_mix,
         cost_mix_tolerance=cost.get("tolerance").as_float(0.0, 1.0),
         provider_mix_tolerance=node.get("provider_mix_tolerance").as_float(0.0, 1.0),
+        # RDS keeps 1-35 days of automated backups; Cloud SQL and Azure allow as much: 1-35 is checkable.
+        backup_pitr_days=node.get("backup").get("pitr_days").as_int(1, 35),
     )
 
 

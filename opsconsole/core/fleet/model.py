@@ -157,6 +157,11 @@ class Targets:
     cost_mix: dict[str, float]  # reserved / spot / on_demand, fractions summing to 1
     cost_mix_tolerance: float
     provider_mix_tolerance: float
+    #: Point-in-time recovery window every database's automated backups must keep (days; the seed's
+    #: 30-day PITR). Judged against the retention the clouds report (``DatabaseState.extra
+    #: ["backup_retention_days"]``); the seed's daily / weekly backup cadence is how the managed
+    #: databases' automated backups work and is not observed separately.
+    backup_pitr_days: int = 30
 
     @property
     def error_budget(self) -> float:

@@ -67,6 +67,9 @@ from opsconsole.sandbox.world import World
 
 log = logging.getLogger(__name__)
 
+#: Days of point-in-time recovery the seed fleet's RDS automated backups keep (BackupRetentionPeriod).
+SEED_BACKUP_RETENTION_DAYS = 30
+
 
 @dataclass
 class _Published:
@@ -413,6 +416,10 @@ class AwsCloud:
                 "allocated_storage": spec.database.storage_tb * _GIB_PER_TB,
                 "master_username": "voltage", "master_user_password": "sandbox-only-password",
                 "db_subnet_group_name": "voltage-db", "multi_az": True,
+                # The seed fleet's automated backups (30 days of point-in-time recovery): a cloud fact,
+                # not read from the targets, so a stricter target shows up as a finding. Read replicas
+                # created from it copy it; a client's ModifyDBInstance changes it; publish never does.
+                "backup_retention_period": SEED_BACKUP_RETENTION_DAYS,
             })
         elif not primary_pass and not is_primary and source_is_rds and source is not None:
             source_arn = _RDS_ARN.format(region=self._aws_regions[source], account=ACCOUNT_ID,
