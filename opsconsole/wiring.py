@@ -105,11 +105,18 @@ def management_extravars(endpoints: Mapping[str, Endpoints]) -> dict[str, str]:
     without them (the modules then say they found no credentials for the real clouds)."""
     gcp = endpoints.get("gcp_admin")
     azure = endpoints.get("azure_admin")
+    # failover.yml's replica-lag gate reads Cloud SQL / Azure PostgreSQL lag from the monitoring APIs.
+    gcp_monitoring = endpoints.get("gcp")
+    azure_monitor = endpoints.get("azure")
     return {
         "opsconsole_gcp_endpoint_url": gcp.urls.get("gcp_admin", "") if gcp else "",
         "opsconsole_gcp_project": gcp.settings.get("project", "") if gcp else "",
         "opsconsole_azure_endpoint_url": azure.urls.get("azure_admin", "") if azure else "",
         "opsconsole_azure_subscription": azure.settings.get("subscription", "") if azure else "",
+        "opsconsole_gcp_monitoring_endpoint": gcp_monitoring.urls.get("gcp", "") if gcp_monitoring else "",
+        "opsconsole_azure_monitor_endpoint_url": (
+            azure_monitor.urls.get("azure_metrics", "") if azure_monitor else ""
+        ),
     }
 
 
