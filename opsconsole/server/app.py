@@ -346,8 +346,10 @@ def health(runtime: Runtime) -> tuple[int, dict[str, Any]]:
     all_failed = False
     if view is not None:
         for source in view.snapshot.sources:
-            sources[source.name] = {SourceStatus.OK: "ok", SourceStatus.STALE: "stale"}.get(
-                source.status, "failing")
+            # A source still starting (SourceStatus.STARTING: within its startup_s, its first read under
+            # way) is neither failing nor a reason to fail the check; past startup_s it turns ERROR.
+            sources[source.name] = {SourceStatus.OK: "ok", SourceStatus.STALE: "stale",
+                                    SourceStatus.STARTING: "starting"}.get(source.status, "failing")
         all_failed = bool(view.snapshot.sources) and all(
             s.status is SourceStatus.ERROR for s in view.snapshot.sources)
     elif runtime.cache.error is not None:

@@ -7,7 +7,9 @@ Screens never call the API themselves on the UI thread: they ask the app (:meth:
 or :meth:`ConsoleScreen.ask`), which runs the call in a thread worker and hands the answer back as a
 message on the UI thread — dropped if the screen that asked is gone by then. The fleet is polled every
 ``refresh_s`` seconds the same way, so input is never blocked; the server's event stream (job progress,
-requests decided in Slack or the CLI) is read on a background thread and re-posted as messages.
+requests decided in Slack or the CLI) is read on a background thread and re-posted as messages; its
+``fleet`` events (the server's cache has a new view) bring a refresh at once, debounced, not at the next
+poll.
 
 Who the console acts as is the server's answer (:meth:`OpsApi.whoami`), never this process's login
 name. ``read_only`` (``--read-only``), or a server that only reads (``--live`` without a team server),
@@ -39,6 +41,7 @@ from opsconsole.core.runs.records import Job
 from opsconsole.tui.bookmarks import ConsoleBookmarks
 from opsconsole.tui.commands import FleetCommands, run_colon
 from opsconsole.tui.data import RegionHistory, starting
+from opsconsole.tui.freeze import FreezeAsked, FreezeStatus, read_freeze_status
 from opsconsole.tui.host import ConsoleHost
 from opsconsole.tui.messages import (
     ApiAnswer,
@@ -52,7 +55,9 @@ from opsconsole.tui.screens.base import ConsoleScreen
 from opsconsole.tui.screens.change import ActionScreen, ApprovalsScreen, JobsScreen
 from opsconsole.tui.screens.dialogs import CommandLine, HelpScreen
 from opsconsole.tui.screens.fleet import FindingsScreen, OverviewScreen, RegionScreen
+from opsconsole.tui.screens.freeze import ask_freeze
 from opsconsole.tui.screens.records import AuditScreen, SchedulesScreen
+from opsconsole.tui.widgets.freeze import FreezeBanner
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -76,6 +81,9 @@ WRITE_ACTIONS = frozenset(
 STREAM_RETRY_MAX_S = 30.0
 #: The longest wait between two refreshes while the server does not answer (1 s, 2 s, 4 s … this).
 REFRESH_RETRY_MAX_S = 30.0
+#: After a ``fleet`` event of the stream (the server's cache published a new view), the console refreshes
+#: this much later: the events of a burst (at most 5 a second) make one refresh, never a storm.
+FLEET_EVENT_DEBOUNCE_S = 0.3
 
 ApiFactory = Callable[[], AbstractContextManager[OpsApi]]
 #: Opens the API as another member of the sandbox cast (``as bob`` in the palette).
@@ -88,6 +96,13 @@ def error_text(exc: BaseException) -> tuple[str, str]:
         return exc.title, str(exc)
     first = str(exc).splitlines()[0] if str(exc) else ""
     return "unexpected error", f"{type(exc).__name__}: {first}"
+
+
+def _view_moved(data: Mapping[str, Any]) -> bool:
+    """A ``fleet`` event announces a view that differs from the last one (records added, removed or
+    changed, or a source's health moved); an event without those fields counts as a change."""
+    keys = ("added", "removed", "changed", "sources_changed")
+    return not any(k in data for k in keys) or any(data.get(k) for k in keys)
 
 
 class OpsConsoleApp(App[None]):
@@ -172,6 +187,13 @@ class OpsConsoleApp(App[None]):
         self._interval_started = False
         self._source_status: dict[str, SourceStatus] = {}
         self._critical_seen: set[str] = set()
+        #: The emergency freeze as the server last said (``{"on", "reason", "by", "since"}``; ``None``:
+        #: not known yet). The banner of every screen shows it.
+        self.freeze: dict[str, Any] | None = None
+        #: A ``fleet`` event's refresh is waiting (debounced), or is due after the one in flight.
+        self._fleet_event_pending = False
+        self._fleet_event_again = False
+        self._event_refresh_at = float("-inf")
         #: ``m`` + letter bookmarks the selected region / workload / cluster, ``'`` + letter jumps back.
         self.marks = ConsoleBookmarks(self)
         if read_only:
@@ -266,6 +288,10 @@ class OpsConsoleApp(App[None]):
                     wait = 1.0
                     if event.kind in ("job", "request"):
                         self.post_message(ServerEvent(event, generation))
+                    elif event.kind == "fleet" and self.refresh_s > 0 and _view_moved(event.data):
+                        # The server's cache has a new view (e.g. the clouds' first data): show it now,
+                        # not at the next poll. (refresh_s == 0: the tests refresh by hand.)
+                        self.post_message(ServerEvent(event, generation))
             except Exception as exc:  # a dropped connection: the poll goes on, the stream comes back
                 log.debug("event stream ended: %s", exc)
             if self._quitting.wait(wait):
@@ -276,6 +302,9 @@ class OpsConsoleApp(App[None]):
         if message.generation != self.generation:
             return
         event = message.event
+        if event.kind == "fleet":
+            self._fleet_event(message.generation)
+            return
         if event.kind == "request":
             request_id = str(event.data.get("id", ""))
             if request_id:
@@ -283,6 +312,37 @@ class OpsConsoleApp(App[None]):
         for screen in self.screen_stack:
             if isinstance(screen, ConsoleScreen):
                 screen.on_server_event(event)
+
+    def _fleet_event(self, generation: int) -> None:
+        # Debounced: one refresh FLEET_EVENT_DEBOUNCE_S after the first event of a burst; an event that
+        # comes while a refresh is in flight asks for one more after it (so its view is not missed).
+        if generation != self.generation or self._fleet_event_pending:
+            return
+        self._fleet_event_pending = True
+        self.set_timer(FLEET_EVENT_DEBOUNCE_S, self._fleet_event_refresh)
+
+    def _fleet_event_refresh(self) -> None:
+        self._fleet_event_pending = False
+        if self._refreshing:
+            self._fleet_event_again = True
+            return
+        self._event_refresh_at = time.monotonic()
+        self.action_refresh()
+
+    def on_freeze_asked(self, message: FreezeAsked) -> None:
+        ask_freeze(self, message.on, message.reason)  # confirm, then switch on the server
+
+    def on_freeze_status(self, message: FreezeStatus) -> None:
+        if message.generation != self.generation:
+            return
+        self.freeze = message.document
+        for banner in self._freeze_banners():
+            banner.show(message.document)
+
+    def _freeze_banners(self) -> Iterable[FreezeBanner]:
+        for screen in self.screen_stack:
+            if isinstance(screen, ConsoleScreen):
+                yield from screen.query(FreezeBanner)
 
     def _request_moved(self, detail: Any) -> None:
         self.remember(detail.request, detail.may_still_vote)
@@ -308,6 +368,8 @@ class OpsConsoleApp(App[None]):
         if self.refresh_failures and time.monotonic() < self._next_try_at:
             self.update_title()
             return
+        if not self.refresh_failures and time.monotonic() - self._event_refresh_at < self.refresh_s / 2:
+            return  # a fleet event's refresh has just started: not two in a row
         self.action_refresh()
 
     def action_refresh(self) -> None:
@@ -341,6 +403,9 @@ class OpsConsoleApp(App[None]):
                 jobs = api.jobs(limit=50)
             except OpsError:
                 pass  # a server that only reads has no runs: the fleet still shows
+            freeze = read_freeze_status(api)
+            if freeze is not None:
+                self.post_message(FreezeStatus(freeze, generation))
             self.post_message(
                 FleetRefreshed(view, requests, jobs, time.perf_counter() - started, generation, seq)
             )
@@ -365,6 +430,9 @@ class OpsConsoleApp(App[None]):
         self._notify_critical(message.view)
         self.update_title()
         self.update_screens()
+        if self._fleet_event_again:  # a fleet event came during this refresh: its view may be newer
+            self._fleet_event_again = False
+            self._fleet_event(self.generation)
 
     def _notify_sources(self, view: FleetView) -> None:
         # One toast for every source that went bad in this refresh (not one per source, nor one that

@@ -146,11 +146,11 @@ COLON_TABS = ("workloads", "nodes", "databases", "caches", "traffic", "chart")
 COLON_HELP = (
     ":fleet :findings :approvals :jobs :schedules :audit · :region ID · "
     ":workloads :nodes :databases :caches :traffic :chart (of the region in view) · "
-    ":pods [CLUSTER [WORKLOAD]] · :marks · :mark a · :delmarks a · :help · :q"
+    ":pods [CLUSTER [WORKLOAD]] · :marks · :mark a · :delmarks a · :freeze on REASON | off · :help · :q"
 )
 
 
-def run_colon(app: ConsoleHost, line: str, region: str | None = None) -> bool:
+def run_colon(app: ConsoleHost, line: str, region: str | None = None) -> bool:  # noqa: PLR0911
     """Run one ``:`` command (``nodes``, ``region eu-west-1``, ``q`` …); ``region`` is the region in view
     (for ``:nodes`` and the other tabs). Returns False (and says so) for what it does not know."""
     words = line.strip().lower().split()
@@ -176,6 +176,10 @@ def run_colon(app: ConsoleHost, line: str, region: str | None = None) -> bool:
         return _colon_pods(app, rest, region)
     elif head in ("marks", "bookmarks", "mark", "k", "delmarks", "delm"):
         return _colon_marks(app, head, line.strip().split()[1:])
+    elif head == "freeze":
+        from opsconsole.tui.freeze import run_freeze  # noqa: PLC0415 - the emergency freeze
+
+        return run_freeze(app, line.strip().split()[1:])
     elif head in ("help", "h", "?"):
         app.notify(COLON_HELP, title="command line", timeout=10)
     else:
@@ -249,6 +253,10 @@ class FleetCommands(Provider):
         for letter, mark in sorted(app.marks.marks.items()):
             items.append((f"Bookmark '{letter}: {mark.label}", partial(app.marks.jump, letter), "jump"))
         items.append(("Refresh now", app.action_refresh, "read every source"))
+        from opsconsole.tui.freeze import run_freeze  # noqa: PLC0415 - the emergency freeze
+
+        items.append(("Emergency freeze: status", partial(run_freeze, app, ["status"]),
+                      "or type: freeze on REASON · freeze off (admins)"))
         if not app.writes_refused():
             items += [
                 (
@@ -301,6 +309,13 @@ class FleetCommands(Provider):
     async def search(self, query: str) -> Hits:
         intent = parse_command(query)
         app = self.console
+        if query.strip().lower().split(" ", 1)[0] == "freeze":  # status for anyone; switching asks
+            from opsconsole.tui.freeze import run_freeze  # noqa: PLC0415 - the emergency freeze
+
+            words = query.strip().split()[1:]
+            yield Hit(1.0, f"Do: {query.strip()}", partial(run_freeze, app, words), text=query.strip(),
+                      help="freeze on REASON · freeze off · freeze (status): asks first; admins only")
+            return
         if intent is not None:
             # A sentence that parses is what was meant: no fuzzy match is offered beside it ("as erin"
             # once ran "Region us-east-1", whose letters it contains).

@@ -152,6 +152,34 @@ class CoreApi:
     ) -> Any:
         return self._call("schedule_override", environment, kind, until=until, region=region, reason=reason)
 
+    def freeze_status(self) -> dict[str, Any]:
+        """``GET /api/v1/freeze``: the store's emergency freeze (as opsconsole.server.freeze answers)."""
+        from opsconsole.core.change.freeze import read_freeze, status_document  # noqa: PLC0415
+
+        if self._gate is not None:
+            self._gate("freeze_status")
+        return _wired(status_document(read_freeze(self.core.database)))  # type: ignore[no-any-return]
+
+    def freeze(self, on: bool, *, reason: str | None = None) -> dict[str, Any]:
+        """``POST /api/v1/freeze``: admins only, refusals and switches audited, as the server's route."""
+        from opsconsole.core.change.freeze import set_freeze, status_document  # noqa: PLC0415
+        from opsconsole.core.change.gate import Act, Forbidden, authorize, fleet_scope  # noqa: PLC0415
+        from opsconsole.server.freeze import AUDIT_REFUSED, wire_freeze  # noqa: PLC0415
+
+        if self._gate is not None:
+            self._gate("freeze")
+        pipeline = self.core.pipeline
+        try:
+            authorize(Act.FREEZE, self.identity, scope=fleet_scope(self.core.fleet))
+        except Forbidden as refused:
+            pipeline.audit.append(AUDIT_REFUSED, actor=self.identity.person, face="tui",
+                                  data={"on": on, "reason": refused.message})
+            raise
+        wire_freeze(self.core)
+        frozen = set_freeze(self.core.database, pipeline.audit, on=on, reason=reason,
+                            who=self.identity.person, face="tui", now=pipeline.clock.now())
+        return _wired(status_document(frozen))  # type: ignore[no-any-return]
+
     def _runs(self) -> bool:
         try:
             self.core.runner  # noqa: B018 - raises on a core that only reads

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Header, Input, Static
 
 from opsconsole.tui.widgets.footer import ConsoleFooter
+from opsconsole.tui.widgets.freeze import FreezeBanner
 from opsconsole.tui.widgets.table import FleetTable
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class ConsoleScreen(Screen[None]):
 
     def compose_header(self) -> ComposeResult:
         yield Header()
+        yield FreezeBanner()  # the emergency freeze, while it is on (takes no room while it is off)
 
     def compose_footer(self) -> ComposeResult:
         yield Input(
