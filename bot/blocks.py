@@ -393,10 +393,12 @@ def request_message(
     may_approve: Sequence[str],
     progress: RunProgress | None = None,
     may_run: Sequence[str] = (),
+    rto: str | None = None,
 ) -> Message:
     """The request's message in the approvals channel: what, how risky, the preview in words and as a
     diff, who asked, who may approve, the expiry, the state — Approve / Reject while it waits, and Run
-    once it is approved but not started (``may_run``: the operators and above in its scope)."""
+    once it is approved but not started (``may_run``: the operators and above in its scope); ``rto``:
+    a failover's RTO clock or verdict line under the state (:func:`bot.rtoclock.rto_line`)."""
     risk = request.risk
     blocks: list[Block] = [
         _header(f"{request.action} request — {risk} risk"),
@@ -431,6 +433,8 @@ def request_message(
         lines = "\n".join(f"• {_escape(str(x))}" for x in request.drift.get("lines", []))
         blocks.append(_md(f":warning: *Changed since it was approved* (votes start over):\n{lines}"))
     blocks.append(_md(request_status_line(request, progress)))
+    if rto:
+        blocks.append(_md(rto))
     if request.status is RequestStatus.REQUESTED:
         approve: Block = {
             "type": "button",

@@ -24,6 +24,7 @@ USAGE: dict[str, str] = {
     "cache": "/ops cache --region R --nodes N",
     "failover": "/ops failover <from-region> <to-region>",
     "failback": "/ops failback <region>",
+    "drill": "/ops drill failover <from-region> <to-region>   (failover, verify, failback; a report)",
     "env": "/ops env <name> stop|start|status",
     "keep-awake": "/ops keep-awake <env> until <time>   (time: 18:30, 2h, 90m or 2025-01-31T18:30)",
     "approvals": "/ops approvals",
@@ -75,7 +76,7 @@ class Command:
 
 
 #: The commands that change the fleet (``env`` too, but for ``env … status``).
-CHANGES = ("scale", "failover", "failback", "nodes", "replicas", "cache")
+CHANGES = ("scale", "failover", "failback", "nodes", "replicas", "cache", "drill")
 
 
 def _fail(name: str, message: str) -> CommandError:
@@ -156,6 +157,11 @@ def parse(text: str) -> Command:
     if name == "failback":
         _arity(name, args, 1, 1)
         return Command(name, region=args[0])
+    if name == "drill":
+        if not args or args[0].lower() != "failover":
+            raise _fail(name, "which drill? the one there is: `drill failover <from-region> <to-region>`")
+        _arity(name, args[1:], 2, 2)
+        return Command(name, verb="failover", from_region=args[1], to_region=args[2])
     if name == "freeze":
         verb = args[0].lower() if args else "status"
         if verb not in ("on", "off", "status"):

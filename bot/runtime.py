@@ -37,6 +37,7 @@ from bot.notices import NoticeDeliverer
 from bot.posting import KIND as POST_KIND
 from bot.posting import PostOutcome, RequestPoster
 from bot.progress import MessageUpdater, ProgressTracker
+from bot.rtoclock import rto_line, ticking
 from bot.server import add_probe
 from bot.settings import BotSettings
 from bot.slackcalls import SlackCalls
@@ -46,7 +47,7 @@ from opsconsole.core.change.pipeline import RequestChanged
 from opsconsole.core.change.rbac import Identity, Permission
 from opsconsole.core.change.records import ChangeRequest
 from opsconsole.core.change.requests import RequestNotFound
-from opsconsole.core.change.rto import RtoVerdict, strictest_rto_s, verdict_of
+from opsconsole.core.change.rto import RTO_ACTIONS, RtoVerdict, strictest_rto_s, verdict_of
 from opsconsole.core.errors import OpsError
 from opsconsole.core.facade import OpsCore
 from opsconsole.core.fleet.view import FleetView
@@ -288,7 +289,19 @@ class BotRuntime:
             may_approve=self.approver_mentions(request),
             progress=self.progress_of(request),
             may_run=self.may_run(request) if request.status is RequestStatus.APPROVED else (),
+            rto=self.rto_line(request),
         )
+
+    def rto_line(self, request: ChangeRequest) -> str | None:
+        """A failover / failback's RTO clock or verdict for its message (see :mod:`bot.rtoclock`)."""
+        if request.action not in RTO_ACTIONS or not request.job_id:
+            return None
+        try:
+            job = self.jobs.get(request.job_id)
+        except Exception:  # the job store is another database only in odd set-ups: no clock then
+            log.debug("job %s not readable", request.job_id, exc_info=True)
+            return None
+        return rto_line(self.core.fleet, request, job, self.core.clock.now())
 
     def render_request_subject(self, subject: str) -> Message | None:
         kind, _, request_id = subject.partition(":")
@@ -452,6 +465,8 @@ class BotRuntime:
                 self.notes.remind(request)
             elif request.status is RequestStatus.RUNNING and request.job_id:
                 self._check_overrun(request)
+                if ticking(request):  # the RTO clock moves: re-render at the updater's pace
+                    self.updater.touch(subject_of(request.id))
 
     def usual_duration(self, action: str) -> float | None:
         """The p95 duration of ``action``'s past successful runs (cached a minute)."""

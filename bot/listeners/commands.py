@@ -288,7 +288,31 @@ def answer(rt: BotRuntime, command: Command, body: Mapping[str, Any]) -> dict[st
             f":sunny: {env} stays awake until {made.until:%Y-%m-%d %H:%M} UTC "
             f"(override {made.id[:8]}, by {who.person})."
         )
+    if name == "drill":
+        return start_drill(rt, who, command, body)
     return file_change(rt, who, command, body)
+
+
+def start_drill(rt: BotRuntime, who: Identity, command: Command, body: Mapping[str, Any]) -> dict[str, Any]:
+    """``/ops drill failover R R2``: checked now (regions, the pair's residency), then run on the pool,
+    its story in a thread of the channel (see :mod:`bot.drill`)."""
+    from bot.drill import BotDrillOps, run_slack_drill  # noqa: PLC0415
+
+    _region(rt, command.from_region, "drill")
+    _region(rt, command.to_region, "drill")
+    if command.from_region == command.to_region:
+        raise CommandError(f"{command.from_region}: a region cannot fail over to itself", USAGE["drill"])
+    _, user = slack_ids(body)
+    BotDrillOps(rt, who).assess(
+        "failover", {"from_region": command.from_region, "to_region": command.to_region})
+    channel = str(body.get("channel_id") or "") or user
+    rt.work(lambda: run_slack_drill(rt, who, from_region=str(command.from_region),
+                                    to_region=str(command.to_region), channel=channel,
+                                    requester=user or None))
+    return blocks.notice_text(
+        f":rotating_light: Drill started: failover {command.from_region} → {command.to_region}, verify, "
+        f"failback. Each move is posted for approval; the story and the summary follow in a thread here."
+    )
 
 
 def _freeze(rt: BotRuntime, who: Identity, command: Command) -> dict[str, Any]:

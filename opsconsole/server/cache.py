@@ -395,13 +395,15 @@ class FleetCache:
                 log.exception("on_first_served failed")
         return view
 
-    def complete(self, *, wait_s: float = 15.0) -> FleetView:
+    def complete(self, *, wait_s: float = 45.0) -> FleetView:
         """The view to plan a change on: while the server is starting, the first one in which every
         source answered (waiting up to ``wait_s``); once it has had one, or waited once in vain, simply
         the newest (a source that stays down must not make every plan wait).
 
         A server that has just started often finds a slow source past its deadline on its first refresh,
-        and a plan on that partial view would refuse a healthy target for "no figures".
+        and a plan on that partial view would refuse a healthy target for "no figures". On a loaded
+        2-core machine the AWS adapter's first read through moto took longer than 15 s (a one-shot
+        `act failover` then refused a healthy region): the wait is generous, and paid once.
         """
         view = self.latest(wait_s=wait_s)
         deadline = time.monotonic() + wait_s

@@ -41,6 +41,7 @@ from opsconsole.core.runs.records import Job
 from opsconsole.tui.bookmarks import ConsoleBookmarks
 from opsconsole.tui.commands import FleetCommands, run_colon
 from opsconsole.tui.data import RegionHistory, starting
+from opsconsole.tui.drill import DrillAsked
 from opsconsole.tui.freeze import FreezeAsked, FreezeStatus, read_freeze_status
 from opsconsole.tui.host import ConsoleHost
 from opsconsole.tui.messages import (
@@ -54,6 +55,7 @@ from opsconsole.tui.messages import (
 from opsconsole.tui.screens.base import ConsoleScreen
 from opsconsole.tui.screens.change import ActionScreen, ApprovalsScreen, JobsScreen
 from opsconsole.tui.screens.dialogs import CommandLine, HelpScreen
+from opsconsole.tui.screens.drill import ask_drill
 from opsconsole.tui.screens.fleet import FindingsScreen, OverviewScreen, RegionScreen
 from opsconsole.tui.screens.freeze import ask_freeze
 from opsconsole.tui.screens.records import AuditScreen, SchedulesScreen
@@ -331,6 +333,9 @@ class OpsConsoleApp(App[None]):
 
     def on_freeze_asked(self, message: FreezeAsked) -> None:
         ask_freeze(self, message.on, message.reason)  # confirm, then switch on the server
+
+    def on_drill_asked(self, message: DrillAsked) -> None:
+        ask_drill(self, message.from_region, message.to_region)  # confirm, then the drill's screen
 
     def on_freeze_status(self, message: FreezeStatus) -> None:
         if message.generation != self.generation:

@@ -146,7 +146,8 @@ COLON_TABS = ("workloads", "nodes", "databases", "caches", "traffic", "chart")
 COLON_HELP = (
     ":fleet :findings :approvals :jobs :schedules :audit · :region ID · "
     ":workloads :nodes :databases :caches :traffic :chart (of the region in view) · "
-    ":pods [CLUSTER [WORKLOAD]] · :marks · :mark a · :delmarks a · :freeze on REASON | off · :help · :q"
+    ":pods [CLUSTER [WORKLOAD]] · :marks · :mark a · :delmarks a · :freeze on REASON | off · "
+    ":drill failover FROM TO · :help · :q"
 )
 
 
@@ -180,6 +181,10 @@ def run_colon(app: ConsoleHost, line: str, region: str | None = None) -> bool:  
         from opsconsole.tui.freeze import run_freeze  # noqa: PLC0415 - the emergency freeze
 
         return run_freeze(app, line.strip().split()[1:])
+    elif head == "drill":
+        from opsconsole.tui.drill import run_drill_command  # noqa: PLC0415 - a DR drill
+
+        return run_drill_command(app, line.strip().split()[1:])
     elif head in ("help", "h", "?"):
         app.notify(COLON_HELP, title="command line", timeout=10)
     else:
@@ -270,6 +275,12 @@ class FleetCommands(Provider):
                     "or type: failover eu-west-1 to eu-central-1",
                 ),
                 (
+                    "DR drill: fail a region over and back…",
+                    partial(app.notify, "type: drill failover FROM TO (here, or :drill failover FROM TO)",
+                            title="drill"),
+                    "drill failover FROM TO: failover, verify, failback, RTO verdict, report",
+                ),
+                (
                     "Fail a region back…",
                     partial(app.open_action, "failback", {}),
                     "or type: failback eu-west-1",
@@ -309,6 +320,12 @@ class FleetCommands(Provider):
     async def search(self, query: str) -> Hits:
         intent = parse_command(query)
         app = self.console
+        if query.strip().lower().split(" ", 1)[0] == "drill":  # a DR drill: asks first
+            from opsconsole.tui.drill import run_drill_command  # noqa: PLC0415 - a DR drill
+
+            yield Hit(1.0, f"Do: {query.strip()}", partial(run_drill_command, app, query.strip().split()[1:]),
+                      text=query.strip(), help="drill failover FROM TO: failover, verify, failback; asks")
+            return
         if query.strip().lower().split(" ", 1)[0] == "freeze":  # status for anyone; switching asks
             from opsconsole.tui.freeze import run_freeze  # noqa: PLC0415 - the emergency freeze
 
