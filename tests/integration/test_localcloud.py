@@ -8,6 +8,7 @@ One local cloud (all four emulators) is started for the module: starting moto is
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,8 +159,13 @@ def test_one_cloud_down_leaves_the_others_answering(fleet: Fleet, local_cloud: L
     sources = adapter_sources(fleet, local_cloud.endpoints, timeout_s=8.0)
     aws = emulator(local_cloud, "aws")
     with OpsCore(fleet, sources, deadline_s=10.0) as core:
+        # Every source answers first (on a loaded machine a cold first read can miss the deadline; a
+        # late answer is taken in by the next refresh).
         first = core.refresh()
-        assert all(s.status is SourceStatus.OK for s in first.snapshot.sources), first.snapshot.sources
+        deadline = time.monotonic() + 90
+        while not all(s.status is SourceStatus.OK for s in first.snapshot.sources):
+            assert time.monotonic() < deadline, first.snapshot.sources
+            first = core.refresh()
         aws.faults.inject("down")
         try:
             second = core.refresh()
