@@ -196,7 +196,7 @@ def healthy_records(fleet: Fleet, at: datetime = DEFAULT_NOW, source: str = "tes
         )
         for service in sorted(fleet.services_in(cluster.environment), key=lambda s: s.name):
             hpa = _hpa_range(service.hpa, fleet.bounds.hpa_pods)
-            desired = (hpa.min + hpa.max) // 2
+            desired = _nominal_desired(hpa)
             records.append(
                 WorkloadState(
                     source=source,
@@ -216,6 +216,12 @@ def healthy_records(fleet: Fleet, at: datetime = DEFAULT_NOW, source: str = "tes
                 )
             )
     return records
+
+
+def _nominal_desired(hpa: IntRange) -> int:
+    """A calm workload's replicas: a tenth of the way up its HPA range, so that the nominal fleet has the
+    seed's headroom (10x growth by its HPA maxima and node maxima, 1.5x bursts in every region)."""
+    return hpa.min + (hpa.max - hpa.min) // 20
 
 
 def _hpa_range(service: IntRange, bound: IntRange) -> IntRange:

@@ -23,6 +23,7 @@ from opsconsole.core.fleet.model import (
     Fleet,
     RegionTraffic,
     Severity,
+    WorkloadState,
 )
 from opsconsole.testing import healthy_records, replace_record, snapshot_of
 
@@ -262,3 +263,43 @@ def test_demoted_primary_disagrees_with_the_inventory(fleet: Fleet, healthy: Sna
     )
     f = one(evaluate(fleet, snap), FindingKind.WRITE_PRIMARIES)
     assert (f.region, f.measured, f.target) == ("us-east-1", "read_replica", "write_primary")
+
+
+def _prod_workloads(snap: Snapshot, region: str | None = None) -> list[WorkloadState]:
+    return [w for w in snap.of_type(WorkloadState)
+            if w.environment is Environment.PROD and (region is None or w.region == region)]
+
+
+def test_a_region_that_cannot_absorb_a_150_percent_burst_is_high_and_says_what_binds(
+    fleet: Fleet, healthy: Snapshot
+) -> None:
+    assert of_kind(evaluate(fleet, healthy), FindingKind.HEADROOM) == []
+    snap = healthy
+    for w in _prod_workloads(healthy, "eu-west-1"):
+        snap = replace_record(snap, w.key, desired=w.hpa_max * 4 // 5, ready=w.hpa_max * 4 // 5)
+    found = [f for f in of_kind(evaluate(fleet, snap), FindingKind.HEADROOM) if f.region == "eu-west-1"]
+    assert len(found) == 1
+    f = found[0]
+    assert f.severity is Severity.HIGH and f.target == 1.5 and float(f.measured) < 1.5
+    assert f.evidence["by_hpa"] <= f.evidence["by_nodes"] or f.evidence["by_nodes"] < 1.5
+    assert f.suggested_action is not None
+
+
+def test_the_fleet_under_ten_times_growth_is_low_and_a_drained_region_is_not_judged(
+    fleet: Fleet, healthy: Snapshot
+) -> None:
+    snap = healthy
+    for w in _prod_workloads(healthy):
+        snap = replace_record(snap, w.key, desired=max(w.hpa_min, w.hpa_max // 5),
+                              ready=max(w.hpa_min, w.hpa_max // 5))
+    fleet_wide = [f for f in of_kind(evaluate(fleet, snap), FindingKind.HEADROOM) if f.region is None]
+    assert len(fleet_wide) == 1 and fleet_wide[0].severity is Severity.LOW
+    assert float(fleet_wide[0].measured) < 10 and fleet_wide[0].target == 10
+    # A region whose users went elsewhere (DNS weight 0) is not told it lacks burst room.
+    drained = snap
+    for w in _prod_workloads(snap, "eu-central-1"):
+        drained = replace_record(drained, w.key, desired=w.hpa_max, ready=w.hpa_max)
+    drained = replace_record(drained, "dns/eu-central-1", weights={"eu-west-1": 100})
+    drained = replace_record(drained, "traffic/eu-central-1", rps=0.0)
+    assert not [f for f in of_kind(evaluate(fleet, drained), FindingKind.HEADROOM)
+                if f.region == "eu-central-1"]

@@ -174,13 +174,14 @@ def test_unknown_load_is_at_least_medium_even_when_the_rules_would_say_low(
     data["rules"] = [{"name": "all-scales-low", "when": {"actions": ["scale"]}, "risk": "low"}]
     (inventory_copy / "policy.yml").write_text(yaml.safe_dump(data), encoding="utf-8")
     lenient = load_policy(inventory_copy, seed_fleet)
-    verdict = assess(lenient, scale(seed_fleet, None, replicas=28), seed_fleet, None, DEFAULT_NOW)
+    # The nominal checkout runs 5 replicas (opsconsole.testing): 4 is a small prod scale-down.
+    verdict = assess(lenient, scale(seed_fleet, None, replicas=4), seed_fleet, None, DEFAULT_NOW)
     assert (verdict.level, verdict.rule) == (Risk.MEDIUM, "all-scales-low")
     assert any("a prod scale-down is at least medium" in r for r in verdict.reasons)
     # A workload missing from a snapshot is unknown too.
     from opsconsole.testing import drop_record  # noqa: PLC0415
 
-    plan = scale(seed_fleet, healthy, replicas=28)
+    plan = scale(seed_fleet, healthy, replicas=4)
     blind = drop_record(healthy, CHECKOUT)
     assert assess(lenient, plan, seed_fleet, blind, DEFAULT_NOW).level is Risk.MEDIUM
     assert assess(lenient, plan, seed_fleet, healthy, DEFAULT_NOW).level is Risk.LOW

@@ -22,6 +22,7 @@ from opsconsole.core.fleet.model import (
     ClusterState,
     DatabaseState,
     DbRole,
+    Environment,
     Fleet,
     RegionTraffic,
     WorkloadState,
@@ -121,6 +122,29 @@ def split_brain(fleet: Fleet, s: Snapshot) -> Snapshot:
     return replace_record(s, "database/eu-central-1", role=DbRole.WRITE_PRIMARY, replicates_from=None)
 
 
+def burst_bound_by_hpa(fleet: Fleet, s: Snapshot) -> Snapshot:
+    """Every prod workload of us-west-2 near its HPA max: a 1.5x burst does not fit."""
+    for w in list(s.of_type(WorkloadState)):
+        if w.region == "us-west-2" and w.environment is Environment.PROD:
+            s = replace_record(s, w.key, desired=max(w.hpa_min, w.hpa_max * 3 // 4),
+                               ready=max(w.hpa_min, w.hpa_max * 3 // 4))
+    return s
+
+
+def burst_bound_by_nodes(fleet: Fleet, s: Snapshot) -> Snapshot:
+    """us-west-2's node maxima barely above what its pods need: the nodes bind before the HPAs."""
+    pods = sum(w.desired for w in s.of_type(WorkloadState)
+               if w.region == "us-west-2" and w.environment is Environment.PROD)
+    clusters = [c for c in s.of_type(ClusterState)
+                if c.region == "us-west-2" and c.environment is Environment.PROD]
+    slots = sum(fleet.clusters[c.cluster].pods_per_node for c in clusters)  # per node of each cluster
+    per_cluster_max = max(1, -(-pods * 12 // 10 // slots))  # room for 1.2x, not 1.5x
+    for c in clusters:
+        s = replace_record(s, c.key, nodes_max=per_cluster_max, nodes=min(c.nodes, per_cluster_max),
+                           ready_nodes=min(c.ready_nodes, per_cluster_max), nodes_min=1)
+    return s
+
+
 #: (scenario, the finding kind it raises, the action that kind suggests there)
 SCENARIOS: list[tuple[Callable[[Fleet, Snapshot], Snapshot], FindingKind, str]] = [
     (hpa_at_max, FindingKind.HPA_AT_MAX, "scale"),
@@ -138,6 +162,8 @@ SCENARIOS: list[tuple[Callable[[Fleet, Snapshot], Snapshot], FindingKind, str]] 
     (slow_everywhere, FindingKind.GLOBAL_AVG_LATENCY, "scale"),
     (region_over_its_nodes, FindingKind.REGION_NODES_BOUND, "failover"),
     (split_brain, FindingKind.WRITE_PRIMARIES, "database"),
+    (burst_bound_by_hpa, FindingKind.HEADROOM, "scale"),
+    (burst_bound_by_nodes, FindingKind.HEADROOM, "nodes"),
 ]
 
 #: Kinds that never suggest an action (what to do is not one playbook run), said here on purpose.

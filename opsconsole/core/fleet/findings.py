@@ -97,6 +97,11 @@ NODE_BOUND_PER_REGION = True
 class FindingKind(StrEnum):
     """What kind of target a finding breaks; the value prefixes the finding's id."""
 
+    #: A serving region that cannot absorb Targets.burst_headroom x its load now (HPA max over desired,
+    #: node max over the pods it runs: the smaller), high; the fleet under Targets.growth_headroom x, low
+    #: (a provisioning signal: the seed fleet sits just under 10x at its evening peak).
+    HEADROOM = "headroom"
+
     #: Region front-door p95 over Targets.api_p95_ms (high; critical over 1.5x).
     LATENCY_P95 = "latency_p95"
     #: Error-budget burn rate (error rate / Targets.error_budget) over 14.4 (critical) or 6 (high), on
@@ -289,6 +294,9 @@ class _Pass:
     region_nodes: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     region_node_count: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     databases: list[DatabaseState] = field(default_factory=list)
+    #: Region -> its prod workloads and prod clusters, for the headroom (readiness) check.
+    prod_workloads: dict[str, list[WorkloadState]] = field(default_factory=lambda: defaultdict(list))
+    prod_clusters: dict[str, list[ClusterState]] = field(default_factory=lambda: defaultdict(list))
 
 
 def evaluate(fleet: Fleet, snapshot: Snapshot) -> list[Finding]:
@@ -330,6 +338,7 @@ def evaluate(fleet: Fleet, snapshot: Snapshot) -> list[Finding]:
     _check_capacity(fleet, acc, findings)
     _check_global_latency(fleet, acc, findings)
     _check_region_nodes(fleet, acc, findings)
+    _check_headroom(fleet, acc, findings)
     _check_write_primaries(fleet, acc, findings)
     _check_pending(fleet, acc, findings)
     _check_provider_mix(fleet, acc, findings)
@@ -506,6 +515,100 @@ def _region_down(fleet: Fleet, t: RegionTraffic, down: set[str], *, drained: boo
     )
 
 
+@dataclass(frozen=True)
+class _Headroom:
+    """How many times its current load a set of prod workloads can take: by their HPA maxima, and by
+    their clusters' node maxima (pod slots over the pods they run)."""
+
+    pods: int
+    hpa_max: int
+    pod_slots: int
+
+    @property
+    def by_hpa(self) -> float:
+        return self.hpa_max / self.pods if self.pods else math.inf
+
+    @property
+    def by_nodes(self) -> float:
+        return self.pod_slots / self.pods if self.pods else math.inf
+
+    @property
+    def factor(self) -> float:
+        return min(self.by_hpa, self.by_nodes)
+
+
+def _headroom(
+    fleet: Fleet, workloads: Sequence[WorkloadState], clusters: Sequence[ClusterState]
+) -> _Headroom:
+    slots = 0
+    for c in clusters:
+        spec = fleet.clusters.get(c.cluster)
+        slots += c.nodes_max * (spec.pods_per_node if spec is not None else 1)
+    return _Headroom(
+        pods=sum(w.desired for w in workloads), hpa_max=sum(w.hpa_max for w in workloads), pod_slots=slots
+    )
+
+
+def _check_headroom(fleet: Fleet, acc: _Pass, out: list[Finding]) -> None:
+    """Readiness: can each serving region absorb a burst now, and the fleet a growth, from what its HPAs
+    and node groups allow? Load is taken to scale pods linearly (what the HPA does at its CPU target).
+    Node slots count each prod cluster's node max (the inventory's per-cluster bounds, where capacity is
+    pre-provisioned), not the seed's per-region node bound, which has a finding of its own."""
+    targets = fleet.targets
+    fleet_pods = fleet_hpa = fleet_slots = 0
+    for region in sorted(acc.prod_workloads):
+        workloads = acc.prod_workloads[region]
+        room = _headroom(fleet, workloads, acc.prod_clusters.get(region, []))
+        fleet_pods += room.pods
+        fleet_hpa += room.hpa_max
+        fleet_slots += room.pod_slots
+        if region in acc.drained or room.pods == 0 or room.factor >= targets.burst_headroom:
+            continue
+        action: SuggestedAction | None = None
+        if room.by_hpa <= room.by_nodes:
+            # The tightest workload: the one closest to its HPA max.
+            w = min(workloads, key=lambda x: (x.hpa_max / max(1, x.desired), x.key))
+            bound = fleet.bounds.hpa_pods.max
+            new_max = min(bound, max(w.hpa_max + 1, math.ceil(w.hpa_max * HPA_RAISE_FACTOR)))
+            if new_max > w.hpa_max:
+                action = _scale_action(w, hpa_min=w.hpa_min, hpa_max=new_max,
+                                       why=f"raise {w.service} HPA max in {w.cluster} from {w.hpa_max} "
+                                           f"to {new_max}")
+        else:
+            clusters = acc.prod_clusters.get(region, [])
+            tight = min(clusters, key=lambda c: (c.nodes_max - c.nodes, c.cluster), default=None)
+            bound = fleet.bounds.cluster_nodes.max
+            if tight is not None:
+                raised = math.ceil(tight.nodes_max * NODES_RAISE_FACTOR)
+                new_max = min(bound, max(tight.nodes_max + 1, raised))
+                if new_max > tight.nodes_max:
+                    action = _suggest("nodes", {"cluster": tight.cluster, "nodes_max": new_max},
+                                      f"raise {tight.cluster} node max from {tight.nodes_max} to {new_max}")
+        out.append(_finding(
+            FindingKind.HEADROOM, Severity.HIGH, region, f"headroom/{region}",
+            title=f"{region} can absorb {room.factor:.2f}x its load now, under the "
+                  f"{targets.burst_headroom:g}x burst target",
+            measured=round(room.factor, 2), target=targets.burst_headroom,
+            evidence={"pods": room.pods, "hpa_max": room.hpa_max, "pod_slots": room.pod_slots,
+                      "by_hpa": round(room.by_hpa, 2), "by_nodes": round(room.by_nodes, 2)},
+            action=action,
+        ))
+    if fleet_pods == 0:
+        return
+    room = _Headroom(pods=fleet_pods, hpa_max=fleet_hpa, pod_slots=fleet_slots)
+    if room.factor < targets.growth_headroom:
+        out.append(_finding(
+            FindingKind.HEADROOM, Severity.LOW, None, "headroom/fleet",
+            title=f"the fleet can absorb {room.factor:.1f}x its load with what is provisioned, under the "
+                  f"{targets.growth_headroom:g}x target",
+            measured=round(room.factor, 1), target=targets.growth_headroom,
+            evidence={"pods": room.pods, "hpa_max": room.hpa_max, "pod_slots": room.pod_slots,
+                      "by_hpa": round(room.by_hpa, 1), "by_nodes": round(room.by_nodes, 1),
+                      "fix": "raise HPA maxima or node-group maxima where the regions' findings say, or add "
+                             "clusters"},
+        ))
+
+
 def _scale_action(w: WorkloadState, *, hpa_min: int, hpa_max: int, why: str) -> SuggestedAction:
     params: dict[str, Any] = {"service": w.service, "region": w.region, "cluster": w.cluster,
                               "hpa_min": hpa_min, "hpa_max": hpa_max}
@@ -516,6 +619,7 @@ def _scale_action(w: WorkloadState, *, hpa_min: int, hpa_max: int, why: str) -> 
 
 def _check_workload(fleet: Fleet, w: WorkloadState, acc: _Pass, out: list[Finding]) -> None:
     if w.environment is Environment.PROD:
+        acc.prod_workloads[w.region].append(w)
         hottest = acc.hottest.get(w.region)
         if hottest is None or w.cpu_utilisation > hottest.cpu_utilisation:
             acc.hottest[w.region] = w
@@ -570,6 +674,7 @@ def _check_cluster(fleet: Fleet, c: ClusterState, acc: _Pass, out: list[Finding]
     acc.cost["spot"] += c.spot_nodes
     acc.cost["on_demand"] += c.on_demand_nodes
     if c.environment is Environment.PROD:
+        acc.prod_clusters[c.region].append(c)
         acc.region_node_count[c.region] += c.nodes
         acc.region_nodes[c.region].append(c.cluster)
     region = fleet.regions.get(c.region)

@@ -581,6 +581,8 @@ def _targets(node: _Node) -> Targets:
         provider_mix_tolerance=node.get("provider_mix_tolerance").as_float(0.0, 1.0),
         # RDS keeps 1-35 days of automated backups; Cloud SQL and Azure allow as much: 1-35 is checkable.
         backup_pitr_days=node.get("backup").get("pitr_days").as_int(1, 35),
+        burst_headroom=node.get("headroom").get("burst").as_float(1.0, 100.0),
+        growth_headroom=node.get("headroom").get("growth").as_float(1.0, 1000.0),
     )
 
 

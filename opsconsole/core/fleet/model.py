@@ -162,6 +162,12 @@ class Targets:
     #: ["backup_retention_days"]``); the seed's daily / weekly backup cadence is how the managed
     #: databases' automated backups work and is not observed separately.
     backup_pitr_days: int = 30
+    #: The load multiple every serving region must absorb now, by its HPA and node headroom (the seed's
+    #: "auto-scaling to 150 % normal load").
+    burst_headroom: float = 1.5
+    #: The load multiple the whole fleet must absorb with what is provisioned (the seed's "10x traffic
+    #: capacity: pre-provisioned resources").
+    growth_headroom: float = 10.0
 
     @property
     def error_budget(self) -> float:
