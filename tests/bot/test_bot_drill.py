@@ -20,7 +20,8 @@ from bot import blocks
 from opsconsole.core.change.approvals import RequestStatus
 from opsconsole.wiring import sandbox_core
 
-pytestmark = pytest.mark.slow
+# Two real playbook runs and their approvals on a loaded 2-core machine: far past the default 120 s.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture

@@ -150,7 +150,9 @@ def test_a_cancelled_run_records_its_request_cancelled(
         playbook_dir=REPO / "playbooks",
     )
     try:
-        plan = plan_scale(fleet, snapshot, service="checkout", region="eu-west-1", replicas=4)
+        # Down to its HPA min: a prod scale-down of more than 30 % (one approval) from the nominal replicas.
+        plan = plan_scale(fleet, snapshot, service="checkout", region="eu-west-1",
+                          replicas=fleet.services["checkout"].hpa.min)
         filed = pipeline.submit(plan, pipeline.directory.cast_member("alice"), face="cli").request
         pipeline.approve(filed.id, pipeline.directory.cast_member("bob"), face="cli")
         job = pipeline.execute(filed.id, pipeline.directory.cast_member("alice"), face="cli", wait=False)

@@ -88,8 +88,9 @@ def _approved(replica: Replica, n: int) -> list[str]:
     pipeline = replica.pipeline
     ids = []
     for service in SERVICES[:n]:
+        # Down to its HPA min: a prod scale-down of more than 30 % from the test kit's nominal replicas.
         plan = plan_scale(pipeline.fleet, pipeline._snapshot(), service=service, region="eu-west-1",
-                          replicas=4)
+                          replicas=pipeline.fleet.services[service].hpa.min)
         filed = pipeline.submit(plan, pipeline.directory.cast_member("alice"), face="cli").request
         assert filed.status is RequestStatus.REQUESTED, "a scale of this size needs an approval"
         pipeline.approve(filed.id, pipeline.directory.cast_member("bob"), face="cli")

@@ -422,12 +422,22 @@ def test_throttling_counts_every_retry_and_a_spent_budget_fails_one_cluster(
 def test_malformed_answers_are_errors_not_data(
     seed_fleet: Fleet, emulator: KubeApiEmulator, endpoints: Endpoints, mode: str, text: str
 ) -> None:
-    with emulator.faults.injected("malformed", mode=mode, match=scope_in(CLUSTER)):
-        reading = KubernetesSource.from_endpoints(seed_fleet, endpoints).read()
+    # A generous time budget: on a loaded machine listing 31 clusters can pass the default 5 s, and only
+    # the malformed cluster may be a problem here.
+    source = KubernetesSource.from_endpoints(seed_fleet, endpoints, timeout_s=60)
+    try:
+        with emulator.faults.injected("malformed", mode=mode, match=scope_in(CLUSTER)):
+            reading = source.read()
+    finally:
+        source.close()
     assert len(reading.problems) == 1 and CLUSTER in reading.problems[0] and text in reading.problems[0]
     emulator.faults.inject("malformed", mode=mode)
-    with pytest.raises(SourceError, match=text):
-        KubernetesSource.from_endpoints(seed_fleet, endpoints, clusters=[CLUSTER]).read()
+    one = KubernetesSource.from_endpoints(seed_fleet, endpoints, clusters=[CLUSTER], timeout_s=60)
+    try:
+        with pytest.raises(SourceError, match=text):
+            one.read()
+    finally:
+        one.close()
 
 
 # --------------------------------------------------------------------------------------------------
