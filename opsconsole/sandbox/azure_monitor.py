@@ -63,9 +63,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from opsconsole.core.errors import SandboxError
 from opsconsole.core.fleet.model import Cloud, DatabaseState, DbRole, Fleet, WorkloadState
-from opsconsole.sandbox.emulator import FAULT_KINDS, Endpoints, FaultRequest, Faults, QuietHTTPServer
+from opsconsole.sandbox.emulator import (
+    FAULT_KINDS,
+    Endpoints,
+    FaultRequest,
+    Faults,
+    serve_http,
+)
 from opsconsole.sandbox.world import World
 
 __all__ = [
@@ -196,32 +201,10 @@ class AzureMonitorEmulator:
         )
 
     def _serve(self, port: int) -> None:
-        emulator = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall
-
-            def do_POST(self) -> None:
-                emulator._handle(self)
-
-            def do_GET(self) -> None:
-                emulator._handle(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        try:
-            server = QuietHTTPServer(("127.0.0.1", port), Handler)
-        except OSError as exc:
-            raise SandboxError(f"the Azure Monitor emulator could not bind 127.0.0.1:{port}: {exc}") from None
-        server.daemon_threads = True
-        self._server = server
-        self._port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="azure-monitor", daemon=True
+        self._server, self._thread = serve_http(
+            "Azure Monitor", port, self._handle, methods=("POST", "GET"), thread_name="azure-monitor"
         )
-        self._thread.start()
+        self._port = self._server.server_address[1]
 
     def stop(self) -> None:
         server, self._server = self._server, None

@@ -40,7 +40,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol
 
 from opsconsole.core.errors import SandboxError
@@ -260,3 +260,40 @@ class QuietHTTPServer(ThreadingHTTPServer):
         logging.getLogger(type(self).__module__).debug(
             "connection from %s ended with an error", client_address, exc_info=True
         )
+
+
+def serve_http(
+    what: str,
+    port: int,
+    handle: Callable[[BaseHTTPRequestHandler], None],
+    *,
+    methods: tuple[str, ...],
+    thread_name: str,
+) -> tuple[QuietHTTPServer, threading.Thread]:
+    """Serve ``methods`` on 127.0.0.1:``port`` (0: any free port), every request answered by ``handle``,
+    from a daemon thread; the started server and its thread. HTTP/1.1 keep-alive, no Nagle delay (headers
+    and body go in two writes: no 40 ms delayed-ACK stall), no access log.
+
+    Raises:
+        SandboxError: the port cannot be bound (``what`` names the emulator).
+    """
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    for method in methods:
+        # A function (not the bound ``handle`` itself) so that the request handler is passed as ``self``.
+        setattr(Handler, f"do_{method}", lambda request: handle(request))  # noqa: PLW0108
+    try:
+        server = QuietHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as exc:
+        raise SandboxError(f"the {what} emulator could not bind 127.0.0.1:{port}: {exc}") from None
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=thread_name, daemon=True
+    )
+    thread.start()
+    return server, thread

@@ -86,9 +86,16 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from opsconsole.core.errors import SandboxError, UsageError
+from opsconsole.core.errors import UsageError
 from opsconsole.core.fleet.model import Cloud, DatabaseState, DbRole, Fleet
-from opsconsole.sandbox.emulator import FAULT_KINDS, Endpoints, FaultRequest, Faults, QuietHTTPServer
+from opsconsole.sandbox.emulator import (
+    FAULT_KINDS,
+    Endpoints,
+    FaultRequest,
+    Faults,
+    QuietHTTPServer,
+    serve_http,
+)
 from opsconsole.sandbox.world import World
 
 __all__ = ["DEFAULT_PROJECT", "NODE_POOL", "GcpAdminEmulator", "instance_name", "source_instance_name"]
@@ -208,37 +215,11 @@ class GcpAdminEmulator:
         )
 
     def _serve(self, port: int) -> None:
-        emulator = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:
-                emulator._handle(self)
-
-            def do_POST(self) -> None:
-                emulator._handle(self)
-
-            def do_DELETE(self) -> None:
-                emulator._handle(self)
-
-            def do_PATCH(self) -> None:
-                emulator._handle(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        try:
-            server = QuietHTTPServer(("127.0.0.1", port), Handler)
-        except OSError as exc:
-            raise SandboxError(f"the GCP admin emulator could not bind 127.0.0.1:{port}: {exc}") from None
-        self._server = server
-        self._port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="gcp-admin", daemon=True
+        self._server, self._thread = serve_http(
+            "GCP admin", port, self._handle, methods=("GET", "POST", "DELETE", "PATCH"),
+            thread_name="gcp-admin",
         )
-        self._thread.start()
+        self._port = self._server.server_address[1]
 
     def stop(self) -> None:
         server, self._server = self._server, None
