@@ -95,6 +95,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# The SDK's HTTP logging policy writes every request and response, headers and all, at INFO: ~40 lines
+# per metrics batch, dozens a minute, drowning what opsconsole says in its own log. Its warnings stay.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 
 SOURCE_NAME = "azure"
 NAMESPACE = "voltage"

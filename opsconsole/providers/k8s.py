@@ -118,6 +118,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_PROBLEMS_IN_ERROR = 3
 #: Longest pause between two attempts to re-open a failing watch.
 _BACKOFF_CAP_S = 10.0
+#: A watch request is not retried by urllib3 (its loop reconnects): the first failure is raised.
+_WATCH_RETRIES = urllib3.Retry(total=0, connect=0, read=0, status=0, redirect=0, raise_on_status=False)
 
 
 class _Gone(Exception):
@@ -655,23 +657,24 @@ class KubernetesSource:
         url = ctx.host + inf.path + "?" + "&".join(f"{k}={quote(str(v))}" for k, v in pairs)
         op = f"watch:{inf.resource}"
         try:
-            response = api.rest_client.request(
-                "GET", url, headers=dict(ctx.headers),
-                _request_timeout=(self._connect_s, timeout + self._quiet_margin_s),
+            # Straight to the pool, with no urllib3 retries: this loop reconnects itself (with back-off
+            # and re-resolution); urllib3's own retry would add a warning per watch per attempt, ~190
+            # lines each time a local cloud restarts.
+            raw = api.rest_client.pool_manager.request(
+                "GET", url, headers=dict(ctx.headers), preload_content=False, retries=_WATCH_RETRIES,
+                timeout=urllib3.Timeout(connect=self._connect_s, read=timeout + self._quiet_margin_s),
             )
         except urllib3.exceptions.HTTPError as exc:
             METER.count(SOURCE_NAME, op, error=True)
             raise _transport_failure(ctx, exc) from None
-        except ApiException as exc:
-            METER.count(SOURCE_NAME, op, error=True)
-            raise self._translate(ctx, exc) from None
-        if not 200 <= response.status <= 299:
-            status = response.status
+        if not 200 <= raw.status <= 299:
+            status = raw.status
             METER.count(SOURCE_NAME, op, error=True, throttled=status == 429)
-            body = response.read()
-            error = ApiException(status=status, reason=response.reason)
+            body = raw.data
+            raw.release_conn()
+            error = ApiException(status=status, reason=raw.reason)
             error.body = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-            error.headers = response.headers
+            error.headers = raw.headers
             if status == 429:
                 ctx.watch_throttled += 1
                 wait = self._backoff(error, 1)
@@ -680,7 +683,6 @@ class KubernetesSource:
                 return False
             raise self._translate(ctx, error)
         METER.count(SOURCE_NAME, op)
-        raw = response.response
         with self._cache_lock:
             inf.watches += 1
             inf.failing_since, inf.error = None, ""
