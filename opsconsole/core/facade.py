@@ -25,7 +25,7 @@ from opsconsole.core.change.rbac import Directory
 from opsconsole.core.change.risk import load_policy, with_emergency
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import ExecutionUnavailable, OpsError
-from opsconsole.core.fleet.engine import FleetService, FleetSource, Snapshot
+from opsconsole.core.fleet.engine import FleetService, FleetSource, Snapshot, SourceStatus
 from opsconsole.core.fleet.findings import evaluate, region_health
 from opsconsole.core.fleet.model import Fleet
 from opsconsole.core.fleet.view import FleetView
@@ -33,6 +33,11 @@ from opsconsole.core.runs.jobs import JobStore
 from opsconsole.core.runs.records import Job
 from opsconsole.core.runs.runner import Runner
 from opsconsole.core.store.db import Database, StoreUnavailable
+
+#: How many fresh reads an approved change gets while a source is late (past its deadline).
+CHANGE_READ_ATTEMPTS = 3
+#: How long such a read waits for the late source's answer before reading again.
+LATE_READ_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,7 @@ class OpsCore:
                 # CLI's on the sandbox) honours it, not only the server that switched it.
                 policy=with_emergency(load_policy(self.fleet.source, self.fleet),
                                       lambda: read_freeze(self.database)),
-                snapshot=lambda: self.refresh().snapshot,
+                snapshot=self._snapshot_for_change,
                 executor=executor, playbook_dir=self._playbook_dir or self._default_playbook_dir(),
                 clock=self.clock, bus=self._runner.bus if self._runner is not None else None,
                 audit_key=self.audit_key, audit_head_file=self.audit_head_file,
@@ -227,6 +232,19 @@ class OpsCore:
             findings=findings,
             health=region_health(self.fleet, snapshot, findings),
         )
+
+    def _snapshot_for_change(self) -> Snapshot:
+        """What an approved change is planned again on before it runs: a fresh read, read again (up to
+        :data:`CHANGE_READ_ATTEMPTS` in all) while a source is missing from it. On a loaded machine one
+        source past its deadline would otherwise refuse a sound change ("no figures") or send it back to
+        its approvers as drifted (an observation it was approved on is missing)."""
+        snapshot = self.refresh().snapshot
+        for _ in range(CHANGE_READ_ATTEMPTS - 1):
+            late = [s for s in snapshot.sources if s.status is not SourceStatus.OK and s.duration_s is None]
+            if not late or not self._fleet_service.await_late_reads(LATE_READ_WAIT_S):
+                break  # a source that answered with a failure is not asked again: that is its answer
+            snapshot = self.refresh().snapshot
+        return snapshot
 
     def close(self) -> None:
         if self._pipeline is not None:

@@ -44,11 +44,19 @@ def test_a_drill_filed_in_slack_runs_through_the_approvals_and_posts_its_summary
         reply = slack.wait_for("response_url", timeout=120)[0]
         assert "Drill started" in json.dumps(reply.params), reply.params
 
+        def story() -> str:
+            """The drill's thread so far (said when a wait fails: where the drill stands, and why)."""
+            return "\n".join(str(c.params.get("text")) for c in slack.of(
+                "chat.postMessage", lambda c: c.params.get("channel") == "C0DRILLS"))
+
         def approve(action: str) -> str:
             def waiting() -> list[str]:
                 return [r.id for r in core.pipeline.requests.list(limit=20)
                         if r.action == action and r.status is RequestStatus.REQUESTED]
-            [rid] = wait_until(waiting, timeout=240, what=f"the drill's {action} request")
+            try:
+                [rid] = wait_until(waiting, timeout=240, what=f"the drill's {action} request")
+            except AssertionError as missing:
+                raise AssertionError(f"{missing}; the thread so far:\n{story()}") from None
             slack.wait_for("chat.postMessage", lambda c: rid in json.dumps(c.params.get("blocks")),
                            timeout=60)
             for user in ("U0BOB", "U0CAROL"):
@@ -61,7 +69,10 @@ def test_a_drill_filed_in_slack_runs_through_the_approvals_and_posts_its_summary
         def summary() -> list[Call]:
             return slack.of("chat.postMessage", lambda c: "*Report*" in str(c.params.get("text")))
 
-        [done] = wait_until(summary, timeout=600, what="the drill's summary in its thread")
+        try:
+            [done] = wait_until(summary, timeout=600, what="the drill's summary in its thread")
+        except AssertionError as missing:
+            raise AssertionError(f"{missing}; the thread so far:\n{story()}") from None
         text = str(done.params["text"])
         parent = slack.of("chat.postMessage", lambda c: "DR drill by *alice*" in str(c.params.get("text")))
         assert parent and done.params["channel"] == "C0DRILLS" and done.params.get("thread_ts"), done.params

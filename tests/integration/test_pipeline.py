@@ -23,6 +23,7 @@ import yaml
 
 from opsconsole.core.audit.records import AuditKind
 from opsconsole.core.change.actions import ActionPlan, plan_failover, plan_scale
+from opsconsole.core.change.admission import lease_targets
 from opsconsole.core.change.approvals import RequestStatus
 from opsconsole.core.change.pipeline import Executor, Pipeline
 from opsconsole.core.change.rbac import Directory
@@ -512,3 +513,19 @@ def test_only_an_operator_may_start_an_approved_run(rig: Rig) -> None:
     assert rig.audit_kinds(request_id)[-1] == AuditKind.REQUEST_REFUSED
     job = rig.pipeline.execute(request_id, rig.who("alice"), face="cli")  # the operator who filed it
     assert job.status is JobStatus.SUCCEEDED
+
+
+def test_a_second_start_of_a_request_being_started_is_told_so(rig: Rig) -> None:
+    """The last vote's run holds the request's targets while it is being planned again; a second caller
+    (a Run button, a drill) is told that the request is already being started, not that alice holds
+    what alice's own request needs."""
+    request_id = _approved_failover(rig)
+    request = rig.pipeline.requests.get(request_id)
+    starting = rig.pipeline.leases.acquire(lease_targets(rig.failover()), holder=request.requester,
+                                           purpose="failover", request_id=request_id)
+    try:
+        with pytest.raises(RequestRefused, match=r"is already being started .*follow its run"):
+            rig.pipeline.execute(request_id, rig.who("alice"), face="slack")
+    finally:
+        rig.pipeline.leases.release(starting)
+    assert rig.pipeline.execute(request_id, rig.who("alice"), face="cli").status is JobStatus.SUCCEEDED

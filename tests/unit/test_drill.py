@@ -17,7 +17,7 @@ import pytest
 from opsconsole.core.change.approvals import RequestStatus
 from opsconsole.core.change.drill import run_drill
 from opsconsole.core.change.rto import measure, rto_target
-from opsconsole.core.errors import UsageError
+from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.fleet.inventory import load_inventory
 from opsconsole.core.fleet.model import Fleet
 from opsconsole.core.runs.records import Job, JobStatus
@@ -166,3 +166,82 @@ def test_a_dry_run_previews_only(fleet: Fleet, tmp_path: Path) -> None:
     report = run_drill(ops, from_region="eu-west-1", to_region="eu-central-1", dry_run=True, home=tmp_path)
     assert report.verdict is None and report.passed and [s.name for s in report.steps] == ["preview_failover"]
     assert ops.dns == {"eu-west-1": 100} and report.paths["md"].endswith("-dry-run.md")
+
+
+def test_a_refusal_mid_way_ends_the_drill_with_a_report_that_says_where(fleet: Fleet, tmp_path: Path) -> None:
+    class StoreAway(FakeOps):
+        def job(self, job_id: str) -> Job:
+            if self.jobs_[job_id].action == "failback":
+                raise OpsError("the store is unreachable", title="store unavailable")
+            return super().job(job_id)
+
+    said: list[str] = []
+    report = run_drill(StoreAway(fleet), from_region="eu-west-1", to_region="eu-central-1", say=said.append,
+                       home=tmp_path, break_glass="drill", poll_s=0.0, verify_deadline_s=1.0)
+    # the failover ran and met its RTO; the drill did not pass, and the report says where it stopped
+    assert report.verdict == "met" and not report.passed
+    assert report.problems[-1] == "stopped at failback: store unavailable: the store is unreachable"
+    assert [s.name for s in report.steps][-1] == "failback" and not report.steps[-1].ok
+    assert "stopped at failback" in Path(report.paths["md"]).read_text()
+
+
+def test_a_request_sent_back_for_approval_after_drift_is_said_once(fleet: Fleet, tmp_path: Path) -> None:
+    class Drifting(FakeOps):
+        def request(self, request_id: str) -> Any:
+            request = self.requests_[request_id]
+            if request.status is RequestStatus.REQUESTED and self.looks == 1:
+                request.drift = {"lines": ["dns/eu-west-1: {...} → {...}"], "at": "t"}
+            return super().request(request_id)
+
+    said: list[str] = []
+    report = run_drill(Drifting(fleet, approve_after=3), from_region="eu-west-1", to_region="eu-central-1",
+                       say=said.append, home=tmp_path, poll_s=0.0, verify_deadline_s=1.0)
+    told = [s for s in said if "changed since it was approved" in s]
+    assert len(told) == 1 and "dns/eu-west-1" in told[0] and "votes start over" in told[0], said
+    assert report.verdict == "met"
+
+
+class ApprovedFirst(FakeOps):
+    """The last vote's run is prepared for a few looks: the request is approved, without a job yet."""
+
+    preparing_looks: int = 3
+    runs_asked: int = 0
+
+    def request(self, request_id: str) -> Any:
+        request = self.requests_[request_id]
+        if request.status is RequestStatus.REQUESTED:
+            request.status, request.preparing = RequestStatus.APPROVED, self.preparing_looks
+        elif request.status is RequestStatus.APPROVED and self.preparing_looks is not None:
+            request.preparing -= 1
+            if request.preparing <= 0:  # the vote's run started
+                job = self._run(request.action, request.params)
+                request.status, request.job_id = RequestStatus.SUCCEEDED, job.id
+        return SimpleNamespace(request=request)
+
+    def run_request(self, request_id: str) -> Job:
+        self.runs_asked += 1
+        request = self.requests_[request_id]
+        job = self._run(request.action, request.params)
+        request.status, request.job_id = RequestStatus.SUCCEEDED, job.id
+        return job
+
+
+def test_an_approved_request_whose_run_is_being_prepared_is_not_run_twice(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    ops = ApprovedFirst(fleet)
+    report = run_drill(ops, from_region="eu-west-1", to_region="eu-central-1", home=tmp_path, poll_s=0.0,
+                       verify_deadline_s=1.0)
+    assert ops.runs_asked == 0 and report.verdict == "met", report.problems
+    assert [s.name for s in report.steps] == ["failover", "verify_failover", "failback", "verify_failback"]
+
+
+def test_an_approved_request_left_without_a_run_is_run_by_the_drill_after_the_grace(
+    fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("opsconsole.core.change.drill.APPROVED_RUN_GRACE_S", 0.0)
+    ops = ApprovedFirst(fleet)
+    ops.preparing_looks = None  # type: ignore[assignment]  # approved from a face that does not run it
+    report = run_drill(ops, from_region="eu-west-1", to_region="eu-central-1", home=tmp_path, poll_s=0.0,
+                       verify_deadline_s=1.0)
+    assert ops.runs_asked == 2 and report.verdict == "met", report.problems

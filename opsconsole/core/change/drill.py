@@ -67,6 +67,9 @@ SCHEMA = "opsconsole.drill/v1"
 VERIFY_DEADLINE_S = 120.0
 #: How often the drill looks at a request waiting for approval, and at the view while verifying.
 POLL_S = 2.0
+#: How long a request may stay approved without a run (its last vote's run being prepared) before the
+#: drill runs it itself.
+APPROVED_RUN_GRACE_S = 60.0
 #: How long a finished run's outcome may take to be recorded on its request.
 SETTLE_S = 30.0
 
@@ -246,17 +249,44 @@ class _Drill:
         self.say(f"request {request.short_id} ({request.action}) waits for {request.approvals_missing} "
                  f"approval(s) from {who}; approve it with: opsconsole approvals approve {request.short_id} "
                  f"(it expires {_iso(request.expires_at)}; Ctrl-C stops waiting and leaves it open)")
+        drift_told: Any = None
+        approved_since: float | None = None
         while True:
             current = self.ops.request(request.id).request
+            drift = getattr(current, "drift", None)
+            if drift and current.status.value == "requested" and drift != drift_told:
+                drift_told = drift
+                lines = "; ".join(str(line) for line in (drift.get("lines") or ()))
+                self.say(f"request {current.short_id} ({current.action}) changed since it was approved "
+                         f"({lines or 'its plan differs'}); nothing ran and its votes start over: it "
+                         f"needs {current.approvals_missing} approval(s) again")
             if current.job_id:
                 return self.ops.job(current.job_id)
             status = current.status.value
-            if status == "approved":  # approved without a run (the last vote did not run it): run it
-                return self.ops.run_request(current.id)
+            if status == "approved":
+                # The last vote usually runs the request itself: the request is "approved" without a
+                # job while that run is planned again on a fresh read and its leases are taken (seconds
+                # on a loaded machine). Only a request still without a run after the grace was approved
+                # by a face that does not run it: the drill runs it then.
+                approved_since = approved_since if approved_since is not None else time.monotonic()
+                if time.monotonic() - approved_since >= APPROVED_RUN_GRACE_S:
+                    return self._run_approved(current)
+            else:
+                approved_since = None
             if status in ("rejected", "expired", "cancelled"):
                 raise DrillAborted(f"request {current.short_id} ({current.action}) was {status}"
                                    + (f": {current.reason}" if current.reason else "") + "; nothing ran")
             time.sleep(self.poll_s)
+
+    def _run_approved(self, request: ChangeRequest) -> Job:
+        """Run an approved request that has no run; if a run of it started meanwhile, follow that one."""
+        try:
+            return self.ops.run_request(request.id)
+        except OpsError:
+            started = self.ops.request(request.id).request
+            if started.job_id:
+                return self.ops.job(started.job_id)
+            raise
 
     def settle(self, request_id: str) -> ChangeRequest:
         deadline = time.monotonic() + SETTLE_S
@@ -307,14 +337,14 @@ def run_drill(
     ``say`` receives a line for a person at each step; ``follow`` follows a started job to its end (the
     CLI prints its task lines and the RTO clock; by default the job is long-polled silently).
 
-    The report is written however the drill ends once it has started (a refusal mid-way is in it, then
-    raised); a request rejected, expired or cancelled ends it with verdict ``aborted`` (if the failover
-    had not run yet).
+    The report is written however the drill ends once it has started: a request rejected, expired or
+    cancelled, or anything the server refuses mid-way (a run refused, the store away), ends it with
+    verdict ``aborted`` (if the failover had not run yet), ``passed`` False and the reason under
+    ``problems`` -- every face then shows the same summary and report.
 
     Raises:
         UsageError: the regions are the same (``ops.assess`` refuses other bad pairs first, naming why:
             nothing is filed and no report written).
-        OpsError: what the server refused mid-way.
     """
     if from_region == to_region:
         raise UsageError(f"--from {from_region} --to {to_region}: a region cannot fail over to itself")
@@ -345,6 +375,13 @@ def run_drill(
     except DrillAborted as aborted:
         report.verdict = report.verdict or "aborted"
         report.problems.append(aborted.message)
+    except OpsError as refused:  # the server refused mid-way (a run refused, a store outage): reported
+        report.verdict = report.verdict or "aborted"
+        where = report.steps[-1].name if report.steps else "start"
+        report.problems.append(f"stopped at {where}: {refused.title}: {refused.message}")
+        if report.steps:
+            report.steps[-1].ok = False
+            report.steps[-1].detail = report.steps[-1].detail or f"{refused.title}: {refused.message}"
     finally:
         report.finished_at = datetime.now(UTC)
         report.passed = drill_passed(report) if not dry_run else all(s.ok for s in report.steps)

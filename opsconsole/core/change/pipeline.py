@@ -672,6 +672,11 @@ class Pipeline:
                 request_id=request.id,
                 data={"reason": exc.message},
             )
+            if exc.holders and all(h.request_id == request.id for h in exc.holders):
+                # Two callers started the same approved request (the last vote's run and a Run button,
+                # a drill): the first one's run is the request's; this one is told so.
+                raise RequestRefused(f"request {request.short_id} is already being started (its targets "
+                                     f"are held for it since a moment ago): follow its run") from exc
             raise RequestRefused(exc.message) from exc
 
     def _start(

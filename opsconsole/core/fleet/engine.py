@@ -513,6 +513,16 @@ class FleetService:
         """Names of the sources that can tell when their data changed."""
         return tuple(s.source.name for s in self._states if change_notifier(s.source) is not None)
 
+    def await_late_reads(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for reads still running past their deadline (the next
+        :meth:`refresh` takes their answers in); True when none is left running."""
+        with self._lock:
+            running = [s.inflight for s in self._states if s.inflight is not None and not s.inflight.done()]
+        if not running:
+            return True
+        _done, still = wait_futures(running, timeout=timeout_s)
+        return not still
+
     def close(self) -> None:
         """Release the reader threads. Calls still running are abandoned; they cannot block exit."""
         self._closed = True
