@@ -362,3 +362,36 @@ def test_a_slow_neighbour_does_not_make_a_fresh_answer_stale(release: list[threa
     assert health(snapshot.sources, "slow").status is SourceStatus.OK
     old_health = health(snapshot.sources, "old")
     assert old_health.status is SourceStatus.STALE and "s old" in (old_health.error or "")
+
+
+def _slow_once(seconds: float, then: Step) -> Step:
+    calls = []
+
+    def step() -> SourceReading:
+        if not calls:
+            calls.append(1)
+            time.sleep(seconds)
+        return then()
+
+    return step
+
+
+def test_an_approved_change_is_planned_on_the_late_sources_answer_not_without_it() -> None:
+    """``OpsCore._snapshot_for_change``: a source past its deadline is waited for and read again (its
+    figures are what the change's plan checks); a source that answered with a failure is not asked
+    again."""
+    from opsconsole.core.facade import OpsCore  # noqa: PLC0415
+    from opsconsole.core.fleet.inventory import load_inventory  # noqa: PLC0415
+
+    late = ScriptedSource("late", _slow_once(0.8, returns(cache("eu", "late"))))
+    failing = ScriptedSource("failing", raises(SourceError("403 forbidden")))
+    with OpsCore(load_inventory(), [late, failing], deadline_s=0.3) as core:
+        snapshot = core._snapshot_for_change()
+    assert health(snapshot.sources, "late").status is SourceStatus.OK
+    assert snapshot.get("cache/eu") is not None
+    assert failing.calls <= 2  # read by the refreshes the late source needed, never retried for itself
+
+    failing = ScriptedSource("failing", raises(SourceError("403 forbidden")))
+    with OpsCore(load_inventory(), [failing], deadline_s=0.3) as core:
+        core._snapshot_for_change()
+    assert failing.calls == 1
