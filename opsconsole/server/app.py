@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ from opsconsole.server.problems import PROBLEM, problem
 from opsconsole.server.service import NotFound, OpsService, caller_for
 
 log = logging.getLogger(__name__)
+#: One scheduler per runtime, however many first requests race to build it.
+_SCHEDULER_LOCK = threading.Lock()
 
 API = "/api/v1"
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -100,15 +103,21 @@ class Runtime:
     slack_app: Any = None
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
-    def service(self, who: AuthResult, *, face: str = "api") -> OpsService:
-        if self.scheduler is None:
-            from opsconsole.core.schedule.engine import Scheduler  # noqa: PLC0415
+    def schedules_engine(self) -> Any:
+        """The scheduler, built on first use: building one reads the schedules and opens its outbox
+        (half a second), which no other route needs -- not on the path of a console's first ``whoami``."""
+        with _SCHEDULER_LOCK:
+            if self.scheduler is None:
+                from opsconsole.core.schedule.engine import Scheduler  # noqa: PLC0415
 
-            self.scheduler = Scheduler(self.core)
+                self.scheduler = Scheduler(self.core)
+            return self.scheduler
+
+    def service(self, who: AuthResult, *, face: str = "api") -> OpsService:
         caller = caller_for(who.identity, credential=who.credential, sandbox=self.core.sandbox,
                             may_change=self.may_change)
         return OpsService(self.core, caller, who.identity, may_change=self.may_change, cache=self.cache,
-                          scheduler=self.scheduler, face=face)
+                          scheduler=self.scheduler or self.schedules_engine, face=face)
 
 
 # -- errors ------------------------------------------------------------------------------------------------

@@ -219,8 +219,8 @@ class OpsService:
         face: what the audit records as the face (``api``; ``tui``/``cli`` are clients of it).
         cache: the server's fleet cache (:class:`~opsconsole.server.cache.FleetCache`; default: a
             refresh of the core per call).
-        scheduler: the server's :class:`~opsconsole.core.schedule.engine.Scheduler` (default: one built
-            on first use).
+        scheduler: the server's :class:`~opsconsole.core.schedule.engine.Scheduler`, or a function that
+            gives it on first use (default: one built on first use).
     """
 
     def __init__(
@@ -524,11 +524,14 @@ class OpsService:
         raise UsageError("the stream is served by the HTTP layer (GET /api/v1/stream)")
 
     def _scheduler(self) -> Any:
-        """The server's scheduler (it ticks only where :mod:`.main` starts it); one built here if none."""
+        """The server's scheduler (it ticks only where :mod:`.main` starts it); one built here if none,
+        or by the provider given (the runtime builds it on first use)."""
         if self._scheduler_obj is None:
             from opsconsole.core.schedule.engine import Scheduler  # noqa: PLC0415
 
             self._scheduler_obj = Scheduler(self.core)
+        elif callable(self._scheduler_obj):
+            self._scheduler_obj = self._scheduler_obj()
         return self._scheduler_obj
 
 

@@ -281,3 +281,19 @@ def test_status_and_findings_documents_are_small_and_check_the_region(server: Se
         assert findings["schema"] == "opsconsole.fleet.findings/v1"
         unknown = http.get("/api/v1/fleet/status", params={"region": "mars-1"})
         assert unknown.status_code == 400 and "mars-1" in unknown.json()["detail"]
+
+
+def test_the_scheduler_is_built_by_the_first_schedules_call_not_by_whoami(server: Served) -> None:
+    """Building the scheduler reads the schedules and opens its outbox (half a second): a console's first
+    ``whoami`` must not pay for it; the first ``/schedules`` builds it, once, for every caller after."""
+    assert server.runtime.scheduler is None  # scheduler=False: built on first use
+    with server.http("alice") as http:
+        assert http.get("/api/v1/whoami").status_code == 200
+        assert http.get("/api/v1/fleet").status_code == 200
+        assert server.runtime.scheduler is None
+        assert http.get("/api/v1/schedules").status_code == 200
+        built = server.runtime.scheduler
+        assert built is not None
+    with server.http("bob") as http:
+        assert http.get("/api/v1/schedules").status_code == 200
+    assert server.runtime.scheduler is built
