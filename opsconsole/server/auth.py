@@ -36,9 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jwt
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -47,6 +46,9 @@ from opsconsole.core.change.rbac import Directory, Identity
 from opsconsole.core.clock import Clock, SystemClock, utc
 from opsconsole.core.errors import OpsError, UsageError
 from opsconsole.core.store.db import Database, api_tokens_table
+
+if TYPE_CHECKING:
+    import jwt
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +245,8 @@ class OidcValidator:
         self.audience = audience
         self.claim = claim
         self.leeway_s = leeway_s
+        import jwt  # noqa: PLC0415 - PyJWT and cryptography load only when OIDC is configured (60 ms)
+
         source = str(jwks)
         self._client: jwt.PyJWKClient | None = None
         self._keys: jwt.PyJWKSet | None = None
@@ -256,6 +260,8 @@ class OidcValidator:
                 raise UsageError(f"OIDC JWKS {path}: cannot read a key set ({exc})") from None
 
     def _key(self, token: str) -> Any:
+        import jwt  # noqa: PLC0415 - loaded by __init__ already
+
         if self._client is not None:
             return self._client.get_signing_key_from_jwt(token).key
         assert self._keys is not None
@@ -276,6 +282,8 @@ class OidcValidator:
         Raises:
             Unauthenticated: bad signature, wrong issuer or audience, expired, or the claim is missing.
         """
+        import jwt  # noqa: PLC0415 - loaded by __init__ already
+
         try:
             claims = jwt.decode(
                 token, self._key(token), algorithms=OIDC_ALGORITHMS, audience=self.audience,
