@@ -129,10 +129,17 @@ class EmbeddedServer:
         """
         from opsconsole.client.remote import RemoteClient  # noqa: PLC0415 - the client is another package
 
+        return RemoteClient(BASE_URL, self.mint_for(person), uds=self.socket_path, face=face)
+
+    def mint_for(self, person: str) -> str:
+        """A session token for ``person`` of the sandbox cast (see :meth:`client_for`).
+
+        Raises:
+            UsageError: this server is not the sandbox's, or ``person`` is not in the cast.
+        """
         if not self.core.sandbox:
             raise UsageError("acting as someone else is for the sandbox only")
-        token = self.runtime.auth.mint_session(self.core.directory.cast_member(person))
-        return RemoteClient(BASE_URL, token, uds=self.socket_path, face=face)
+        return self.runtime.auth.mint_session(self.core.directory.cast_member(person))
 
     @classmethod
     def start(

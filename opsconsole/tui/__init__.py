@@ -3,7 +3,8 @@
 
 :func:`run` opens the API the console talks to: the team's ops server when one is configured
 (``opsconsole login``, or ``OPSCONSOLE_SERVER`` + ``OPSCONSOLE_TOKEN``), else the embedded server in
-this process (the sandbox, or ``--live`` read-only) — the same HTTP client either way. Who the console
+a child process of its own (the sandbox, or ``--live`` read-only; :mod:`opsconsole.server.process`) —
+the same HTTP client either way. Who the console
 acts as is what the server answers (``whoami``): the token's person, or, on the embedded server, the
 ``--as`` cast member (else the OS user as ``rbac.yml`` maps them). ``as bob`` in the palette works on the
 sandbox's embedded server only: it opens another client of that same server, with a session token
@@ -29,13 +30,18 @@ Reopen = Callable[[str], AbstractContextManager["OpsApi"]]
 
 
 def open_api(
-    inventory: Path | None = None, *, acting_as: str | None = None, live: bool = False
+    inventory: Path | None = None, *, acting_as: str | None = None, live: bool = False,
+    server_process: bool = False,
 ) -> tuple[ApiFactory, Reopen | None]:
     """How the console reaches the ops server: ``(factory, reopen)``.
 
     ``factory()`` opens the API (a context manager: the client, and the embedded server behind it when
     there is no team server); ``reopen(person)`` opens another client of the embedded sandbox server
     for a member of its cast, ``None`` where that makes no sense (a team server, a live fleet).
+
+    ``server_process``: the embedded server runs in a child process, started now (before the caller
+    imports Textual: see :mod:`opsconsole.server.process`); else in this process when ``factory()`` is
+    entered.
 
     Raises:
         UsageError: ``acting_as`` with a team server; a bad client configuration.
@@ -55,6 +61,9 @@ def open_api(
             return RemoteClient(found.url, found.token, verify=found.verify, face="tui")
 
         return remote, None
+
+    if server_process:
+        return _process_api(inventory, acting_as=acting_as, live=live)
 
     servers: list[EmbeddedServer] = []
 
@@ -80,6 +89,36 @@ def open_api(
     return embedded, None if live else reopen
 
 
+def _process_api(
+    inventory: Path | None, *, acting_as: str | None, live: bool
+) -> tuple[ApiFactory, Reopen | None]:
+    """``open_api`` with the embedded server in a child process, spawned here and now."""
+    from opsconsole.core.errors import UsageError  # noqa: PLC0415
+    from opsconsole.server.process import ServerProcess  # noqa: PLC0415 - the parent's side only: light
+
+    process = ServerProcess.spawn(inventory=inventory, live=live, acting_as=acting_as, progressive=True)
+    ready: list[ServerProcess] = []
+
+    @contextmanager
+    def embedded() -> Iterator[OpsApi]:
+        try:
+            with process.client(face="tui") as client:
+                ready.append(process)
+                yield client
+        finally:
+            ready.clear()
+            process.close()  # the server stops with the console (its runs cancelled, as in-process)
+
+    def reopen(person: str) -> AbstractContextManager[OpsApi]:
+        if not ready:
+            raise UsageError("the console is not connected to its server yet")
+        made: AbstractContextManager[OpsApi] = process.client_for(person, face="tui")
+        return made
+
+    embedded.process = process  # type: ignore[attr-defined]  # run() closes it if the app never opens it
+    return embedded, None if live else reopen
+
+
 def client_as(server: EmbeddedServer, person: str) -> AbstractContextManager[OpsApi]:
     """A client of the embedded ``server`` for ``person`` of the sandbox cast (``as bob``): a session
     token minted by the server's own authenticator for the cast member, over the same socket.
@@ -100,7 +139,14 @@ def run(
 ) -> None:
     """Open the console on the team's ops server, or on the embedded one (the sandbox, or the live
     fleet read-only), until the user quits."""
-    from opsconsole.tui.app import OpsConsoleApp  # noqa: PLC0415 - Textual loads only when the TUI opens
+    # The embedded server's process starts first, so that it builds the server while this one imports
+    # Textual and draws the frame (see opsconsole.server.process).
+    factory, reopen = open_api(inventory, acting_as=acting_as, live=live, server_process=True)
+    try:
+        from opsconsole.tui.app import OpsConsoleApp  # noqa: PLC0415 - Textual loads only when the TUI opens
 
-    factory, reopen = open_api(inventory, acting_as=acting_as, live=live)
-    OpsConsoleApp(factory, read_only=read_only, live=live, reopen=reopen).run()
+        OpsConsoleApp(factory, read_only=read_only, live=live, reopen=reopen).run()
+    finally:
+        process = getattr(factory, "process", None)
+        if process is not None:
+            process.close()  # already closed when the app opened it; not if it failed before that
