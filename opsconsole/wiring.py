@@ -275,7 +275,7 @@ def sandbox_core(
                                   cadences=source_cadences(fleet.source), resolve=resolve)
         def extravars() -> dict[str, object]:
             aws = endpoints["aws"]  # a progressive start: waits for the AWS emulator
-            runner_env.update(aws_env())  # the runner's env, before the run that needed these starts
+            runner.add_env(aws_env())  # before the run that needed these starts; redacted from now on
             return {
                 "opsconsole_sandbox": True,
                 "opsconsole_kubeconfig": endpoints["k8s"].settings["kubeconfig"],
@@ -297,7 +297,6 @@ def sandbox_core(
         aws_up = started_now(endpoints, "aws")
         env = aws_env() if aws_up else {"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
         runner = make_runner(fleet, home, env)
-        runner_env = runner.env
         connection = Connection(extravars() if aws_up else LazyMapping(extravars))
 
         def world_takes_it_in(_job: Job) -> None:

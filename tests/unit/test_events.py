@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 import pytest
 
 from opsconsole.core.runs.events import EventBus, EventCapture, EventKind, JobEvent
-from opsconsole.core.runs.runner import Redactor, secret_values, summarize_stats, translate_event
+from opsconsole.core.runs.jobs import JobStore
+from opsconsole.core.runs.runner import Redactor, Runner, secret_values, summarize_stats, translate_event
 
 AT = datetime(2025, 1, 15, 18, 0, tzinfo=UTC)
 
@@ -169,3 +170,21 @@ def test_redactor_covers_text_nested_data_and_json_escaped_forms(tmp_path) -> No
     assert artifact.read_text() == '{"msg": "*** and ***"}'
     assert redactor.file(artifact) is False
     assert not Redactor([]) and Redactor([]).text("as is") == "as is"
+
+
+def test_a_secret_learned_after_the_runner_was_built_is_redacted_from_then_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A progressive start learns the sandbox's AWS credentials after the runner (and its log filter)
+    was built: ``Runner.add_env`` gives them to the runs and to the redactor the log filter holds."""
+    runner = Runner(JobStore(f"sqlite:///{tmp_path / 'ops.db'}"), EventBus(), project_dir=tmp_path,
+                    inventory=tmp_path, home=tmp_path / "home", env={"AWS_REGION": "us-east-1"})
+    try:
+        assert runner.redactor.text("key AKIA-LATE-0001") == "key AKIA-LATE-0001"
+        runner.add_env({"AWS_SECRET_ACCESS_KEY": "AKIA-LATE-0001", "AWS_REGION": "eu-west-1"})
+        assert runner.env["AWS_SECRET_ACCESS_KEY"] == "AKIA-LATE-0001"
+        assert runner.redactor.text("key AKIA-LATE-0001") == "key ***"
+        assert runner.redactor.text("region eu-west-1") == "region eu-west-1"  # not a secret's name
+        record = logging.LogRecord("opsconsole.core.runs.runner", logging.INFO, __file__, 1,
+                                   "leaked AKIA-LATE-0001", None, None)
+        assert runner._log_filter.filter(record) and record.getMessage() == "leaked ***"
+    finally:
+        runner.close()

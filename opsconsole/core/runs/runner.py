@@ -141,16 +141,23 @@ class Redactor:
     """
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        variants: set[str] = set()
+        self._variants: list[str] = []
+        self._pattern: re.Pattern[str] | None = None
+        self._bytes: list[bytes] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Redact these too from now on (a credential that became known after the runner was built)."""
+        variants: set[str] = set(self._variants)
         for secret in secrets:
             if not secret:
                 continue
             variants.add(secret)
             variants.add(json.dumps(secret)[1:-1])
             variants.add(json.dumps(secret, ensure_ascii=False)[1:-1])
-        self._variants = sorted(variants, key=len, reverse=True)  # longest first: no partial leftovers
-        self._pattern = re.compile("|".join(re.escape(v) for v in self._variants)) if self._variants else None
-        self._bytes = [v.encode() for v in self._variants]
+        ordered = sorted(variants, key=len, reverse=True)  # longest first: no partial leftovers
+        pattern = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
+        self._variants, self._pattern, self._bytes = ordered, pattern, [v.encode() for v in ordered]
 
     def __bool__(self) -> bool:
         return self._pattern is not None
@@ -583,6 +590,12 @@ class Runner:
         self._log_filter = _RedactingFilter(self.redactor)
         for name in (__name__, "ansible-runner"):
             logging.getLogger(name).addFilter(self._log_filter)
+
+    def add_env(self, env: Mapping[str, str]) -> None:
+        """Variables for the runs started from now on; the secret-looking ones are redacted from then on
+        (a progressive start learns the sandbox's AWS credentials after the runner was built)."""
+        self.env.update({str(k): str(v) for k, v in env.items()})
+        self.redactor.add(secret_values(env))
 
     def close(self) -> None:
         """Detach the log filters and stop the heartbeat (runs still going keep going)."""
