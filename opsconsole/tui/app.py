@@ -29,6 +29,7 @@ from typing import Any, ClassVar, TypeVar
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.message_pump import MessagePump
 from textual.screen import ModalScreen, Screen
 
@@ -501,8 +502,14 @@ class OpsConsoleApp(App[None]):
 
     def update_screens(self) -> None:
         for screen in self.screen_stack:
-            if isinstance(screen, ConsoleScreen):
+            if not isinstance(screen, ConsoleScreen) or not screen.is_mounted:
+                continue  # not composed yet: its on_mount draws the data
+            try:
                 screen.show_data()
+            except NoMatches:
+                # Its widgets are gone: the app is closing and a late answer arrived (with the server in
+                # a process of its own, answers come while Textual tears the screens down).
+                log.debug("a view arrived for %s while its widgets were removed", screen.screen_name)
 
     # -- server calls ----------------------------------------------------------------------------------
 

@@ -79,4 +79,4 @@ def test_a_signal_mid_run_leaves_no_process_and_a_true_record(
     assert ansible_processes(job_id) == [], "an ansible process outlived the command by 2 s"
     assert _job_status(home, job_id) in status
     if signum != signal.SIGKILL:
-        assert "cancelled" in (out + err).lower()
+        assert "cancelled" in (out + err).lower(), f"stdout: {out!r}\nstderr: {err!r}"

@@ -74,7 +74,7 @@ def start_owner(tmp_path: Path, url: str, home: Path, *, host: str = "-", sleep_
     owner = subprocess.Popen(
         [sys.executable, str(script), url, str(home), str(PLAYBOOKS / "changes_then_waits.yml"),
          str(INVENTORY), host, str(sleep_s)],
-        stdout=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     assert owner.stdout is not None
     job_id = owner.stdout.readline().strip()
@@ -122,6 +122,9 @@ def test_a_signalled_owner_leaves_no_process_and_a_true_record(
         else:
             assert job.status is JobStatus.CANCELLED, job
             assert job.error == "cancelled: the console exited"
+            # ... and the owner said so on its way out, whatever its logging (a CLI logs nothing).
+            assert owner.stderr is not None
+            assert f"cancelled job {job_id[:12]}: the process that ran it is exiting" in owner.stderr.read()
         # The truth of what it did, though it never reached its recap: two changes, stopped in the wait.
         assert job.stats["totals"]["changed"] == 2
         assert job.last_task == "Wait in a module process"

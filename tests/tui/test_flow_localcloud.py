@@ -40,13 +40,17 @@ async def test_scale_with_preview_approved_by_someone_else_runs_and_shows(
         assert app.view is not None
         before = app.view.snapshot.get(KEY)
         assert isinstance(before, WorkloadState)
-        target = max(before.hpa_min, before.desired * 6 // 10)  # a > 30 % prod scale-down: one approval
+        target = max(before.hpa_min, before.desired * 6 // 10)  # a max below the load: one approval
 
         await pilot.press("s")
         await until(pilot, lambda: isinstance(app.screen, ActionScreen))
         form = app.screen
         assert isinstance(form, ActionScreen)
-        form.query_one("#f-replicas").value = str(target)  # type: ignore[attr-defined]
+        # The HPA max, not the replicas: the world's HPA, like a real one, scales a deployment cut below its
+        # load straight back up (within a sync, 0.5 s: the console could miss the new count, and did on a
+        # loaded machine); capped below the load, the count holds at the new max.
+        form.query_one("#f-replicas").value = ""  # type: ignore[attr-defined]  # pre-filled with the current
+        form.query_one("#f-hpa_max").value = str(target)  # type: ignore[attr-defined]
         # One approval, or two when the region's live state raises the risk (the world follows the wall
         # clock's time of day, so either may happen).
         await until(pilot, lambda: form.assessment is not None and form.assessment.risk.approvals_needed >= 1)
@@ -87,7 +91,7 @@ async def test_scale_with_preview_approved_by_someone_else_runs_and_shows(
             await pilot.pause(1)
         job = next(j for j in app.jobs if j.id == jobs.log_job)
         assert job.status is JobStatus.SUCCEEDED, job.error
-        assert "Scale the deployment" in screen_text(app)  # the live log streamed the tasks
+        assert "Set the HPA bounds" in screen_text(app)  # the live log streamed the tasks
 
         await pilot.press("escape", "escape")  # back to the region
         await until(pilot, lambda: isinstance(app.screen, RegionScreen))

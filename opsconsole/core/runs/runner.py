@@ -33,12 +33,14 @@ Use::
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
 import signal
+import sys
 import sysconfig
 import threading
 import time
@@ -1283,7 +1285,13 @@ def cancel_runs_at_exit(runner: Runner, *, on_sigterm: bool = True) -> None:
 
 def _cancel_at_exit(runner: Runner) -> None:
     if runner.active():
-        runner.cancel_all("cancelled: the console exited")
+        cancelled = runner.cancel_all("cancelled: the console exited")
+        # Said on stderr whatever the logging setup (a CLI logs nothing by default): an interrupt that
+        # lands before the command follows its run (while it is still being filed) is told here only.
+        for job_id in cancelled:
+            with contextlib.suppress(OSError, ValueError):  # stderr closed at exit
+                sys.stderr.write(f"cancelled job {job_id[:12]}: the process that ran it is exiting\n")
+                sys.stderr.flush()
 
 
 def _exit_on_sigterm(signo: int, _frame: object) -> None:
