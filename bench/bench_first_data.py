@@ -45,7 +45,8 @@ sys.path.insert(0, {root!r})
 import asyncio
 from contextlib import contextmanager
 MODE = {mode!r}
-if MODE == "process":  # as `opsconsole` opens it: the server's process first, then Textual
+if MODE == "process":  # as `opsconsole` opens it: the CLI, the server's process, then Textual
+    import opsconsole.cli  # the console script's module, loaded before anything else runs
     from opsconsole.tui import open_api
     factory, _reopen = open_api(None, acting_as="alice", server_process=True)
 from opsconsole.tui.app import OpsConsoleApp

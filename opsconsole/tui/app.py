@@ -401,15 +401,19 @@ class OpsConsoleApp(App[None]):
     def _refresh_worker(self, api: OpsApi, generation: int, seq: int = 0) -> None:
         started = time.perf_counter()
         try:
+            # The queue, the jobs and the freeze are asked beside the fleet, not after it: the first
+            # ``/fleet`` waits for the server's first view, and these answer meanwhile.
+            side: dict[str, Any] = {}
+            beside = threading.Thread(target=self._read_beside, args=(api, side), daemon=True,
+                                      name="opsconsole-refresh-beside")
+            beside.start()
             view = api.fleet()
-            requests: list[ChangeRequest] = []
-            jobs: list[Job] = []
-            try:
-                requests = api.requests(open_only=False, limit=100)
-                jobs = api.jobs(limit=50)
-            except OpsError:
-                pass  # a server that only reads has no runs: the fleet still shows
-            freeze = read_freeze_status(api)
+            beside.join()
+            if "failure" in side:
+                raise side["failure"]
+            requests: list[ChangeRequest] = side.get("requests", [])
+            jobs: list[Job] = side.get("jobs", [])
+            freeze = side.get("freeze")
             if freeze is not None:
                 self.post_message(FreezeStatus(freeze, generation))
             self.post_message(
@@ -417,6 +421,19 @@ class OpsConsoleApp(App[None]):
             )
         except Exception as exc:
             self.post_message(RefreshFailed(": ".join(error_text(exc)), seq))
+
+    @staticmethod
+    def _read_beside(api: OpsApi, into: dict[str, Any]) -> None:
+        """The requests, jobs and freeze of a refresh, into ``into`` (``failure``: what went wrong)."""
+        try:
+            try:
+                into["requests"] = api.requests(open_only=False, limit=100)
+                into["jobs"] = api.jobs(limit=50)
+            except OpsError:
+                pass  # a server that only reads has no runs: the fleet still shows
+            into["freeze"] = read_freeze_status(api)
+        except Exception as exc:  # the refresh fails as a whole, as if read in turn
+            into["failure"] = exc
 
     def on_fleet_refreshed(self, message: FleetRefreshed) -> None:
         if message.generation != self.generation or message.seq < self._refresh_seq:
