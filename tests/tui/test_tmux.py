@@ -66,7 +66,7 @@ def test_opsconsole_opens_the_console_in_a_terminal(tmp_path: Path) -> None:
         screen = wait_for(session, "us-east-1")
         assert "p95" in screen and "alice" in screen
         subprocess.run(["tmux", "send-keys", "-t", session, "2"], check=True)
-        wait_for(session, "findings, worst first")
+        wait_for(session, ", worst first")  # "1 finding, worst first" or "N findings, …"
         subprocess.run(["tmux", "send-keys", "-t", session, "Escape"], check=True)
         wait_for(session, "worst RPO lag")  # back on the overview (a quick Escape + q would read as alt+q)
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
