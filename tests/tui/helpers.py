@@ -143,3 +143,11 @@ def screen_text(app: OpsConsoleApp) -> str:
     )
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()
+
+
+def sim_without_team_server(tmp_path: Path, monkeypatch: Any) -> None:
+    """The environment of an embedded-server test: the sim reader, and no team server configured."""
+    monkeypatch.setenv("OPSCONSOLE_SANDBOX_READER", "sim")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    for name in ("OPSCONSOLE_SERVER", "OPSCONSOLE_TOKEN", "OPSCONSOLE_CA_FILE"):
+        monkeypatch.delenv(name, raising=False)

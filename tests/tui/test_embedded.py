@@ -21,15 +21,12 @@ from opsconsole.tui.screens.dialogs import ConfirmScreen
 from opsconsole.tui.screens.records import AuditScreen
 from opsconsole.tui.widgets.table import FleetTable
 
-from .helpers import embedded_app, notified, refreshed, screen_text, until
+from .helpers import embedded_app, notified, refreshed, screen_text, sim_without_team_server, until
 
 
 @pytest.fixture(autouse=True)
 def _sim_and_no_team_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPSCONSOLE_SANDBOX_READER", "sim")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    for name in ("OPSCONSOLE_SERVER", "OPSCONSOLE_TOKEN", "OPSCONSOLE_CA_FILE"):
-        monkeypatch.delenv(name, raising=False)
+    sim_without_team_server(tmp_path, monkeypatch)
 
 
 class Embedded:

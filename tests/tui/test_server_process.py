@@ -20,17 +20,14 @@ from opsconsole.server.process import LOG_NAME, ServerProcess
 from opsconsole.tui import open_api
 from opsconsole.tui.app import OpsConsoleApp
 
-from .helpers import refreshed, screen_text, until
+from .helpers import refreshed, screen_text, sim_without_team_server, until
 
 pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture(autouse=True)
 def _sim_and_no_team_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPSCONSOLE_SANDBOX_READER", "sim")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    for name in ("OPSCONSOLE_SERVER", "OPSCONSOLE_TOKEN", "OPSCONSOLE_CA_FILE"):
-        monkeypatch.delenv(name, raising=False)
+    sim_without_team_server(tmp_path, monkeypatch)
 
 
 def _gone(pid: int, within_s: float = 60.0) -> bool:
