@@ -158,7 +158,10 @@ def test_a_restarted_local_cloud_on_new_ports_goes_stale_then_recovers(fleet: Fl
                                       resolve_endpoints=lambda: current["aws"])
     second: AwsCloud | None = None
     try:
-        with FleetService([source], deadline_s=20.0) as service:
+        # Without a metrics cadence the source's cadence is the refresh interval, and data older than
+        # twice it is stale: a loaded machine's 4 s cold read would be stale on arrival at the default
+        # 2 s. This test is about the restart, so the interval leaves room for slow reads.
+        with FleetService([source], deadline_s=20.0, refresh_s=15.0) as service:
             snap, _ = service.refresh()
             assert snap.sources[0].status is SourceStatus.OK, snap.sources[0]
             first.stop()
