@@ -30,6 +30,7 @@ from pathlib import Path
 from opsconsole.core.clock import Clock, SystemClock
 from opsconsole.core.errors import OpsError, SourceError, UsageError
 from opsconsole.core.facade import Connection, OpsCore
+from opsconsole.core.fleet.deferred import DeferredSource
 from opsconsole.core.fleet.engine import FleetSource, SourceReading
 from opsconsole.core.fleet.inventory import SourceCadence, load_inventory, source_cadences
 from opsconsole.core.fleet.model import Fleet
@@ -139,6 +140,7 @@ def adapter_sources(
     cadences: Mapping[str, SourceCadence] | None = None,
     resolve: EndpointsResolver | None = None,
     clock: Callable[[], float] | None = None,
+    deferred: bool = False,
 ) -> list[FleetSource]:
     """The four real adapters, pointed at the local cloud's endpoints.
 
@@ -147,18 +149,23 @@ def adapter_sources(
     ``clock``: wall seconds for the cadences (benchmarks pass a simulated one).
     An emulator still starting (a progressive start) gets a
     :class:`~opsconsole.sandbox.starting.StartingSource` that builds its adapter when it is up.
+    ``deferred`` (a one-shot command): every adapter is a
+    :class:`~opsconsole.core.fleet.deferred.DeferredSource`, built (and its emulator started) only when
+    the fleet is first read.
     """
-    from opsconsole.providers.k8s import KubernetesSource  # noqa: PLC0415
-
     every = SourceCadence(0.0, 0.0)
     aws, gcp, azure = ((cadences or {}).get(c, every) for c in ("aws", "gcp", "azure"))
 
     def resolver(name: str) -> Callable[[], Endpoints] | None:
         return None if resolve is None else endpoint_resolver(name, endpoints[name], resolve)
 
-    k8s_kwargs: dict[str, object] = {"timeout_s": timeout_s}
-    if "resolve_endpoints" in inspect.signature(KubernetesSource.from_endpoints).parameters:
-        k8s_kwargs["resolve_endpoints"] = resolver("k8s")
+    def make_k8s() -> FleetSource:
+        from opsconsole.providers.k8s import KubernetesSource  # noqa: PLC0415
+
+        k8s_kwargs: dict[str, object] = {"timeout_s": timeout_s}
+        if "resolve_endpoints" in inspect.signature(KubernetesSource.from_endpoints).parameters:
+            k8s_kwargs["resolve_endpoints"] = resolver("k8s")
+        return KubernetesSource.from_endpoints(fleet, endpoints["k8s"], **k8s_kwargs)  # type: ignore[arg-type]
 
     # Each cloud's SDK is imported when its adapter is built (after its emulator started, on a
     # progressive start: boto3 and grpc are off the path to the first data).
@@ -184,10 +191,12 @@ def adapter_sources(
                                           resolve_endpoints=resolver("azure"))
 
     def when_up(name: str, cadence_s: float, make: Callable[[], FleetSource]) -> FleetSource:
+        if deferred:
+            return DeferredSource(name, make, cadence_s=cadence_s)
         return make() if started_now(endpoints, name) else StartingSource(name, make, cadence_s=cadence_s)
 
     return [
-        KubernetesSource.from_endpoints(fleet, endpoints["k8s"], **k8s_kwargs),  # type: ignore[arg-type]
+        when_up("k8s", 0.0, make_k8s),
         when_up("aws", aws.metrics_s, make_aws),
         when_up("gcp", gcp.metrics_s, make_gcp),
         when_up("azure", azure.metrics_s, make_azure),
@@ -240,6 +249,7 @@ def sandbox_core(
     audit_key: bytes | None = None,
     audit_head_file: Path | None = None,
     progressive: bool = False,
+    on_demand: bool = False,
 ) -> Iterator[OpsCore]:
     """An :class:`OpsCore` on the sandbox, for the length of the ``with`` block.
 
@@ -247,6 +257,9 @@ def sandbox_core(
     ``progressive``: an ephemeral local cloud starts its Kubernetes emulator first and the others while
     the core already serves (their sources are "starting" until then; see
     :mod:`opsconsole.sandbox.starting`): the console's first data comes seconds sooner.
+    ``on_demand`` (a one-shot command): the adapters are built, and an ephemeral local cloud's emulators
+    started, only when the fleet is first read or a run first needs them (see
+    :mod:`opsconsole.core.fleet.deferred`): ``jobs list`` reads the store and nothing else.
 
     By default the fleet is read through the four real adapters from the local cloud: the one
     ``opsconsole sandbox up`` runs, or one started for this block. ``reader="sim"`` reads the world
@@ -263,7 +276,13 @@ def sandbox_core(
     # Each adapter's own time budget sits inside the engine's deadline, so a slow emulator is cut by
     # its adapter (and reported) before the engine abandons the read.
     timeout_s = deadline_s * 0.8
-    first = (lambda: first_emulators(fleet)) if progressive else None
+    def kubernetes_first() -> Sequence[Emulator]:
+        return first_emulators(fleet)
+
+    def nothing_first() -> Sequence[Emulator]:  # every emulator on the first demand for an endpoint
+        return ()
+
+    first = kubernetes_first if progressive else nothing_first if on_demand else None
     local_cloud = running_or_ephemeral(home, store, lambda: sandbox_emulators(fleet), first=first)
     with local_cloud as (endpoints, cloud):
 
@@ -272,7 +291,8 @@ def sandbox_core(
             return dict(cloud.endpoints) if cloud is not None else read_running(home)
 
         sources = adapter_sources(fleet, endpoints, timeout_s=timeout_s,
-                                  cadences=source_cadences(fleet.source), resolve=resolve)
+                                  cadences=source_cadences(fleet.source), resolve=resolve,
+                                  deferred=on_demand and not progressive)
         def extravars() -> dict[str, object]:
             aws = endpoints["aws"]  # a progressive start: waits for the AWS emulator
             runner.add_env(aws_env())  # before the run that needed these starts; redacted from now on
@@ -343,18 +363,20 @@ class UnconfiguredSource:
         raise SourceError(self.reason, title=f"{self.name} not configured")
 
 
-def live_sources(fleet: Fleet, *, timeout_s: float) -> list[FleetSource]:
-    """The four adapters pointed at the real clouds named in the inventory's ``opsconsole_clouds``."""
-    from opsconsole.providers.aws import AwsSource  # noqa: PLC0415
-    from opsconsole.providers.azure import AzureSource  # noqa: PLC0415
-    from opsconsole.providers.gcp import GcpSource  # noqa: PLC0415
-    from opsconsole.providers.k8s import KubernetesSource  # noqa: PLC0415
-
+def live_sources(fleet: Fleet, *, timeout_s: float, deferred: bool = False) -> list[FleetSource]:
+    """The four adapters pointed at the real clouds named in the inventory's ``opsconsole_clouds``
+    (``deferred``: each built when the fleet is first read; see :func:`adapter_sources`)."""
     accounts = fleet.accounts
     where = f"{fleet.source / 'group_vars' / 'all.yml'}: opsconsole_clouds"
     cadences = source_cadences(fleet.source)
 
     def build(name: str, identity: str, make: Callable[[], FleetSource]) -> FleetSource:
+        if deferred:
+            cadence = cadences[name].metrics_s if name in cadences else 0.0
+            return DeferredSource(name, lambda: built(name, identity, make), cadence_s=cadence)
+        return built(name, identity, make)
+
+    def built(name: str, identity: str, make: Callable[[], FleetSource]) -> FleetSource:
         try:
             return make()
         except OpsError as exc:
@@ -364,6 +386,8 @@ def live_sources(fleet: Fleet, *, timeout_s: float) -> list[FleetSource]:
             return UnconfiguredSource(name, f"{name} ({identity}): {type(exc).__name__}: {first_line}")
 
     def kubernetes() -> FleetSource:
+        from opsconsole.providers.k8s import KubernetesSource  # noqa: PLC0415
+
         configured = accounts.kubeconfig or os.environ.get("KUBECONFIG", "~/.kube/config")
         kubeconfig = Path(os.path.expanduser(configured))
         if not kubeconfig.is_file():
@@ -371,13 +395,26 @@ def live_sources(fleet: Fleet, *, timeout_s: float) -> list[FleetSource]:
         contexts = accounts.kube_contexts or None
         return KubernetesSource(fleet, kubeconfig, contexts=contexts, timeout_s=timeout_s)
 
+    def aws() -> FleetSource:
+        from opsconsole.providers.aws import AwsSource  # noqa: PLC0415
+
+        return AwsSource(
+            fleet, profiles=accounts.aws_profiles, default_profile=accounts.aws_default_profile,
+            timeout_s=timeout_s, metrics_cadence_s=cadences["aws"].metrics_s,
+            describe_cadence_s=cadences["aws"].describe_s,
+        )
+
     def gcp() -> FleetSource:
+        from opsconsole.providers.gcp import GcpSource  # noqa: PLC0415
+
         if not accounts.gcp_project:
             raise SourceError(f"no GCP project: set {where}.gcp.project")
         return GcpSource(fleet, project=accounts.gcp_project, timeout_s=timeout_s,
                          metrics_cadence_s=cadences["gcp"].metrics_s)
 
     def azure() -> FleetSource:
+        from opsconsole.providers.azure import AzureSource  # noqa: PLC0415
+
         if not accounts.azure_subscription_id or not accounts.azure_workspace_id:
             raise SourceError(f"no Azure subscription or workspace: set {where}.azure")
         return AzureSource(
@@ -390,11 +427,7 @@ def live_sources(fleet: Fleet, *, timeout_s: float) -> list[FleetSource]:
 
     return [
         build("k8s", f"kubeconfig {accounts.kubeconfig or 'default'}", kubernetes),
-        build("aws", f"profile {accounts.aws_default_profile or 'default chain'}", lambda: AwsSource(
-            fleet, profiles=accounts.aws_profiles, default_profile=accounts.aws_default_profile,
-            timeout_s=timeout_s, metrics_cadence_s=cadences["aws"].metrics_s,
-            describe_cadence_s=cadences["aws"].describe_s,
-        )),
+        build("aws", f"profile {accounts.aws_default_profile or 'default chain'}", aws),
         build("gcp", f"project {accounts.gcp_project}", gcp),
         build("azure", f"subscription {accounts.azure_subscription_id}", azure),
     ]
@@ -408,10 +441,12 @@ def live_core(
     deadline_s: float = 10.0,
     audit_key: bytes | None = None,
     audit_head_file: Path | None = None,
+    on_demand: bool = False,
 ) -> Iterator[OpsCore]:
     """An :class:`OpsCore` reading the real clouds of the inventory (``opsconsole --live``).
 
     ``audit_key`` / ``audit_head_file``: see :class:`OpsCore` (the ops server passes its own).
+    ``on_demand``: the adapters are built when the fleet is first read (see :func:`sandbox_core`).
     """
     fleet = load_inventory(inventory)
     accounts = fleet.accounts
@@ -425,7 +460,7 @@ def live_core(
     if accounts.aws_default_profile:
         env.setdefault("AWS_PROFILE", accounts.aws_default_profile)
     home = world_home("live")  # never the sandbox's store (see core/paths.py)
-    sources = live_sources(fleet, timeout_s=deadline_s * 0.8)
+    sources = live_sources(fleet, timeout_s=deadline_s * 0.8, deferred=on_demand)
     with OpsCore(fleet, sources, deadline_s=deadline_s,
                  clock=clock, runner=make_runner(fleet, home, env), connection=connection,
                  after_run=lambda _job: touch_sources(sources),

@@ -105,7 +105,10 @@ class CliContext:
         with ExitStack() as stack:
             with progress("Starting the embedded ops server…" if message else ""):
                 server = stack.enter_context(
-                    EmbeddedServer.start(inventory=self.inventory, live=self.live, acting_as=self.acting_as)
+                    # On demand: a command that never shows the fleet (jobs, approvals, audit) does
+                    # not read it, nor start the local cloud for it.
+                    EmbeddedServer.start(inventory=self.inventory, live=self.live, acting_as=self.acting_as,
+                                         on_demand=True)
                 )
             try:
                 yield server.client(face="cli")

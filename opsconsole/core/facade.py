@@ -118,6 +118,11 @@ class OpsCore:
         """The fleet's sources (the server asks the one that can for pods, logs and events)."""
         return self._fleet_service.sources
 
+    def prepare_fleet(self) -> None:
+        """Build the sources that are built on first need (a one-shot command's; see
+        :mod:`opsconsole.core.fleet.deferred`): a no-op once built, and for sources built at once."""
+        self._fleet_service.prepare()
+
     def on_fleet_change(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Call ``callback(source_name)`` when a source that can tell says its data changed (a watch
         event); returns the unsubscribe function. The server's cache refreshes early on it."""

@@ -80,11 +80,15 @@ class LocalCloud:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._driver: threading.Thread | None = None
+        #: :meth:`start_driver` was asked for before any emulator ran: start it when they do.
+        self._driver_wanted = False
         self.last_sync_s: float | None = None
 
     def start(self) -> dict[str, Endpoints]:
         """Start every emulator, give back what clients wrote into them under an earlier local cloud
         (:func:`restore_client_objects`), and publish the world once. Stops what it started if one fails."""
+        if not self.emulators:  # all of them later (a one-shot command's): nothing to publish yet
+            return self.endpoints
         try:
             for emulator in self.emulators:
                 self.endpoints[emulator.name] = emulator.start()
@@ -123,8 +127,11 @@ class LocalCloud:
                     for emulator in started:
                         restore_client_objects(emulator, world)
                 self.emulators.extend(started)
+                drive = self._driver_wanted
             self.sync()  # published before anyone learns where they listen
             self.endpoints.update(pending)
+            if drive:
+                self.start_driver()
         except BaseException as exc:
             self._later_error = str(exc) or type(exc).__name__
             log.warning("starting the local cloud's other emulators failed: %s", self._later_error,
@@ -180,8 +187,15 @@ class LocalCloud:
             self.last_sync_s = monotonic() - started
 
     def start_driver(self) -> None:
-        """Sync every ``sync_s`` seconds in a daemon thread until :meth:`stop`."""
-        if self._driver is not None:
+        """Sync every ``sync_s`` seconds in a daemon thread until :meth:`stop`; with no emulator
+        started yet (all of them later), from when the later ones are up (nothing to keep in step
+        before: a command that never needs the local cloud must not advance and save the world twice
+        a second)."""
+        with self._lock:
+            if not self.emulators:
+                self._driver_wanted = True
+                return
+        if self._driver is not None or self._stop.is_set():
             return
         self._driver = threading.Thread(target=self._drive, name="localcloud-driver", daemon=True)
         self._driver.start()
@@ -359,7 +373,8 @@ def running_or_ephemeral(
             cloud.start()
             cloud.start_driver()
             yield PendingEndpoints(cloud), cloud
-            cloud.sync()
+            if cloud.emulators:  # what clients changed reaches the world (nothing if none ever ran)
+                cloud.sync()
         finally:
             cloud.stop()
         return

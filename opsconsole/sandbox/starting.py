@@ -64,6 +64,9 @@ class StartingSource:
         """The real source, once built."""
         return self._source
 
+    #: The name :func:`opsconsole.core.fleet.engine.underlying` looks for.
+    built_source = source
+
     def release(self) -> None:
         """Let the first read build the real source now."""
         self._released.set()

@@ -205,6 +205,9 @@ class FleetCache:
 
     Every client reads :meth:`latest`; each refresh is published as a ``fleet`` :class:`StreamEvent`.
     ``progressive``: :meth:`latest` serves views with sources still starting (else it waits past them).
+    ``on_demand`` (a one-shot command's embedded server): :meth:`start` only arms the loop; the first
+    :meth:`latest` / :meth:`complete` builds the core's sources (``prepare_fleet``) and starts it, so a
+    command that never asks for the fleet never reads it.
     """
 
     def __init__(
@@ -218,9 +221,14 @@ class FleetCache:
         min_interval_s: float = DEFAULT_MIN_INTERVAL_S,
         follow_changes: bool = True,
         progressive: bool = False,
+        on_demand: bool = False,
     ) -> None:
         self.core = core
         self.progressive = progressive
+        self.on_demand = on_demand
+        #: :meth:`start` was called (an on-demand cache starts on its first demand after that).
+        self._armed = False
+        self._start_lock = threading.Lock()
         self.hub = hub
         self.refresh_s = refresh_s
         self.debounce_s = max(0.0, debounce_s)
@@ -260,6 +268,27 @@ class FleetCache:
         self.last_finished: float | None = None
 
     def start(self) -> None:
+        """Start the refresh loop (``on_demand``: let the first demand start it)."""
+        with self._start_lock:
+            self._armed = True
+            if not self.on_demand:
+                self._start_loop()
+
+    def _start_on_demand(self) -> None:
+        """The first demand of an on-demand cache: build the sources, then start the loop (callers
+        wait: they asked for the fleet). Their change hooks exist only once they are built."""
+        if self._thread is not None or not self.on_demand:
+            return
+        with self._start_lock:
+            if self._thread is not None or not self._armed or self._stop.is_set():
+                return
+            prepare = getattr(self.core, "prepare_fleet", None)
+            if callable(prepare):
+                prepare()
+            if not self._stop.is_set():  # stopped while the sources were being built
+                self._start_loop()
+
+    def _start_loop(self) -> None:
         if self._thread is not None:
             return
         if self._follow and self._unsubscribe is None:
@@ -380,6 +409,7 @@ class FleetCache:
         Raises:
             FleetUnavailable: no view yet (the first refresh failed or is still running).
         """
+        self._start_on_demand()
         with self._have:
             if not self._usable():
                 self._have.wait_for(lambda: self._usable() or self._error is not None, wait_s)

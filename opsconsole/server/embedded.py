@@ -10,8 +10,13 @@ is the only authority for live changes).
 
 ``progressive=True`` (the console): on the sandbox's own local cloud the Kubernetes emulator starts
 first and the cloud emulators once the first view is out, so the console shows data in about a second;
-the clouds' sources say "starting" meanwhile (see :mod:`opsconsole.sandbox.starting`). Without it (a
-one-shot command) every answer waits for the whole fleet, as before.
+the clouds' sources say "starting" meanwhile (see :mod:`opsconsole.sandbox.starting`). Without it
+every answer about the fleet waits for the whole fleet.
+
+``on_demand=True`` (a one-shot CLI command): the fleet is not read, its adapters not built and an
+ephemeral local cloud not started until a request needs the fleet (see
+:mod:`opsconsole.core.fleet.deferred`): ``opsconsole jobs list`` answers from the store in about a
+second instead of reading 31 clusters and four clouds it never shows.
 
 Use::
 
@@ -151,22 +156,25 @@ class EmbeddedServer:
         *,
         refresh_s: float = 2.0,
         progressive: bool = False,
+        on_demand: bool = False,
     ) -> AbstractContextManager[EmbeddedServer]:
         """Build the core, serve the app on a private Unix socket, and mint the session token.
 
-        ``progressive``: see the module docstring.
+        ``progressive``, ``on_demand``: see the module docstring (``progressive`` wins when both are
+        given: the console reads the fleet at once).
 
         Raises:
             UsageError: ``acting_as`` on a live fleet or not in the sandbox cast; a bad inventory.
             OpsError: the server could not start.
         """
-        return _embedded(cls, inventory, live, acting_as, home, refresh_s, progressive)
+        return _embedded(cls, inventory, live, acting_as, home, refresh_s, progressive,
+                         on_demand and not progressive)
 
 
 @contextmanager
 def _embedded(
     cls: type[EmbeddedServer], inventory: Path | None, live: bool, acting_as: str | None,
-    home: Path | None, refresh_s: float, progressive: bool = False,
+    home: Path | None, refresh_s: float, progressive: bool = False, on_demand: bool = False,
 ) -> Iterator[EmbeddedServer]:
     from opsconsole import wiring  # noqa: PLC0415 - the composition root imports the server's callers
 
@@ -175,8 +183,9 @@ def _embedded(
         core: OpsCore | None = None
         if store_problem is None:
             try:
-                core_cm = (wiring.live_core(inventory) if live
-                           else wiring.sandbox_core(inventory, home=home, progressive=progressive))
+                core_cm = (wiring.live_core(inventory, on_demand=on_demand) if live
+                           else wiring.sandbox_core(inventory, home=home, progressive=progressive,
+                                                    on_demand=on_demand))
                 core = stack.enter_context(core_cm)
             except StoreUnavailable as exc:  # it went away between the probe and the runner's open
                 store_problem = exc
@@ -187,13 +196,15 @@ def _embedded(
         identity = directory.cast_member(acting_as) if acting_as else directory.os_user(os_account())
         hub = Hub()
         stack.callback(hub.close)
-        cache = FleetCache(core, hub, refresh_s=refresh_s, clock=core.clock, progressive=progressive)
+        cache = FleetCache(core, hub, refresh_s=refresh_s, clock=core.clock, progressive=progressive,
+                           on_demand=on_demand)
         if progressive:
             # The clouds' emulators of a progressive start begin once a client has the first view and a
             # moment to draw it: their start (seconds of CPU) must not slow the first screen down.
             sources = core.fleet_sources
             cache.on_first_served = lambda _view: _release_later(sources)
-        # The first refresh (reading every source) runs while the app is built and uvicorn starts.
+        # The first refresh (reading every source) runs while the app is built and uvicorn starts (on
+        # demand: when a request first needs the fleet).
         cache.start()
         stack.callback(cache.stop)
         if store_problem is None:

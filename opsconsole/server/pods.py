@@ -31,6 +31,7 @@ from fastapi.responses import Response
 
 from opsconsole.core import wire
 from opsconsole.core.errors import OpsError
+from opsconsole.core.fleet.engine import underlying
 from opsconsole.core.fleet.pods import PodDescription, PodLog, PodNotFound, PodReader, PodsUnavailable
 from opsconsole.server.auth import AuthResult, Unauthenticated
 from opsconsole.server.problems import problem
@@ -64,9 +65,13 @@ def find_reader(core: Any) -> PodReader:
     wired = getattr(core, "pod_reader", None)
     if isinstance(wired, PodReader):
         return wired
+    prepare = getattr(core, "prepare_fleet", None)
+    if callable(prepare):  # a one-shot command's sources are built on first need: this is one
+        prepare()
     for source in getattr(core, "fleet_sources", ()):
-        if isinstance(source, PodReader):
-            return source
+        real = underlying(source)
+        if isinstance(real, PodReader):
+            return real
     raise PodsUnavailable(_NO_READER)
 
 

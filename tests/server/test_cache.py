@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from opsconsole.core.fleet.engine import (
     ChangeSet,
     FleetService,
@@ -19,7 +21,7 @@ from opsconsole.core.fleet.engine import (
 from opsconsole.core.fleet.findings import evaluate, region_health
 from opsconsole.core.fleet.model import Fleet
 from opsconsole.core.fleet.view import FleetView
-from opsconsole.server.cache import FleetCache, Hub
+from opsconsole.server.cache import FleetCache, FleetUnavailable, Hub
 from opsconsole.testing import healthy_records, snapshot_of
 
 NO_CHANGE = ChangeSet(frozenset(), frozenset(), frozenset(), False)
@@ -219,3 +221,55 @@ def test_the_fleet_service_follows_only_the_sources_that_can_tell() -> None:
         assert heard == ["watching"]
         unsubscribe()
         assert notifying.listeners == []
+
+
+# --------------------------------------------------------------------------------------------------
+# On demand (a one-shot command's server): no read until a request needs the fleet
+# --------------------------------------------------------------------------------------------------
+
+
+class _OnDemandCore(_NotifyingCore):
+    """Its sources exist only after ``prepare_fleet`` (they are built late): so does its change hook."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        super().__init__(fleet)
+        self.prepared = 0
+
+    def prepare_fleet(self) -> None:
+        self.prepared += 1
+
+    def on_fleet_change(self, callback: Any) -> Any:
+        assert self.prepared, "subscribed to the sources' changes before they were built"
+        return super().on_fleet_change(callback)
+
+
+def test_an_on_demand_cache_reads_nothing_until_asked_then_builds_once_and_follows_changes(
+    seed_fleet: Fleet,
+) -> None:
+    core = _OnDemandCore(seed_fleet)
+    cache = FleetCache(core, Hub(), refresh_s=60, debounce_s=0.01, min_interval_s=0.01,  # type: ignore[arg-type]
+                       on_demand=True)
+    cache.start()
+    try:
+        assert not core.wait_refreshes(1, timeout=0.3)  # an eager cache refreshes at once
+        assert cache.peek() is None and core.prepared == 0
+        assert cache.latest(wait_s=10) is core.view
+        assert cache.complete(wait_s=10) is core.view
+        assert core.prepared == 1 and core.refreshes >= 1
+        seen = core.refreshes
+        core.change()  # subscribed once built: a change still refreshes early
+        assert core.wait_refreshes(seen + 1)
+    finally:
+        cache.stop()
+    assert core.listeners == []
+
+
+def test_an_on_demand_cache_stopped_before_any_demand_never_reads(seed_fleet: Fleet) -> None:
+    core = _OnDemandCore(seed_fleet)
+    cache = FleetCache(core, Hub(), refresh_s=60, on_demand=True)  # type: ignore[arg-type]
+    cache.start()
+    cache.stop()
+    assert cache.peek() is None
+    with pytest.raises(FleetUnavailable):  # a stopped server does not start reading on a late request
+        cache.latest(wait_s=0.1)
+    assert (core.prepared, core.refreshes) == (0, 0)

@@ -1,4 +1,5 @@
-"""A progressive local cloud: the first emulators at once, the others on the first demand for one.
+"""A progressive local cloud: the first emulators at once, the others on the first demand for one (and a
+one-shot command's: nothing at once, nothing synced, until then).
 
 Stand-in emulators (no sockets) in front of the real world store under tmp_path.
 """
@@ -6,6 +7,7 @@ Stand-in emulators (no sockets) in front of the real world store under tmp_path.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -88,5 +90,27 @@ def test_a_later_emulator_that_fails_is_an_error_naming_why(seed_fleet: Fleet, t
         with pytest.raises(KeyError):
             PendingEndpoints(cloud)["aws"]
         assert cloud.endpoint("k8s").urls == {"k8s": "http://127.0.0.1/k8s"}
+    finally:
+        cloud.stop()
+
+
+def test_a_local_cloud_with_nothing_first_touches_nothing_until_an_endpoint_is_asked(
+    seed_fleet: Fleet, tmp_path: Path
+) -> None:
+    store = wiring.world_store(seed_fleet, home=tmp_path)
+    emulator = _Emulator("k8s")
+    cloud = LocalCloud(store, [], later=lambda: [emulator], sync_s=0.05)  # type: ignore[list-item,return-value]
+    try:
+        cloud.start()
+        cloud.start_driver()
+        # Nothing started, nothing synced, the world not even written: a `jobs list` costs nothing here.
+        assert cloud.last_sync_s is None and not store.path.exists()
+        assert PendingEndpoints(cloud)["k8s"].urls == {"k8s": "http://127.0.0.1/k8s"}
+        # Now the driver keeps it in step, as it would have from the start.
+        deadline = time.monotonic() + WAIT_S
+        while emulator.published < 3:
+            assert time.monotonic() < deadline, "the driver never synced the emulator started later"
+            time.sleep(0.01)
+        assert store.path.exists()
     finally:
         cloud.stop()

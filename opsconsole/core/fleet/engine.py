@@ -37,6 +37,13 @@ listeners (so the server's cache takes the answer in at once, not a refresh inte
 read still running after ``startup_s`` makes the source ``ERROR`` ("no answer within ..."), as any hung
 read does. Sources without ``startup_s`` are waited for as before.
 
+**Sources built on first need** (:class:`opsconsole.core.fleet.deferred.DeferredSource`: a one-shot
+command that never reads the fleet must not build four SDK clients or start the local cloud) have a
+``prepare()`` method. :meth:`FleetService.prepare` calls it, and every :meth:`FleetService.refresh` calls
+that first, before any read's deadline runs: a build that takes seconds (an emulator starting) is not a
+source missing its deadline. A build that fails is left for the read, which then fails with the same
+error, within its deadline, as that source's error; the next refresh tries the build again.
+
 Records with the same key from different sources: the first source in ``sources`` order wins.
 
 **Sources that know when their data changed** (a Kubernetes watch event landed in the source's cache)
@@ -365,6 +372,8 @@ class _SourceState:
     answered: bool = False
     #: Monotonic time its first read started (``None``: not yet).
     first_started: float | None = None
+    #: Its ``prepare()`` (a source built on first need) has succeeded, or it has none.
+    prepared: bool = False
 
     def starting(self, now: float) -> bool:
         """Still starting at monotonic ``now``: never answered, and its first read is younger than
@@ -372,6 +381,13 @@ class _SourceState:
         if self.startup_s <= 0 or self.answered:
             return False
         return self.first_started is None or now - self.first_started < self.startup_s
+
+
+def underlying(source: object) -> object:
+    """The real source behind one built late (its ``built_source``, once built), else ``source`` itself:
+    what a face asks for more than the fleet (a pod's log) must reach the adapter, not its stand-in."""
+    built = getattr(source, "built_source", None)
+    return source if built is None else built
 
 
 def cadence_of(source: object, refresh_s: float = DEFAULT_REFRESH_S) -> float:
@@ -480,7 +496,8 @@ class FleetService:
 
         removers.append(stop_listening)
         for state in self._states:
-            subscribe = change_notifier(state.source)
+            # A source built late is followed through the adapter it built (subscribe after prepare()).
+            subscribe = change_notifier(underlying(state.source))
             if subscribe is None:
                 continue
             name = state.source.name
@@ -511,7 +528,24 @@ class FleetService:
     @property
     def notifying_sources(self) -> tuple[str, ...]:
         """Names of the sources that can tell when their data changed."""
-        return tuple(s.source.name for s in self._states if change_notifier(s.source) is not None)
+        return tuple(s.source.name for s in self._states
+                     if change_notifier(underlying(s.source)) is not None)
+
+    def prepare(self) -> None:
+        """Build every source that is built on first need (see the module docstring), outside any
+        read's deadline; a no-op once they are built. A build that fails is logged and left for the
+        read (which reports it as that source's error)."""
+        for state in self._states:
+            if state.prepared:
+                continue
+            prepare = getattr(state.source, "prepare", None)
+            if callable(prepare):
+                try:
+                    prepare()
+                except Exception as exc:
+                    log.warning("source %s could not be built: %s", state.source.name, _error_text(exc))
+                    continue
+            state.prepared = True
 
     def await_late_reads(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for reads still running past their deadline (the next
@@ -548,6 +582,7 @@ class FleetService:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the fleet service is closed")
+            self.prepare()
             start = monotonic()
             busy, started = self._start_reads(start)
 

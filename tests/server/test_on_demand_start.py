@@ -1,0 +1,60 @@
+"""A one-shot command's embedded server (``on_demand``): the store answers without the fleet; the fleet,
+asked for, is read whole through the four real adapters from a local cloud started only then.
+
+Real parts: the embedded server on its Unix socket, the HTTP client, the local cloud's emulators and
+the adapters (no `sandbox up`: the ephemeral local cloud of one command).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from opsconsole.core.fleet.deferred import DeferredSource
+from opsconsole.core.fleet.engine import SourceStatus
+from opsconsole.core.fleet.model import WorkloadState
+from opsconsole.core.runs.records import JobStatus
+from opsconsole.server.embedded import EmbeddedServer
+from opsconsole.wiring import world_store
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_store_answers_without_the_fleet_and_the_fleet_comes_whole_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSCONSOLE_HOME", str(tmp_path))
+    monkeypatch.setenv("OPSCONSOLE_SANDBOX_READER", "cloud")
+    with EmbeddedServer.start(acting_as="alice", home=tmp_path, on_demand=True) as server, \
+            server.client(face="cli") as client:
+        sources = server.core.fleet_sources
+        assert [s.name for s in sources] == ["k8s", "aws", "gcp", "azure"]
+        assert all(isinstance(s, DeferredSource) for s in sources)
+        # What a `jobs list` / `approvals list` / `audit verify` asks: no adapter built, no emulator up.
+        assert client.whoami().person == "alice"
+        assert client.jobs() == [] and client.requests() == []
+        assert client.audit_verify() is not None
+        assert all(s.built_source is None for s in sources)
+        assert not world_store(server.core.fleet, home=tmp_path).path.exists()  # the local cloud never synced
+        # The fleet, asked for: every source read, none "starting" (a one-shot command waits for all).
+        view = client.fleet()
+        status = {s.name: s.status for s in view.snapshot.sources}
+        assert set(status) == {"k8s", "aws", "gcp", "azure"}
+        assert SourceStatus.STARTING not in status.values()
+        assert status["k8s"] is SourceStatus.OK, view.snapshot.sources
+        assert all(s.built_source is not None for s in sources)
+        assert {r.source for r in view.snapshot.records.values()} >= {"k8s"}
+        # A preview runs a real playbook against the local cloud started on demand.
+        workload = next(w for w in view.snapshot.of_type(WorkloadState)
+                        if w.environment.value == "prod" and w.hpa_max - w.desired >= 1)
+        job = client.preview("scale", {"region": workload.region, "service": workload.service,
+                                       "cluster": workload.cluster, "replicas": workload.desired + 1})
+        deadline, seen = time.monotonic() + 240, 0
+        while not job.status.terminal:  # the server's long poll: each call waits for the run's next events
+            assert time.monotonic() < deadline, f"the preview did not end: {job}"
+            events = client.job_events(job.id, after_seq=seen, wait_s=5)
+            seen = events[-1].seq if events else seen
+            job = client.job(job.id)
+        assert job.check_mode and job.status is JobStatus.SUCCEEDED, job
