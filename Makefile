@@ -28,10 +28,12 @@ run: install
 	@$(BIN)/python -m compileall -q -j 0 opsconsole bot >/dev/null
 	$(BIN)/opsconsole
 
-## make test: install the test extras and run the whole suite, on both cores (pytest-xdist; work
-## stealing, so that the long end-to-end tests do not all end up queued behind one worker)
+## make test: install the test extras and run the whole suite, on both cores (pytest-xdist). A file's
+## tests run on one worker, in order: several modules share one local cloud or sandbox per module and
+## build on what the tests before did (a failback after the failover); work stealing could move a test
+## to the other worker, onto a fresh fixture. Files are handed out as workers free up.
 test: install-test
-	$(BIN)/python -m pytest -n 2 --dist worksteal
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ## make test-fast: the in-process tests (unit, CLI, server, console, store), on both cores; no
 ## subprocesses of the CLI, no playbook runs, no local cloud. The loop to run while editing.

@@ -121,13 +121,12 @@ datapoints:
 """
 
 import datetime  # noqa: E402
-import time  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.opsconsole_azure import SandboxCredential, is_loopback, require_https  # noqa: E402
+from ansible.module_utils.opsconsole_metric import exit_with_newest  # noqa: E402
 
 try:
-    from azure.core.credentials import AccessToken
     from azure.core.exceptions import AzureError, HttpResponseError
     from azure.monitor.querymetrics import MetricsClient
 
@@ -135,20 +134,7 @@ try:
 except ImportError:  # reported by main()
     HAS_SDK = False
 
-SANDBOX_TOKEN = "opsconsole-sandbox"  # not a secret: the local cloud accepts any bearer token
 NAMESPACE = "Microsoft.DBforPostgreSQL/flexibleServers"
-
-
-class _SandboxCredential:
-    """A fixed dummy token for the local emulator; no secret anywhere."""
-
-    def get_token(self, *scopes, **kwargs):
-        return AccessToken(SANDBOX_TOKEN, int(time.time()) + 3600)
-
-
-def _loopback(url):
-    host = urlsplit(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _connection(module):
@@ -156,14 +142,13 @@ def _connection(module):
     p = module.params
     endpoint = (p["endpoint_url"] or "").strip().rstrip("/")
     call = {"read_timeout": p["timeout"], "connection_timeout": min(10.0, p["timeout"])}
-    if endpoint and _loopback(endpoint):
-        credential = _SandboxCredential()
+    if endpoint and is_loopback(endpoint):
+        credential = SandboxCredential()
         call["enforce_https"] = False  # the local emulator only; never for a real endpoint
     else:
-        if endpoint and urlsplit(endpoint).scheme != "https":
-            module.fail_json(msg=f"endpoint_url {endpoint} must be https (plain http only for a loopback "
-                                 "sandbox endpoint): credentials would travel in clear")
-        if not endpoint:
+        if endpoint:
+            require_https(module, endpoint)
+        else:
             if not p["location"].strip():
                 module.fail_json(msg="location (the server's Azure region, e.g. brazilsouth) is required "
                                      "without endpoint_url: it names the regional metrics endpoint")
@@ -174,26 +159,6 @@ def _connection(module):
             module.fail_json(msg="reading Azure Monitor without a sandbox endpoint needs azure-identity")
         credential = DefaultAzureCredential()
     return endpoint, credential, call
-
-
-def _exit_with_newest(module, points, now, what):
-    """exit_json with the newest of (timestamp, value) points, or found=false (fail_json if asked)."""
-    p = module.params
-    if not points:
-        if p["fail_on_missing"]:
-            module.fail_json(msg=f"no data point of {what} in the last {p['window']} s")
-        module.exit_json(changed=False, found=False, value=None, timestamp=None, age_s=None, datapoints=0)
-    ts, value = max(points, key=lambda tv: tv[0])
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=datetime.UTC)
-    module.exit_json(
-        changed=False,
-        found=True,
-        value=value,
-        timestamp=ts.astimezone(datetime.UTC).isoformat(),
-        age_s=round(max(0.0, (now - ts).total_seconds()), 3),
-        datapoints=len(points),
-    )
 
 
 def main():
@@ -258,7 +223,7 @@ def main():
                     value = getattr(point, field, None)
                     if value is not None and point.timestamp is not None:
                         points.append((point.timestamp, float(value)))
-    _exit_with_newest(module, points, now, what)
+    exit_with_newest(module, points, now, what)
 
 
 if __name__ == "__main__":

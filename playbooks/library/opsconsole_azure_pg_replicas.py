@@ -80,70 +80,17 @@ others:
 """
 
 import re  # noqa: E402
-import time  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.opsconsole_azure import fail_azure, make_client  # noqa: E402
 
 try:
     from azure.core.exceptions import HttpResponseError, ServiceRequestError
-    from azure.core.pipeline.policies import SansIOHTTPPolicy
     from azure.mgmt.postgresqlflexibleservers import PostgreSQLManagementClient
 
     HAS_SDK = True
 except ImportError:  # reported by main()
     HAS_SDK = False
-    SansIOHTTPPolicy = object
-
-SANDBOX_TOKEN = "opsconsole-sandbox"  # not a secret: the local cloud accepts any bearer token
-
-
-class _SandboxBearer(SansIOHTTPPolicy):
-    """Sets a static bearer token: azure-core's token policy refuses plain http, the local cloud is http."""
-
-    def on_request(self, request):
-        request.http_request.headers["Authorization"] = f"Bearer {SANDBOX_TOKEN}"
-
-
-class _StaticCredential:
-    def get_token(self, *scopes, **kwargs):
-        from azure.core.credentials import AccessToken  # noqa: PLC0415
-
-        return AccessToken(SANDBOX_TOKEN, int(time.time()) + 3600)
-
-
-def _loopback(url):
-    host = urlsplit(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def make_client(module, cls, subscription, endpoint_url):
-    """An SDK client for ARM: the sandbox's local endpoint with a static token, or Azure with its defaults."""
-    if endpoint_url:
-        if _loopback(endpoint_url):
-            return cls(_StaticCredential(), subscription, base_url=endpoint_url.rstrip("/"),
-                       authentication_policy=_SandboxBearer(), polling_interval=0.2, retry_total=3)
-        if urlsplit(endpoint_url).scheme != "https":
-            module.fail_json(msg=f"endpoint_url {endpoint_url} must be https (plain http only for a loopback "
-                                 "sandbox endpoint): credentials would travel in clear")
-        from azure.identity import DefaultAzureCredential  # noqa: PLC0415
-
-        scope = endpoint_url.rstrip("/") + "/.default"
-        return cls(DefaultAzureCredential(), subscription, base_url=endpoint_url.rstrip("/"),
-                   credential_scopes=[scope])
-    from azure.identity import DefaultAzureCredential  # noqa: PLC0415
-
-    return cls(DefaultAzureCredential(), subscription)
-
-
-def fail_azure(module, exc, what):
-    """fail_json with ARM's error code and message, not a traceback."""
-    if isinstance(exc, HttpResponseError):
-        code = getattr(getattr(exc, "error", None), "code", None) or ""
-        message = getattr(getattr(exc, "error", None), "message", None) or exc.message or str(exc)
-        module.fail_json(msg=f"{what}: HTTP {exc.status_code} {code}: {message}".replace(" : ", ": "),
-                         status_code=exc.status_code, error_code=code)
-    module.fail_json(msg=f"{what}: {type(exc).__name__}: {exc}")
 
 
 def replica_names(module, client, rg, server):

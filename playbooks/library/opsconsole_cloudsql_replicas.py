@@ -65,64 +65,18 @@ after:
 """
 
 import re  # noqa: E402
-import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
-try:
-    import httplib2
-    from google.auth.credentials import AnonymousCredentials
-    from google.auth.exceptions import GoogleAuthError
-    from googleapiclient import discovery
-    from googleapiclient.errors import Error as ApiClientError
-    from googleapiclient.errors import HttpError
-
-    HAS_SDK = True
-    API_ERRORS: tuple[type[Exception], ...] = (
-        ApiClientError,
-        GoogleAuthError,
-        httplib2.HttpLib2Error,
-        OSError,
-    )
-except ImportError:  # pragma: no cover - reported by the module
-    HAS_SDK = False
+from ansible.module_utils.opsconsole_cloudsql import (  # noqa: E402
+    API_ERRORS,
+    HAS_SQLADMIN,
+    describe,
+    sqladmin,
+    wait,
+)
 
 MAX_REPLICAS = 10
-
-
-def sqladmin(endpoint_url: str | None) -> Any:
-    """The sqladmin v1 client: Google with default credentials, or ``endpoint_url`` anonymously."""
-    if endpoint_url:
-        return discovery.build(
-            "sqladmin",
-            "v1",
-            static_discovery=True,
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": endpoint_url.rstrip("/") + "/"},
-        )
-    return discovery.build("sqladmin", "v1", static_discovery=True)
-
-
-def describe(exc: Exception) -> str:
-    if isinstance(exc, HttpError):
-        return f"HTTP {exc.status_code}: {exc.reason}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def wait(module: AnsibleModule, sql: Any, project: str, op: dict[str, Any]) -> None:
-    deadline = time.monotonic() + module.params["timeout"]
-    while op.get("status") != "DONE":
-        if time.monotonic() > deadline:
-            module.fail_json(msg=f"operation {op.get('name')} is not done after {module.params['timeout']} s")
-        time.sleep(2)
-        op = sql.operations().get(project=project, operation=op["name"]).execute()
-    errors = (op.get("error") or {}).get("errors") or []
-    if errors:
-        module.fail_json(
-            msg=f"operation {op.get('operationType')} on {op.get('targetId')} failed: "
-            + "; ".join(str(e.get("message", e)) for e in errors)
-        )
 
 
 def _order(instance: str, names: list[str]) -> list[str]:
@@ -146,7 +100,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    if not HAS_SDK:
+    if not HAS_SQLADMIN:
         module.fail_json(msg="google-api-python-client is required (pip install google-api-python-client)")
     p = module.params
     project, instance, want = p["project"], p["instance"], p["replicas"]

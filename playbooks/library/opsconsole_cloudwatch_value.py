@@ -113,6 +113,7 @@ try:
 except ImportError:
     pass  # handled by AnsibleAWSModule
 
+from ansible.module_utils.opsconsole_metric import exit_with_newest
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
@@ -162,23 +163,9 @@ def main():
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg=f"Failed to read {what}")
     results = answer.get("MetricDataResults") or [{}]
-    points = sorted(zip(results[0].get("Timestamps", []), results[0].get("Values", [])), reverse=True)
-    if not points:
-        if p["fail_on_missing"]:
-            module.fail_json(msg=f"no data point of {what} in the last {p['window']} s")
-        module.exit_json(changed=False, found=False, value=None, timestamp=None, age_s=None, datapoints=0)
-    ts, value = points[0]
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=datetime.timezone.utc)
-    module.exit_json(
-        changed=False,
-        found=True,
-        value=float(value),
-        timestamp=ts.astimezone(datetime.timezone.utc).isoformat(),
-        age_s=round(max(0.0, (now - ts).total_seconds()), 3),
-        datapoints=len(points),
-    )
-
+    points = [(ts, float(value)) for ts, value in zip(results[0].get("Timestamps", []),
+                                                      results[0].get("Values", []))]
+    exit_with_newest(module, points, now, what)
 
 if __name__ == "__main__":
     main()

@@ -106,6 +106,7 @@ datapoints:
 import datetime  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.opsconsole_metric import exit_with_newest  # noqa: E402
 
 try:
     import grpc
@@ -139,26 +140,6 @@ def _value(point):
     if kind == "distribution_value":
         return float(point.value.distribution_value.mean)
     return None
-
-
-def _exit_with_newest(module, points, now, what):
-    """exit_json with the newest of (timestamp, value) points, or found=false (fail_json if asked)."""
-    p = module.params
-    if not points:
-        if p["fail_on_missing"]:
-            module.fail_json(msg=f"no data point of {what} in the last {p['window']} s")
-        module.exit_json(changed=False, found=False, value=None, timestamp=None, age_s=None, datapoints=0)
-    ts, value = max(points, key=lambda tv: tv[0])
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=datetime.UTC)
-    module.exit_json(
-        changed=False,
-        found=True,
-        value=value,
-        timestamp=ts.astimezone(datetime.UTC).isoformat(),
-        age_s=round(max(0.0, (now - ts).total_seconds()), 3),
-        datapoints=len(points),
-    )
 
 
 def main():
@@ -221,7 +202,7 @@ def main():
         module.fail_json(msg=f"Failed to read {what} from {where}: {status}: {detail}")
     except grpc.RpcError as e:  # pragma: no cover - api_core wraps these
         module.fail_json(msg=f"Failed to read {what} from {where}: {e}")
-    _exit_with_newest(module, points, now, what)
+    exit_with_newest(module, points, now, what)
 
 
 if __name__ == "__main__":

@@ -24,15 +24,11 @@ def environment(home: Path) -> dict[str, str]:
     return env
 
 
-def cli(
-    home: Path, *args: str, ok: bool = True, timeout: float = 180, reader: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run `opsconsole ARGS`; never a traceback; with ``ok`` the command must succeed. ``reader="sim"``
-    reads the world in-process: for commands that only look at the store (jobs, approvals), it spares
-    the embedded server the local cloud's adapters."""
+def cli(home: Path, *args: str, ok: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run `opsconsole ARGS`; never a traceback; with ``ok`` the command must succeed. (A command that
+    only looks at the store, like jobs or approvals, does not read the fleet: its embedded server starts
+    on demand.)"""
     env = environment(home)
-    if reader is not None:
-        env["OPSCONSOLE_SANDBOX_READER"] = reader
     result = subprocess.run([OPSCONSOLE, *args], capture_output=True, text=True, timeout=timeout,
                             env=env, check=False)
     assert "Traceback" not in result.stderr, result.stderr

@@ -90,9 +90,8 @@ def test_a_run_changes_the_fleet_and_is_recorded(home: Path) -> None:
 )
 def test_bad_requests_exit_2_and_file_nothing(home: Path, args: tuple[str, ...], needle: str) -> None:
     def counts() -> tuple[int, int]:
-        jobs = json.loads(cli(home, "jobs", "list", "--json", "-n", "1000", reader="sim").stdout)
-        requests = json.loads(cli(home, "approvals", "list", "--all", "--json", "-n", "1000",
-                                  reader="sim").stdout)
+        jobs = json.loads(cli(home, "jobs", "list", "--json", "-n", "1000").stdout)
+        requests = json.loads(cli(home, "approvals", "list", "--all", "--json", "-n", "1000").stdout)
         return len(jobs), len(requests)
 
     before = counts()

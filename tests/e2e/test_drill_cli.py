@@ -50,16 +50,15 @@ def test_a_drill_writes_a_report_and_records_the_rto_verdict(home: Path) -> None
 
     # The verdict is on the failover's job and in the audit log's run_finished entry.
     job_id = report["jobs"]["failover"]["id"]
-    job = json.loads(cli(home, "jobs", "show", job_id, "--json", reader="sim").stdout)
+    job = json.loads(cli(home, "jobs", "show", job_id, "--json").stdout)
     assert job["rto"]["verdict"] == summary["verdict"] and job["rto"]["rto_s"] == summary["rto_s"]
     assert job["stats"]["rto"]["target_s"] == 900.0
-    shown = cli(home, "jobs", "show", job_id, reader="sim").stdout
+    shown = cli(home, "jobs", "show", job_id).stdout
     assert "RTO " in shown and "/ 15:00" in shown
-    entries = json.loads(cli(home, "audit", "log", "--kind", "run_finished", "--json", "-n", "1000",
-                             reader="sim").stdout)
+    entries = json.loads(cli(home, "audit", "log", "--kind", "run_finished", "--json", "-n", "1000").stdout)
     judged = [e for e in entries if e["job_id"] == job_id]
     assert len(judged) == 1 and judged[0]["data"]["rto"]["verdict"] == summary["verdict"]
-    assert cli(home, "audit", "verify", reader="sim").returncode == 0
+    assert cli(home, "audit", "verify").returncode == 0
 
 
 @pytest.mark.slow

@@ -64,3 +64,15 @@ def test_without_sandbox_up_a_command_starts_its_own_local_cloud(tmp_path: Path)
     assert [s["name"] for s in doc["sources"]] == ADAPTERS
     assert all(s["status"] == "ok" for s in doc["sources"]), doc["sources"]
     assert not (tmp_path / "sandbox" / "endpoints.json").exists()
+
+
+def test_a_command_that_never_shows_the_fleet_starts_no_local_cloud(tmp_path: Path) -> None:
+    world = tmp_path / "sandbox" / "world.json"
+    cli(tmp_path, "--as", "alice", "jobs", "list")
+    cli(tmp_path, "approvals", "list")
+    assert "intact" in cli(tmp_path, "audit", "verify").stdout
+    # No emulator started, so nothing synced the world: it was never even written.
+    assert not world.exists()
+    doc = status(tmp_path)  # the fleet, asked for: the command's own local cloud, every source read
+    assert all(s["status"] == "ok" for s in doc["sources"]), doc["sources"]
+    assert world.exists()

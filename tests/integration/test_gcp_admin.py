@@ -356,6 +356,7 @@ class Playground:
             },
             envvars={
                 "ANSIBLE_LIBRARY": str(REPO / "playbooks" / "library"),
+                "ANSIBLE_MODULE_UTILS": str(REPO / "playbooks" / "module_utils"),
                 "ANSIBLE_NOCOLOR": "1",
                 "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             },

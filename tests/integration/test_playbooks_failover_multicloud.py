@@ -92,7 +92,8 @@ def run_module(sb: Sandbox, module: str, args: dict[str, Any]) -> dict[str, Any]
     home.mkdir(exist_ok=True)
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(home), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json",
-           "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
+           "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+           "ANSIBLE_MODULE_UTILS": str(PLAYBOOKS / "module_utils")}  # no playbook: not found beside it
     proc = subprocess.run(
         [str(BIN / "ansible"), "localhost", "-M", str(PLAYBOOKS / "library"), "-m", module,
          "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}", "--check"],

@@ -9,10 +9,11 @@ again and nothing reads STALE. Twice: after the second restart the sources must 
 followed the first time. The console must still be running, with no traceback on its screen.
 
 Reliable on a loaded 2-core machine: every step waits for what the pane (or the file system) shows, with
-generous deadlines; nothing is timed by sleeping. The deadlines are long because the cloud sources poll
-at their cadence (60 s): a stopped local cloud is noticed by the AWS, GCP and Azure sources only at
-their next poll, so turning stale takes up to a minute and more on a busy machine. A failure prints the
-pane, its scrollback and what ``sandbox up`` wrote.
+generous deadlines; nothing is timed by sleeping. A stopped local cloud is noticed by the AWS, GCP and
+Azure sources only at their next poll, so both processes read a copy of the seed inventory whose
+``opsconsole_clouds`` cadences are the shortest allowed (metrics 10 s, describes 30 s; the seed's are 60
+and 300 s): each phase then takes seconds rather than a minute or two. A failure prints the pane, its
+scrollback and what ``sandbox up`` wrote.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class Sandbox:
         self.starts += 1
         self.log = self.home / f"sandbox-up-{self.starts}.log"  # one per start: each is checked at its stop
         with self.log.open("w") as out:
-            self.process = subprocess.Popen([OPSCONSOLE, "sandbox", "up"], env=environment(self.home),
+            self.process = subprocess.Popen([OPSCONSOLE, "sandbox", "up"], env=_environment(self.home),
                                             text=True, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + SANDBOX_UP_S
         while True:
@@ -173,8 +174,33 @@ class Sandbox:
                 self.process.wait()
 
 
+#: The repository's seed inventory, copied with shorter cloud cadences (see the module docstring).
+SEED_INVENTORY = Path(__file__).resolve().parents[2] / "inventory"
+SHORT_CADENCES = {"metrics_cadence_s: 60": "metrics_cadence_s: 10",
+                  "describe_cadence_s: 300": "describe_cadence_s: 30"}
+
+
+def _environment(home: Path) -> dict[str, str]:
+    """The tmux tests' environment, reading the inventory copied into ``home`` (:func:`quick_inventory`)."""
+    return {**environment(home), "OPSCONSOLE_INVENTORY": str(home / "inventory")}
+
+
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+def quick_inventory(tmp_path: Path) -> Path:
+    """The seed inventory in ``tmp_path/inventory``, its cloud sources polling at the shortest cadences."""
+    copy = tmp_path / "inventory"
+    shutil.copytree(SEED_INVENTORY, copy)
+    settings = copy / "group_vars" / "all.yml"
+    text = settings.read_text()
+    for seed, short in SHORT_CADENCES.items():
+        assert text.count(seed) == 3, f"{settings}: expected {seed!r} for aws, gcp and azure"
+        text = text.replace(seed, short)
+    settings.write_text(text)
+    return copy
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, quick_inventory: Path) -> Iterator[Sandbox]:
     made = Sandbox(tmp_path)
     yield made
     made.kill()
@@ -190,7 +216,7 @@ def console(tmp_path: Path) -> Iterator[Console]:
 
 
 def _open(console: Console, home: Path) -> None:
-    env = {**environment(home), "OPSCONSOLE_SANDBOX_READER": "cloud", "TERM": "xterm-256color"}
+    env = {**_environment(home), "OPSCONSOLE_SANDBOX_READER": "cloud", "TERM": "xterm-256color"}
     exports = " ".join(f"{k}={v!r}" for k, v in env.items() if k.startswith(("OPSCONSOLE_", "TERM")))
     command = f"env {exports} {OPSCONSOLE} --as alice; echo exit=$? > {console.status}"
     subprocess.run(["tmux", "new-session", "-d", "-s", console.session, "-x", "120", "-y", "40", command],
