@@ -31,8 +31,10 @@ run: install
 ## make test: install the test extras and run the whole suite, on both cores (pytest-xdist). A file's
 ## tests run on one worker, in order: several modules share one local cloud or sandbox per module and
 ## build on what the tests before did (a failback after the failover); work stealing could move a test
-## to the other worker, onto a fresh fixture. Files are handed out as workers free up.
+## to the other worker, onto a fresh fixture. Files are handed out as workers free up. The package's
+## bytecode is compiled first (see `run`): the suite starts the CLI in a few hundred processes.
 test: install-test
+	@$(BIN)/python -m compileall -q -j 0 opsconsole bot >/dev/null
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ## make test-fast: the in-process tests (unit, CLI, server, console, store), on both cores; no
