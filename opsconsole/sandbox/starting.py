@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from opsconsole.core.fleet.deferred import DeferredSource
 from opsconsole.core.fleet.engine import FleetSource, SourceReading
 
 #: How long a starting source may take to give its first answer (the engine's ``startup_s``): the
@@ -54,15 +55,16 @@ class StartingSource:
         self.cadence_s = cadence_s
         self.startup_s = startup_s
         self.hold_s = hold_s
-        self._build = build
         self._released = threading.Event()
-        self._lock = threading.Lock()
-        self._source: FleetSource | None = None
+        # The build itself (once, concurrent readers waiting) is a deferred source's; held, not exposed:
+        # a ``prepare()`` here would make the engine wait for this source, which is the opposite of its
+        # purpose.
+        self._deferred = DeferredSource(name, build, cadence_s=cadence_s)
 
     @property
     def source(self) -> FleetSource | None:
         """The real source, once built."""
-        return self._source
+        return self._deferred.built_source
 
     #: The name :func:`opsconsole.core.fleet.engine.underlying` looks for.
     built_source = source
@@ -72,20 +74,13 @@ class StartingSource:
         self._released.set()
 
     def read(self) -> SourceReading:
-        source = self._source
-        if source is None:
+        if self._deferred.built_source is None:
             self._released.wait(self.hold_s)
-            with self._lock:
-                if self._source is None:
-                    self._source = self._build()
-                source = self._source
-        return source.read()
+        return self._deferred.read()
 
     def touch(self, kinds: Any = None) -> None:
         """Passed on to the real source (nothing to do before it exists: its first read is fresh)."""
-        touch = getattr(self._source, "touch", None)
-        if callable(touch):
-            touch(kinds)
+        self._deferred.touch(kinds)
 
 
 def release_starting(sources: Iterable[object]) -> int:

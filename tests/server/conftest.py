@@ -62,6 +62,15 @@ def sim(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def cloud_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``tmp_path`` as the home of an embedded server reading the local cloud through the real adapters
+    (no ``sandbox up`` there: the server's own local cloud)."""
+    monkeypatch.setenv("OPSCONSOLE_HOME", str(tmp_path))
+    monkeypatch.setenv("OPSCONSOLE_SANDBOX_READER", "cloud")
+    return tmp_path
+
+
+@pytest.fixture
 def core(sim: None, _isolated_home: Path) -> Iterator[OpsCore]:
     """A sandbox core on the simulated world, with the real run engine (playbooks may fail against the
     simulation: these tests look at what the server decides, not at what Ansible does)."""

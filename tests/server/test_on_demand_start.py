@@ -22,12 +22,8 @@ from opsconsole.wiring import world_store
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_the_store_answers_without_the_fleet_and_the_fleet_comes_whole_when_asked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OPSCONSOLE_HOME", str(tmp_path))
-    monkeypatch.setenv("OPSCONSOLE_SANDBOX_READER", "cloud")
-    with EmbeddedServer.start(acting_as="alice", home=tmp_path, on_demand=True) as server, \
+def test_the_store_answers_without_the_fleet_and_the_fleet_comes_whole_when_asked(cloud_home: Path) -> None:
+    with EmbeddedServer.start(acting_as="alice", home=cloud_home, on_demand=True) as server, \
             server.client(face="cli") as client:
         sources = server.core.fleet_sources
         assert [s.name for s in sources] == ["k8s", "aws", "gcp", "azure"]
@@ -37,7 +33,8 @@ def test_the_store_answers_without_the_fleet_and_the_fleet_comes_whole_when_aske
         assert client.jobs() == [] and client.requests() == []
         assert client.audit_verify() is not None
         assert all(s.built_source is None for s in sources)
-        assert not world_store(server.core.fleet, home=tmp_path).path.exists()  # the local cloud never synced
+        # The local cloud never synced: the world was not even written.
+        assert not world_store(server.core.fleet, home=cloud_home).path.exists()
         # The fleet, asked for: every source read, none "starting" (a one-shot command waits for all).
         view = client.fleet()
         status = {s.name: s.status for s in view.snapshot.sources}

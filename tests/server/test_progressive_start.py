@@ -18,12 +18,8 @@ WAIT_S = 120.0  # the clouds' emulators and adapters on a loaded 2-core machine
 
 
 @pytest.mark.slow
-def test_first_view_has_the_kubernetes_data_and_the_clouds_starting_then_all(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OPSCONSOLE_HOME", str(tmp_path))
-    monkeypatch.setenv("OPSCONSOLE_SANDBOX_READER", "cloud")
-    with EmbeddedServer.start(acting_as="alice", home=tmp_path, progressive=True) as server, \
+def test_first_view_has_the_kubernetes_data_and_the_clouds_starting_then_all(cloud_home: Path) -> None:
+    with EmbeddedServer.start(acting_as="alice", home=cloud_home, progressive=True) as server, \
             server.client(face="tui") as client:
         first = client.fleet()
         status = {s.name: s.status for s in first.snapshot.sources}
