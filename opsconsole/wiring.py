@@ -238,13 +238,25 @@ def sandbox_reader() -> str:
     return reader
 
 
+#: How long a one-shot command (``on_demand``) waits for each source's read. A console refreshes every
+#: few seconds, so a source slower than its short deadline is shown stale and caught up at the next
+#: refresh; a one-shot command reads once, cold (SDK clients built, connections opened, on the sandbox
+#: the emulators just started), and prints what it got. On the sandbox the cold first read of AWS takes
+#: 2.4 s quiet (bench/bench_cli.py, "one_shot_cold_reads"; 0.7 s warm: it builds about fifty boto3
+#: clients) and took 5.6-6.8 s beside three CPU burners (Kubernetes: 0.8 s, and 3.2-3.5 s), so with the
+#: console's 5 s a loaded CI machine's `fleet status` printed AWS as "no answer within 5.0 s" and exited
+#: 1 on a healthy fleet. A cloud that refuses or fails still answers at once; only one that hangs makes
+#: the command wait this long.
+ONE_SHOT_DEADLINE_S = 15.0
+
+
 @contextmanager
 def sandbox_core(
     inventory: Path | None = None,
     *,
     home: Path | None = None,
     clock: Clock | None = None,
-    deadline_s: float = 5.0,
+    deadline_s: float | None = None,
     reader: str | None = None,
     audit_key: bytes | None = None,
     audit_head_file: Path | None = None,
@@ -259,7 +271,8 @@ def sandbox_core(
     :mod:`opsconsole.sandbox.starting`): the console's first data comes seconds sooner.
     ``on_demand`` (a one-shot command): the adapters are built, and an ephemeral local cloud's emulators
     started, only when the fleet is first read or a run first needs them (see
-    :mod:`opsconsole.core.fleet.deferred`): ``jobs list`` reads the store and nothing else.
+    :mod:`opsconsole.core.fleet.deferred`): ``jobs list`` reads the store and nothing else. Its reads
+    get :data:`ONE_SHOT_DEADLINE_S` (``deadline_s`` when given; else 5 s).
 
     By default the fleet is read through the four real adapters from the local cloud: the one
     ``opsconsole sandbox up`` runs, or one started for this block. ``reader="sim"`` reads the world
@@ -268,6 +281,8 @@ def sandbox_core(
     fleet = load_inventory(inventory)
     home = home or opsconsole_home()
     store = world_store(fleet, home=home, clock=clock)
+    if deadline_s is None:
+        deadline_s = ONE_SHOT_DEADLINE_S if on_demand else 5.0
     if (reader or sandbox_reader()) == "sim":
         with OpsCore(fleet, [SimSource(store)], deadline_s=deadline_s, clock=clock, sandbox=True,
                      audit_key=audit_key, audit_head_file=audit_head_file) as core:
@@ -438,7 +453,7 @@ def live_core(
     inventory: Path | None = None,
     *,
     clock: Clock | None = None,
-    deadline_s: float = 10.0,
+    deadline_s: float | None = None,
     audit_key: bytes | None = None,
     audit_head_file: Path | None = None,
     on_demand: bool = False,
@@ -446,8 +461,11 @@ def live_core(
     """An :class:`OpsCore` reading the real clouds of the inventory (``opsconsole --live``).
 
     ``audit_key`` / ``audit_head_file``: see :class:`OpsCore` (the ops server passes its own).
-    ``on_demand``: the adapters are built when the fleet is first read (see :func:`sandbox_core`).
+    ``on_demand``: the adapters are built when the fleet is first read, and read within
+    :data:`ONE_SHOT_DEADLINE_S` (see :func:`sandbox_core`); else within ``deadline_s`` (default 10 s).
     """
+    if deadline_s is None:
+        deadline_s = ONE_SHOT_DEADLINE_S if on_demand else 10.0
     fleet = load_inventory(inventory)
     accounts = fleet.accounts
     connection = Connection({

@@ -12,12 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from opsconsole import wiring
 from opsconsole.core.fleet.deferred import DeferredSource
 from opsconsole.core.fleet.engine import SourceStatus
+from opsconsole.core.fleet.inventory import load_inventory
 from opsconsole.core.fleet.model import WorkloadState
 from opsconsole.core.runs.records import JobStatus
+from opsconsole.sandbox.emulator import scope_in
+from opsconsole.sandbox.localcloud import LocalCloud, endpoints_path
 from opsconsole.server.embedded import EmbeddedServer
-from opsconsole.wiring import world_store
+from opsconsole.wiring import ONE_SHOT_DEADLINE_S, sandbox_emulators, world_store
 
 
 @pytest.mark.slow
@@ -55,3 +59,40 @@ def test_the_store_answers_without_the_fleet_and_the_fleet_comes_whole_when_aske
             seen = events[-1].seq if events else seen
             job = client.job(job.id)
         assert job.check_mode and job.status is JobStatus.SUCCEEDED, job
+
+
+#: How long the faulted CloudWatch answer waits: past a console's 5 s deadline, well inside a one-shot's.
+SLOW_ANSWER_S = 6.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_one_shot_command_waits_for_a_slow_cloud_a_console_would_show_as_not_answering(
+    cloud_home: Path,
+) -> None:
+    """A one-shot command reads once, so it waits longer for each source (``ONE_SHOT_DEADLINE_S``)
+    than a console, which refreshes every few seconds and shows a slow source stale meanwhile. One
+    CloudWatch answer (us-east-1's first) stalls 6 s: a console's 5 s deadline misses it, the one-shot
+    command shows AWS answered."""
+    fleet = load_inventory(None)
+    with LocalCloud(world_store(fleet, home=cloud_home), sandbox_emulators(fleet)) as cloud:  # `sandbox up`
+        cloud.start()
+        cloud.write_endpoints(endpoints_path(cloud_home))
+        aws = next(e for e in cloud.emulators if e.name == "aws")
+
+        def stall_us_east_1_once() -> None:
+            aws.faults.inject("slow", count=1, match=scope_in("us-east-1"), seconds=SLOW_ANSWER_S)
+
+        stall_us_east_1_once()
+        with EmbeddedServer.start(acting_as="alice", home=cloud_home, on_demand=True) as server, \
+                server.client(face="cli") as client:
+            one_shot = {s.name: s for s in client.fleet().snapshot.sources}
+        assert one_shot["aws"].status is SourceStatus.OK, one_shot["aws"]
+        assert one_shot["aws"].duration_s is not None and one_shot["aws"].duration_s >= SLOW_ANSWER_S
+
+        # The same stall on a console's read (its abandoned read may go on asking: it comes last).
+        stall_us_east_1_once()
+        with wiring.sandbox_core(home=cloud_home) as console_core:  # the console's deadline
+            console = {s.name: s for s in console_core.refresh().snapshot.sources}
+        assert console["aws"].status is not SourceStatus.OK, console["aws"]
+        assert ONE_SHOT_DEADLINE_S > SLOW_ANSWER_S + 5  # room for a loaded machine
