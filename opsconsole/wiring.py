@@ -242,11 +242,10 @@ def sandbox_reader() -> str:
 #: few seconds, so a source slower than its short deadline is shown stale and caught up at the next
 #: refresh; a one-shot command reads once, cold (SDK clients built, connections opened, on the sandbox
 #: the emulators just started), and prints what it got. On the sandbox the cold first read of AWS takes
-#: 2.4 s quiet (bench/bench_cli.py, "one_shot_cold_reads"; 0.7 s warm: it builds about fifty boto3
-#: clients) and took 5.6-6.8 s beside three CPU burners (Kubernetes: 0.8 s, and 3.2-3.5 s), so with the
-#: console's 5 s a loaded CI machine's `fleet status` printed AWS as "no answer within 5.0 s" and exited
-#: 1 on a healthy fleet. A cloud that refuses or fails still answers at once; only one that hangs makes
-#: the command wait this long.
+#: 2.3 s quiet (bench/bench_cli.py, "one_shot_cold_reads"; 0.7 s warm) and took 5.6-6.8 s beside three
+#: CPU burners (Kubernetes: 0.9 s, and 3.2-3.5 s), so with the console's 5 s a loaded CI machine's
+#: `fleet status` printed AWS as "no answer within 5.0 s" and exited 1 on a healthy fleet. A cloud that
+#: refuses or fails still answers at once; only one that hangs makes the command wait this long.
 ONE_SHOT_DEADLINE_S = 15.0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,10 @@ import pytest
 from opsconsole.core.fleet.inventory import load_inventory
 from opsconsole.core.fleet.model import Fleet
 from opsconsole.testing.postgres import ThrowawayPostgres
+
+# As the CLI does: grpc's C core writes INFO lines (a GOAWAY from a stopped emulator) straight to the
+# process's stderr, past pytest's capture, into the middle of the progress dots.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_INVENTORY = REPO / "inventory"
