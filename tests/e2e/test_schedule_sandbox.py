@@ -10,6 +10,7 @@ playbook runs to two.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,7 +46,13 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[OpsCo
 
 
 def _staging(core: OpsCore) -> dict[str, int]:
+    """Staging's desired replicas, from the first refresh in which every source answered (on a loaded
+    machine the first refresh of a fresh local cloud can miss a source's 5 s deadline; the next one
+    takes that late answer in)."""
+    deadline = time.monotonic() + 60
     snapshot = core.refresh().snapshot
+    while snapshot.partial and time.monotonic() < deadline:
+        snapshot = core.refresh().snapshot
     return {w.service: w.desired for w in snapshot.of_type(WorkloadState) if w.cluster == CLUSTER}
 
 

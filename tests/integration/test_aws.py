@@ -31,7 +31,7 @@ from opsconsole.core.fleet.model import (
     WorkloadState,
 )
 from opsconsole.providers.aws import MAX_METRICS_PER_CALL, AwsSource
-from opsconsole.sandbox.aws import HOSTED_ZONE, AwsCloud
+from opsconsole.sandbox.aws import HOSTED_ZONE, AwsCloud, load_balancer_dimension
 from opsconsole.sandbox.emulator import Endpoints
 from opsconsole.sandbox.world import World
 
@@ -219,6 +219,27 @@ def test_eks_metrics_ride_in_the_regions_batches(
     calls2, units2 = _get_metric_data()
     assert (calls2 - calls1, units2 - units1) == (3, len(queries))
     assert set(values) == {q[0] for q in queries}
+
+
+def test_a_query_fixed_just_before_a_publish_still_finds_the_regions_alb_metrics(
+    env: tuple[AwsCloud, Endpoints, World], fleet: Fleet
+) -> None:
+    """A reader fixes its query's EndTime, then the local cloud publishes (on a loaded machine, seconds
+    can pass between the two): the 5-minute sums are one point rewritten at every publish, so stamped at
+    the publish itself they fell past that EndTime and the region read "no recent ALB metrics"."""
+    emulator, endpoints, world = env
+    end = datetime.now(UTC)
+    emulator.publish(world)  # after the reader fixed its window
+    cw = _client(endpoints, "cloudwatch", "us-east-1")
+    lb = [{"Name": "LoadBalancer", "Value": load_balancer_dimension("us-east-1")}]
+    answer = cw.get_metric_data(  # type: ignore[attr-defined]
+        MetricDataQueries=[{"Id": "req5", "ReturnData": True, "MetricStat": {
+            "Metric": {"Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount", "Dimensions": lb},
+            "Period": 300, "Stat": "Sum"}}],
+        StartTime=datetime.fromtimestamp(end.timestamp() - 300, UTC), EndTime=end)
+    values = answer["MetricDataResults"][0]["Values"]
+    traffic = next(r for r in world.observe() if isinstance(r, RegionTraffic) and r.region == "us-east-1")
+    assert values and values[0] == pytest.approx(traffic.rps * 300.0), answer["MetricDataResults"]
 
 
 def test_route53_weight_change_reaches_the_world(

@@ -46,6 +46,7 @@ from opsconsole.sandbox.aws.naming import (
     _SEED_AMI,
     ACCOUNT_ID,
     HOSTED_ZONE,
+    INGESTION_DELAY_S,
     INGRESS_GROUP,
     ROUTE53_METRICS_REGION,
     SANDBOX_CREDENTIALS,
@@ -546,7 +547,7 @@ class AwsCloud:
             if self._moto is None:
                 log.warning("AWS emulator is down: publish skipped")
                 return
-            now = time.time()
+            now = time.time() - INGESTION_DELAY_S  # the datapoints' stamp (see INGESTION_DELAY_S)
             records = world.observe()
             traffic = {r.region: r for r in records if isinstance(r, RegionTraffic)}
             databases = {r.region: r for r in records if isinstance(r, DatabaseState)}

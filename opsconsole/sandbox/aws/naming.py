@@ -30,6 +30,12 @@ CW_TARGET_PREFIX = "GraniteServiceVersion20100801"
 HISTORY_S = 70 * 60
 #: Gauges keep at most one point per this many seconds (the newest publish wins).
 GAUGE_RESOLUTION_S = 60.0
+#: A publish stamps its datapoints this many seconds before it runs, as CloudWatch's own datapoints are
+#: older than the moment they become readable. Stamped at the publish itself, the newest point could lie
+#: past the end of a query fixed just before that publish (on a loaded machine, seconds pass between
+#: the two); a fresh local cloud has no older gauge point and the 5-minute sums are one rewritten point,
+#: so the region read "no recent ALB metrics in CloudWatch" though the world had them.
+INGESTION_DELAY_S = 15.0
 #: Sandbox credentials: not secrets, they only satisfy SigV4 signing.
 SANDBOX_CREDENTIALS = {
     # Distinctive dummies: the run engine redacts secret-looking values wherever they appear, so a
