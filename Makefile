@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: run test test-fast check lint bench install install-test clean
+.PHONY: run bytecode test test-fast check lint bench install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,17 +24,18 @@ install-test: $(VENV)/.installed-test
 ## make run: open the console on the embedded sandbox. The package's bytecode is compiled first: an
 ## editable install compiles nothing, and with PYTHONDONTWRITEBYTECODE set (as on CI machines) every
 ## start would compile ~250 modules again (a quarter of a second before the first screen).
-run: install
-	@$(BIN)/python -m compileall -q -j 0 opsconsole bot >/dev/null
+run: install bytecode
 	$(BIN)/opsconsole
+
+bytecode: $(BIN)/python
+	@$(BIN)/python -m compileall -q -j 0 opsconsole bot >/dev/null
 
 ## make test: install the test extras and run the whole suite, on both cores (pytest-xdist). A file's
 ## tests run on one worker, in order: several modules share one local cloud or sandbox per module and
 ## build on what the tests before did (a failback after the failover); work stealing could move a test
 ## to the other worker, onto a fresh fixture. Files are handed out as workers free up. The package's
 ## bytecode is compiled first (see `run`): the suite starts the CLI in a few hundred processes.
-test: install-test
-	@$(BIN)/python -m compileall -q -j 0 opsconsole bot >/dev/null
+test: install-test bytecode
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ## make test-fast: the in-process tests (unit, CLI, server, console, store), on both cores; no

@@ -247,6 +247,16 @@ def sandbox_reader() -> str:
 #: `fleet status` printed AWS as "no answer within 5.0 s" and exited 1 on a healthy fleet. A cloud that
 #: refuses or fails still answers at once; only one that hangs makes the command wait this long.
 ONE_SHOT_DEADLINE_S = 15.0
+#: How long a console (or the ops server) waits for each source's read, on the sandbox and live.
+SANDBOX_DEADLINE_S = 5.0
+LIVE_DEADLINE_S = 10.0
+
+
+def read_deadline_s(*, live: bool, on_demand: bool = False) -> float:
+    """The per-source read deadline of a core: a one-shot command's (``on_demand``), else a console's."""
+    if on_demand:
+        return ONE_SHOT_DEADLINE_S
+    return LIVE_DEADLINE_S if live else SANDBOX_DEADLINE_S
 
 
 @contextmanager
@@ -271,7 +281,7 @@ def sandbox_core(
     ``on_demand`` (a one-shot command): the adapters are built, and an ephemeral local cloud's emulators
     started, only when the fleet is first read or a run first needs them (see
     :mod:`opsconsole.core.fleet.deferred`): ``jobs list`` reads the store and nothing else. Its reads
-    get :data:`ONE_SHOT_DEADLINE_S` (``deadline_s`` when given; else 5 s).
+    get :data:`ONE_SHOT_DEADLINE_S` (``deadline_s`` when given; else :data:`SANDBOX_DEADLINE_S`).
 
     By default the fleet is read through the four real adapters from the local cloud: the one
     ``opsconsole sandbox up`` runs, or one started for this block. ``reader="sim"`` reads the world
@@ -281,7 +291,7 @@ def sandbox_core(
     home = home or opsconsole_home()
     store = world_store(fleet, home=home, clock=clock)
     if deadline_s is None:
-        deadline_s = ONE_SHOT_DEADLINE_S if on_demand else 5.0
+        deadline_s = read_deadline_s(live=False, on_demand=on_demand)
     if (reader or sandbox_reader()) == "sim":
         with OpsCore(fleet, [SimSource(store)], deadline_s=deadline_s, clock=clock, sandbox=True,
                      audit_key=audit_key, audit_head_file=audit_head_file) as core:
@@ -461,10 +471,11 @@ def live_core(
 
     ``audit_key`` / ``audit_head_file``: see :class:`OpsCore` (the ops server passes its own).
     ``on_demand``: the adapters are built when the fleet is first read, and read within
-    :data:`ONE_SHOT_DEADLINE_S` (see :func:`sandbox_core`); else within ``deadline_s`` (default 10 s).
+    :data:`ONE_SHOT_DEADLINE_S` (see :func:`sandbox_core`); else within ``deadline_s`` (default
+    :data:`LIVE_DEADLINE_S`).
     """
     if deadline_s is None:
-        deadline_s = ONE_SHOT_DEADLINE_S if on_demand else 10.0
+        deadline_s = read_deadline_s(live=True, on_demand=on_demand)
     fleet = load_inventory(inventory)
     accounts = fleet.accounts
     connection = Connection({

@@ -281,13 +281,12 @@ def _fleet_only_core(inventory: Path | None, live: bool, home: Path | None,
     from opsconsole.core.fleet.inventory import load_inventory  # noqa: PLC0415
 
     fleet = load_inventory(inventory)
+    deadline_s = wiring.read_deadline_s(live=live)
     if live:
-        deadline_s = 10.0
         sources = wiring.live_sources(fleet, timeout_s=deadline_s * 0.8)
         with OpsCore(fleet, sources, deadline_s=deadline_s, sandbox=False, store_problem=problem) as core:
             yield core
         return
-    deadline_s = 5.0
     home = home or opsconsole_home()
     world = wiring.world_store(fleet, home=home)
     if wiring.sandbox_reader() == "sim":
