@@ -24,7 +24,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
+import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     JSON,
@@ -404,6 +407,35 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+class _Executes(Protocol):
+    """What enter_wal_mode needs of a DB-API cursor."""
+
+    def execute(self, sql: str, /) -> object: ...
+
+
+def enter_wal_mode(cursor: _Executes, *, within_s: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
+    """Put the database in WAL mode, waiting out other openers for up to ``within_s``.
+
+    Switching a fresh file to WAL needs the database's exclusive lock. When several processes open a
+    fresh store at once (two bot replicas starting together), SQLite can answer the losers "database is
+    locked" at once, without calling the busy handler: one of them holds a shared lock and waits for the
+    exclusive one, so waiting would deadlock. The switch is retried with a short, jittered back-off until
+    it succeeds or the busy timeout has passed; a database already in WAL mode answers at once.
+    """
+    deadline = time.monotonic() + within_s
+    pause_s = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() + pause_s > deadline:
+                raise
+        time.sleep(pause_s * (0.5 + random.random()))
+        pause_s = min(pause_s * 2, 0.2)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``: SQLite in WAL mode with a busy timeout, or a pre-pinged pool elsewhere."""
     if not is_sqlite(url):
@@ -424,8 +456,8 @@ def make_engine(url: str) -> Engine:
         # that a write transaction can start IMMEDIATE (see write_transaction).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        enter_wal_mode(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
