@@ -41,7 +41,13 @@ from opsconsole.core.runs.records import Job
 from opsconsole.core.runs.runner import Runner, cancel_runs_at_exit
 from opsconsole.providers.sim import SimSource
 from opsconsole.sandbox.emulator import Emulator, Endpoints
-from opsconsole.sandbox.localcloud import DEFAULT_SYNC_S, read_running, running_or_ephemeral, started_now
+from opsconsole.sandbox.localcloud import (
+    DEFAULT_SYNC_S,
+    LocalCloud,
+    read_running,
+    running_or_ephemeral,
+    started_now,
+)
 from opsconsole.sandbox.starting import LazyMapping, StartingSource
 from opsconsole.sandbox.state import WorldStore
 
@@ -259,6 +265,27 @@ def read_deadline_s(*, live: bool, on_demand: bool = False) -> float:
     return LIVE_DEADLINE_S if live else SANDBOX_DEADLINE_S
 
 
+def sandbox_sources(
+    fleet: Fleet,
+    home: Path,
+    endpoints: Mapping[str, Endpoints],
+    cloud: LocalCloud | None,
+    *,
+    timeout_s: float,
+    deferred: bool = False,
+) -> list[FleetSource]:
+    """The four adapters on a sandbox's local cloud, as every sandbox core reads it: at the inventory's
+    cadences, following the local cloud to new ports when it restarts (``cloud``: the ephemeral one of
+    this process, else the shared ``sandbox up`` one, whose endpoints file is re-read)."""
+
+    def resolve() -> Mapping[str, Endpoints] | None:
+        # The ephemeral cloud's own endpoints, or what the shared `sandbox up` wrote last.
+        return dict(cloud.endpoints) if cloud is not None else read_running(home)
+
+    return adapter_sources(fleet, endpoints, timeout_s=timeout_s, cadences=source_cadences(fleet.source),
+                           resolve=resolve, deferred=deferred)
+
+
 @contextmanager
 def sandbox_core(
     inventory: Path | None = None,
@@ -309,13 +336,7 @@ def sandbox_core(
     first = kubernetes_first if progressive else nothing_first if on_demand else None
     local_cloud = running_or_ephemeral(home, store, lambda: sandbox_emulators(fleet), first=first)
     with local_cloud as (endpoints, cloud):
-
-        def resolve() -> Mapping[str, Endpoints] | None:
-            # The ephemeral cloud's own endpoints, or what the shared `sandbox up` wrote last.
-            return dict(cloud.endpoints) if cloud is not None else read_running(home)
-
-        sources = adapter_sources(fleet, endpoints, timeout_s=timeout_s,
-                                  cadences=source_cadences(fleet.source), resolve=resolve,
+        sources = sandbox_sources(fleet, home, endpoints, cloud, timeout_s=timeout_s,
                                   deferred=on_demand and not progressive)
         def extravars() -> dict[str, object]:
             aws = endpoints["aws"]  # a progressive start: waits for the AWS emulator

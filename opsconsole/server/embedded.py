@@ -191,7 +191,8 @@ def _embedded(
                 store_problem = exc
         if core is None:
             log.warning("the store is unavailable (%s): serving the fleet read-only", store_problem)
-            core = stack.enter_context(_fleet_only_core(inventory, live, home, store_problem))
+            fleet_only = _fleet_only_core(inventory, live, home, store_problem, on_demand=on_demand)
+            core = stack.enter_context(fleet_only)
         directory = core.directory
         identity = directory.cast_member(acting_as) if acting_as else directory.os_user(os_account())
         hub = Hub()
@@ -274,14 +275,15 @@ def _store_problem(live: bool, home: Path | None) -> StoreUnavailable | None:
 
 @contextmanager
 def _fleet_only_core(inventory: Path | None, live: bool, home: Path | None,
-                     problem: StoreUnavailable | None) -> Iterator[OpsCore]:
+                     problem: StoreUnavailable | None, *, on_demand: bool = False) -> Iterator[OpsCore]:
     """A core that reads the fleet and nothing else (no runner, no store): the same sources as
-    :func:`opsconsole.wiring.sandbox_core` / :func:`~opsconsole.wiring.live_core` would read."""
+    :func:`opsconsole.wiring.sandbox_core` / :func:`~opsconsole.wiring.live_core` would read, with the
+    same per-source deadline (a one-shot command's when ``on_demand``: it reads once, cold)."""
     from opsconsole import wiring  # noqa: PLC0415 - the composition root
     from opsconsole.core.fleet.inventory import load_inventory  # noqa: PLC0415
 
     fleet = load_inventory(inventory)
-    deadline_s = wiring.read_deadline_s(live=live)
+    deadline_s = wiring.read_deadline_s(live=live, on_demand=on_demand)
     if live:
         sources = wiring.live_sources(fleet, timeout_s=deadline_s * 0.8)
         with OpsCore(fleet, sources, deadline_s=deadline_s, sandbox=False, store_problem=problem) as core:
@@ -298,8 +300,8 @@ def _fleet_only_core(inventory: Path | None, live: bool, home: Path | None,
         return
     from opsconsole.sandbox.localcloud import running_or_ephemeral  # noqa: PLC0415
 
-    with running_or_ephemeral(home, world, lambda: wiring.sandbox_emulators(fleet)) as (endpoints, _cloud):
-        sources = wiring.adapter_sources(fleet, endpoints, timeout_s=deadline_s * 0.8)
+    with running_or_ephemeral(home, world, lambda: wiring.sandbox_emulators(fleet)) as (endpoints, cloud):
+        sources = wiring.sandbox_sources(fleet, home, endpoints, cloud, timeout_s=deadline_s * 0.8)
         with OpsCore(fleet, sources, deadline_s=deadline_s, sandbox=True, store_problem=problem) as core:
             yield core
 

@@ -7,6 +7,7 @@ the adapters (no `sandbox up`: the ephemeral local cloud of one command).
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -61,6 +62,13 @@ def test_the_store_answers_without_the_fleet_and_the_fleet_comes_whole_when_aske
         assert job.check_mode and job.status is JobStatus.SUCCEEDED, job
 
 
+def _closed_port() -> int:
+    """A loopback port nothing listens on (a connection to it is refused at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 #: How long the faulted CloudWatch answer waits: past a console's 5 s deadline, well inside a one-shot's.
 SLOW_ANSWER_S = 6.0
 
@@ -68,12 +76,13 @@ SLOW_ANSWER_S = 6.0
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_one_shot_command_waits_for_a_slow_cloud_a_console_would_show_as_not_answering(
-    cloud_home: Path,
+    cloud_home: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A one-shot command reads once, so it waits longer for each source (``ONE_SHOT_DEADLINE_S``)
     than a console, which refreshes every few seconds and shows a slow source stale meanwhile. One
     CloudWatch answer (us-east-1's first) stalls 6 s: a console's 5 s deadline misses it, the one-shot
-    command shows AWS answered."""
+    command shows AWS answered, with its store up and with its store down (the store-outage core).
+    The console's read comes last: the read it abandons may go on asking and take a later stall."""
     fleet = load_inventory(None)
     with LocalCloud(world_store(fleet, home=cloud_home), sandbox_emulators(fleet)) as cloud:  # `sandbox up`
         cloud.start()
@@ -90,9 +99,21 @@ def test_a_one_shot_command_waits_for_a_slow_cloud_a_console_would_show_as_not_a
         assert one_shot["aws"].status is SourceStatus.OK, one_shot["aws"]
         assert one_shot["aws"].duration_s is not None and one_shot["aws"].duration_s >= SLOW_ANSWER_S
 
-        # The same stall on a console's read (its abandoned read may go on asking: it comes last).
+        # With the store down the one-shot command is served by the store-outage core: the same wait.
+        with monkeypatch.context() as patched:
+            patched.setenv("OPSCONSOLE_DB_URL", f"postgresql://opsconsole@127.0.0.1:{_closed_port()}/gone")
+            stall_us_east_1_once()
+            with EmbeddedServer.start(acting_as="alice", home=cloud_home, on_demand=True) as server, \
+                    server.client(face="cli") as client:
+                assert server.store_problem is not None and server.store_problem.title == "store unreachable"
+                outage = {s.name: s for s in client.fleet().snapshot.sources}
+        assert outage["aws"].status is SourceStatus.OK, outage["aws"]
+        assert outage["aws"].duration_s is not None and outage["aws"].duration_s >= SLOW_ANSWER_S
+
+        # The same stall on a console's read.
         stall_us_east_1_once()
         with wiring.sandbox_core(home=cloud_home) as console_core:  # the console's deadline
             console = {s.name: s for s in console_core.refresh().snapshot.sources}
         assert console["aws"].status is not SourceStatus.OK, console["aws"]
+
         assert ONE_SHOT_DEADLINE_S > SLOW_ANSWER_S + 5  # room for a loaded machine
