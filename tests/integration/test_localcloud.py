@@ -125,8 +125,8 @@ def test_a_kubernetes_scale_reaches_the_world_and_the_next_snapshot(
     local_cloud.sync()
     with local_cloud.store.open() as world:
         assert world.replicas("gke-euw1-prod", "checkout") == 9
-    sources = adapter_sources(fleet, local_cloud.endpoints, timeout_s=8.0)
-    with OpsCore(fleet, sources, deadline_s=10.0) as core:
+    sources = adapter_sources(fleet, local_cloud.endpoints, timeout_s=20.0)  # generous: a loaded machine
+    with OpsCore(fleet, sources, deadline_s=25.0) as core:
         view = core.refresh()
     workload = view.snapshot.get("workload/gke-euw1-prod/checkout")
     assert isinstance(workload, WorkloadState) and workload.desired == 9

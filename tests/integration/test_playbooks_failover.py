@@ -159,7 +159,10 @@ def run_playbook(sb: Sandbox, name: str, extravars: dict[str, Any], *, check: bo
 
 
 def adapter_view(sb: Sandbox) -> dict[str, Any]:
-    reading = AwsSource.from_endpoints(sb.fleet, sb.cloud.endpoints["aws"], timeout_s=10.0).read()
+    # A fresh adapter's first read is cold (clients built, eleven regions asked at once): generous, as
+    # beside CPU burners and the other worker's playbooks it can take several seconds.
+    reading = AwsSource.from_endpoints(sb.fleet, sb.cloud.endpoints["aws"], timeout_s=30.0).read()
+    assert reading.complete, reading.problems
     return {r.key: r for r in reading.records if isinstance(r, DnsRecordSet | DatabaseState)}
 
 

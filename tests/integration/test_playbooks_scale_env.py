@@ -218,7 +218,7 @@ def test_out_of_bounds_is_refused_before_any_change(sandbox: Sandbox, ask: dict[
 
 
 def _k8s_workloads(sandbox: Sandbox, clusters: set[str]) -> list[WorkloadState]:
-    source = KubernetesSource.from_endpoints(sandbox.fleet, sandbox.cloud.endpoints["k8s"], timeout_s=5.0)
+    source = KubernetesSource.from_endpoints(sandbox.fleet, sandbox.cloud.endpoints["k8s"], timeout_s=30.0)
     reading = source.read()
     return [r for r in reading.records if isinstance(r, WorkloadState) and r.cluster in clusters]
 
