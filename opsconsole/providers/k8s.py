@@ -497,7 +497,9 @@ class KubernetesSource:
         failures: dict[str, str] = {}
         for future, ctx in futures.items():
             name = ctx.spec.name
-            if not future.done():
+            # Still running, or never started: a cluster queued behind slow ones is cancelled at the
+            # deadline (the pool's shutdown), which is the same "no answer", not a failure of its own.
+            if not future.done() or future.cancelled():
                 failures[name] = f"no answer from {ctx.server} within {self._timeout_s:g} s"
                 continue
             try:

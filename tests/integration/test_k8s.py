@@ -8,6 +8,7 @@ to it with the plain client, as a playbook would.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import subprocess
 import sys
@@ -395,6 +396,21 @@ def test_down_drops_open_keep_alive_connections(
     emulator.faults.clear()
     read_completely(60, "the watches did not come back")
     source.close()
+
+
+def test_clusters_queued_past_the_deadline_are_no_answer_not_an_error(
+    seed_fleet: Fleet, emulator: KubeApiEmulator, endpoints: Endpoints, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One reader thread and every answer stalled: the first cluster is still being listed at the
+    deadline and the other 30 never started (the pool cancels them). All 31 are "no answer"; none is
+    logged as a failure with a traceback (CI's log showed 13 ``CancelledError`` tracebacks)."""
+    source = KubernetesSource.from_endpoints(seed_fleet, endpoints, timeout_s=0.5, max_workers=1)
+    with emulator.faults.injected("slow", seconds=30), pytest.raises(SourceError) as err:
+        source.read()
+    source.close()
+    assert "no answer from" in err.value.message and "Cancelled" not in err.value.message
+    assert "(and 28 more cluster(s))" in err.value.message  # all 31 named, three in full
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_one_forbidden_cluster_is_a_half_answer(
