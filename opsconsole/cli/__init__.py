@@ -36,6 +36,7 @@ from opsconsole.cli.context import (
     CliContext,
     cli_context,
     err,
+    exit_code_of,
     out,
     terminate_like_interrupt,
 )
@@ -209,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     terminate_like_interrupt()
     try:
         app(args=argv, prog_name="opsconsole", standalone_mode=True)
+    except SystemExit as ending:
+        raise SystemExit(exit_code_of(ending.code)) from None
     except OpsError as error:
         report(error)
         sys.exit(2 if error.user_error else 1)

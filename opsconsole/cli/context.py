@@ -52,6 +52,10 @@ class Terminated(KeyboardInterrupt):
     unwinds — a run it follows is cancelled, the embedded server stops — instead of dying on the spot."""
 
 
+#: Set once SIGTERM has reached this process (see :func:`exit_code_of`).
+_terminated: list[bool] = []
+
+
 def terminate_like_interrupt() -> None:
     """Make SIGTERM raise :class:`Terminated` in the main thread (the CLI's entry point calls this)."""
     import signal  # noqa: PLC0415
@@ -61,9 +65,20 @@ def terminate_like_interrupt() -> None:
         return
 
     def _raise(_signum: int, _frame: Any) -> None:
+        _terminated.append(True)
         raise Terminated
 
     signal.signal(signal.SIGTERM, _raise)
+
+
+def exit_code_of(code: object) -> object:
+    """The exit code for ``code`` as the command ends: 143 where a SIGTERM made it 130.
+
+    Typer turns any ``KeyboardInterrupt`` that leaves a command into exit 130, :class:`Terminated`
+    included. A SIGTERM that lands while a command is not following a run (still filing it, or
+    starting its embedded server) would then exit as if it were Ctrl-C.
+    """
+    return 143 if code == 130 and _terminated else code
 
 
 @dataclass
