@@ -21,13 +21,14 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+from opsconsole.testing.ports import free_port
 
 #: Where Debian's postgresql-NN packages put the server binaries; the newest found wins.
 BIN_GLOB = "/usr/lib/postgresql/*/bin"
@@ -60,19 +61,13 @@ def _major(name: str) -> int:
     return int(name) if name.isdigit() else 0
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class ThrowawayPostgres:
     """One PostgreSQL server on 127.0.0.1, its data in a temporary directory, gone after :meth:`stop`."""
 
     def __init__(self, *, user: str = "opsconsole") -> None:
         self.user = user
         self.bindir = find_bindir()
-        self.port = _free_port()
+        self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="opsconsole-pg-"))
         self.datadir = self.root / "data"
         self._run_as: list[str] = []

@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -35,15 +34,10 @@ from typing import Any
 import httpx
 from cli_process import OPSCONSOLE, environment
 
+from opsconsole.testing.ports import free_port
+
 #: How long a server may take to answer /healthz 200 (the `cloud` reader starts the local cloud first).
 HEALTHY_WITHIN_S = 90.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def stop(process: subprocess.Popen[Any], *, grace_s: float = 30.0) -> None:

@@ -7,7 +7,6 @@ the adapters (no `sandbox up`: the ephemeral local cloud of one command).
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from opsconsole.core.runs.records import JobStatus
 from opsconsole.sandbox.emulator import scope_in
 from opsconsole.sandbox.localcloud import LocalCloud, endpoints_path
 from opsconsole.server.embedded import EmbeddedServer
+from opsconsole.testing.ports import free_port
 from opsconsole.wiring import ONE_SHOT_DEADLINE_S, sandbox_emulators, world_store
 
 
@@ -62,13 +62,6 @@ def test_the_store_answers_without_the_fleet_and_the_fleet_comes_whole_when_aske
         assert job.check_mode and job.status is JobStatus.SUCCEEDED, job
 
 
-def _closed_port() -> int:
-    """A loopback port nothing listens on (a connection to it is refused at once)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 #: How long the faulted CloudWatch answer waits: past a console's 5 s deadline, well inside a one-shot's.
 SLOW_ANSWER_S = 6.0
 
@@ -101,7 +94,7 @@ def test_a_one_shot_command_waits_for_a_slow_cloud_a_console_would_show_as_not_a
 
         # With the store down the one-shot command is served by the store-outage core: the same wait.
         with monkeypatch.context() as patched:
-            patched.setenv("OPSCONSOLE_DB_URL", f"postgresql://opsconsole@127.0.0.1:{_closed_port()}/gone")
+            patched.setenv("OPSCONSOLE_DB_URL", f"postgresql://opsconsole@127.0.0.1:{free_port()}/gone")
             stall_us_east_1_once()
             with EmbeddedServer.start(acting_as="alice", home=cloud_home, on_demand=True) as server, \
                     server.client(face="cli") as client:
